@@ -1,0 +1,243 @@
+//! The per-asset stage: multivariate detector, predictor and scheduling policy.
+//!
+//! Input: [`AssetInput`]s (closed tumbling windows and anomalies of the asset's sensors) and
+//! watermarks. Output ([`AssetOutputs`]): multivariate [`AnomalyDetected`] events,
+//! [`MaintenancePredicted`] events, [`MaintenanceScheduled`] proposals and
+//! [`HumanDecisionRequested`] events.
+//!
+//! Inputs are stashed until the watermark passes their event time, then processed in event-time
+//! order per asset, all sensors of one window end together, so outputs are deterministic.
+//! State per asset: the multivariate mean and covariance, the predictor's trends, the open
+//! proposal; plus the stash ahead of the watermark.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use vigil_events::{
+    event_id, format_rfc3339_ms, AnomalyDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
+    ScheduleStatus, Severity, EVENT_VERSION,
+};
+
+use crate::multivariate::{AssetMahalanobis, MultivariateConfig};
+use crate::predictor::{AssetPredictor, PredictorConfig};
+use crate::scheduler::{AssetSchedule, SchedulerConfig};
+use crate::sensor_stage::AssetInput;
+
+/// Version of the multivariate detector.
+pub const MULTIVARIATE_VERSION: u32 = 1;
+
+/// Settings of the asset stage.
+#[derive(Debug, Clone, Default)]
+pub struct AssetStageConfig {
+    /// Multivariate detector.
+    pub multivariate: MultivariateConfig,
+    /// Predictor.
+    pub predictor: PredictorConfig,
+    /// Scheduling policy.
+    pub scheduler: SchedulerConfig,
+}
+
+/// Outputs of one step.
+#[derive(Debug, Default)]
+pub struct AssetOutputs {
+    /// Multivariate anomalies.
+    pub anomalies: Vec<AnomalyDetected>,
+    /// Predictions.
+    pub predictions: Vec<MaintenancePredicted>,
+    /// Proposals.
+    pub schedule: Vec<MaintenanceScheduled>,
+    /// Decision requests.
+    pub decisions: Vec<HumanDecisionRequested>,
+}
+
+#[derive(Default)]
+struct AssetState {
+    mv: Option<AssetMahalanobis>,
+    predictor: AssetPredictor,
+    schedule: AssetSchedule,
+}
+
+/// The per-asset stage of one worker.
+pub struct AssetStage {
+    cfg: AssetStageConfig,
+    assets: HashMap<Arc<str>, AssetState>,
+    pending: Vec<AssetInput>,
+}
+
+fn order_key(i: &AssetInput) -> (EventTime, u8, &str) {
+    match i {
+        // Anomalies at a time count before the window ending then.
+        AssetInput::Anomaly { ts, .. } => (*ts, 0, ""),
+        AssetInput::Window { end, sensor_id, .. } => (*end, 1, sensor_id),
+    }
+}
+
+impl AssetStage {
+    /// An empty stage.
+    pub fn new(cfg: AssetStageConfig) -> Self {
+        AssetStage { cfg, assets: HashMap::new(), pending: Vec::new() }
+    }
+
+    /// Stashes an input until the watermark passes it.
+    pub fn push(&mut self, i: AssetInput) {
+        self.pending.push(i);
+    }
+
+    /// Inputs waiting for the watermark.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Closes an asset's open proposal (after a decision or completion).
+    pub fn close_proposal(&mut self, asset: &str) {
+        if let Some(a) = self.assets.get_mut(asset) {
+            a.schedule.close();
+        }
+    }
+
+    /// Resets an asset's baselines (after maintenance).
+    pub fn reset_asset(&mut self, asset: &str) {
+        if let Some(a) = self.assets.get_mut(asset) {
+            a.mv = None;
+            a.predictor.reset();
+        }
+    }
+
+    /// Processes every stashed input earlier than `watermark` (`None`: all of them).
+    pub fn advance(&mut self, watermark: Option<EventTime>, out: &mut AssetOutputs) {
+        let limit = watermark.unwrap_or(EventTime::MAX);
+        let mut ready = Vec::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].time() < limit {
+                ready.push(self.pending.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        // Group by asset, then by time; within an asset, inputs in event-time order.
+        let mut by_asset: BTreeMap<Arc<str>, Vec<AssetInput>> = BTreeMap::new();
+        for i in ready {
+            by_asset.entry(i.asset_id().clone()).or_default().push(i);
+        }
+        for (asset, mut inputs) in by_asset {
+            inputs.sort_by(|a, b| order_key(a).partial_cmp(&order_key(b)).unwrap_or(std::cmp::Ordering::Equal));
+            let mut j = 0;
+            while j < inputs.len() {
+                match &inputs[j] {
+                    AssetInput::Anomaly { ts, .. } => {
+                        self.assets.entry(asset.clone()).or_default().predictor.observe_anomaly(*ts);
+                        j += 1;
+                    }
+                    AssetInput::Window { end, .. } => {
+                        let end = *end;
+                        let k = inputs[j..].iter().position(|x| !matches!(x, AssetInput::Window { end: e, .. } if *e == end)).map_or(inputs.len(), |p| j + p);
+                        self.asset_window(&asset, end, &inputs[j..k], out);
+                        j = k;
+                    }
+                }
+            }
+        }
+    }
+
+    fn asset_window(&mut self, asset: &Arc<str>, end: EventTime, windows: &[AssetInput], out: &mut AssetOutputs) {
+        let cfg = &self.cfg;
+        let state = self.assets.entry(asset.clone()).or_default();
+        let mut means = Vec::with_capacity(windows.len());
+        let mut names = Vec::with_capacity(windows.len());
+        let mut start = end;
+        for w in windows {
+            if let AssetInput::Window { sensor_id, sensor_type, mean, limits, start: s, .. } = w {
+                state.predictor.observe_window(&cfg.predictor, sensor_id, sensor_type.as_str(), end, *mean, *limits);
+                means.push(*mean);
+                names.push(sensor_id.clone());
+                start = start.min(*s);
+            }
+        }
+        // The multivariate detector needs at least two sensors; its dimension follows the asset.
+        if means.len() >= 2 {
+            let mv = state.mv.get_or_insert_with(|| AssetMahalanobis::new(cfg.multivariate));
+            if let Some(f) = mv.observe(&means) {
+                let contributions: serde_json::Map<String, serde_json::Value> =
+                    names.iter().zip(&f.contributions).map(|(n, c)| (n.to_string(), serde_json::json!((c * 100.0).round() / 100.0))).collect();
+                let severity = if f.score >= 48.0 {
+                    Severity::High
+                } else if f.score >= 24.0 {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                };
+                out.anomalies.push(AnomalyDetected {
+                    event_id: event_id("anomaly", &["asset_mahalanobis", asset], end),
+                    correlation_id: format!("{asset}@{}", format_rfc3339_ms(start)),
+                    event_version: EVENT_VERSION,
+                    sensor_id: Arc::from(""),
+                    asset_id: asset.clone(),
+                    detector: "asset_mahalanobis".into(),
+                    detector_version: MULTIVARIATE_VERSION,
+                    score: f.score,
+                    severity,
+                    ts: end,
+                    window_start: Some(start),
+                    explanation: serde_json::json!({"mahalanobis_sq_per_dim": f.score, "contributions": contributions}).to_string(),
+                });
+                state.predictor.observe_anomaly(end);
+            }
+        }
+        if let Some(p) = state.predictor.end_window(&cfg.predictor) {
+            let pred_id = event_id("prediction", &[asset], p.ts);
+            let pred = MaintenancePredicted {
+                event_id: pred_id.clone(),
+                correlation_id: format!("{asset}@{}", format_rfc3339_ms(p.ts)),
+                event_version: EVENT_VERSION,
+                asset_id: asset.clone(),
+                ts: p.ts,
+                health: p.health,
+                failure_probability: p.failure_probability,
+                rul_hours: p.rul_hours,
+                predicted_failure_ts: p.rul_hours.map(|h| p.ts + (h * 3_600_000.0) as i64),
+                confidence: p.confidence,
+                reasons: p.reasons.clone(),
+                model: cfg.predictor.model.clone(),
+                model_version: cfg.predictor.model_version.clone(),
+            };
+            if let Some(prop) = state.schedule.on_prediction(&cfg.scheduler, &p) {
+                let proposal_id = format!("{asset}-p{}", prop.seq);
+                out.schedule.push(MaintenanceScheduled {
+                    event_id: event_id("schedule", &[&proposal_id, "proposed"], prop.ts),
+                    correlation_id: pred_id.clone(),
+                    event_version: EVENT_VERSION,
+                    proposal_id: proposal_id.clone(),
+                    asset_id: asset.clone(),
+                    status: ScheduleStatus::Proposed,
+                    ts: prop.ts,
+                    scheduled_for: prop.scheduled_for,
+                    priority: prop.priority,
+                    reason: prop.reason.clone(),
+                    requires_decision: prop.requires_decision,
+                });
+                if prop.requires_decision {
+                    out.decisions.push(HumanDecisionRequested {
+                        event_id: event_id("decision-request", &[&proposal_id], prop.ts),
+                        correlation_id: pred_id,
+                        event_version: EVENT_VERSION,
+                        proposal_id,
+                        asset_id: asset.clone(),
+                        ts: prop.ts,
+                        question: format!(
+                            "Approve {} priority maintenance of {asset} by {}? {}",
+                            prop.priority.as_str(),
+                            format_rfc3339_ms(prop.scheduled_for),
+                            prop.reason
+                        ),
+                        deadline: prop.deadline,
+                    });
+                }
+            }
+            out.predictions.push(pred);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Thin timely wrappers around the pure stages.
+//!
+//! Timestamps are event-time watermarks in milliseconds (`i64`): every record travels at a time
+//! no later than its own event time, so an input frontier `F` means no record with event time
+//! below `F` is still to come. Each wrapper stashes its input in its stage, and when the frontier
+//! advances asks the stage for everything the new frontier completes, emitting it at the time of
+//! the capability it held (the previous frontier), then downgrading to the new frontier.
+//!
+//! - [`SensorStageExt::sensor_stage`]: readings exchanged by sensor, plus the registry as a
+//!   differential collection, into the per-sensor stage; six output streams.
+//! - [`AssetStageExt::asset_stage`]: asset inputs exchanged by asset into the per-asset stage;
+//!   four output streams.
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
+
+use vigil_events::{
+    stable_hash_str, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
+    RejectedReading, SensorReading, WindowFeatures,
+};
+
+use crate::asset_stage::{AssetOutputs, AssetStage, AssetStageConfig};
+use crate::sensor_stage::{AssetInput, SensorOutputs, SensorSpec, SensorStage, SensorStageConfig};
+
+/// The streams the sensor stage produces.
+pub struct SensorStreams<'scope> {
+    /// Readings kept.
+    pub readings: StreamVec<'scope, EventTime, SensorReading>,
+    /// Readings rejected by the stage.
+    pub rejected: StreamVec<'scope, EventTime, RejectedReading>,
+    /// Closed windows.
+    pub features: StreamVec<'scope, EventTime, WindowFeatures>,
+    /// Hard-limit and robust anomalies.
+    pub anomalies: StreamVec<'scope, EventTime, AnomalyDetected>,
+    /// Drift.
+    pub drift: StreamVec<'scope, EventTime, DriftDetected>,
+    /// Inputs of the asset stage.
+    pub asset: StreamVec<'scope, EventTime, AssetInput>,
+}
+
+/// The streams the asset stage produces.
+pub struct AssetStreams<'scope> {
+    /// Multivariate anomalies.
+    pub anomalies: StreamVec<'scope, EventTime, AnomalyDetected>,
+    /// Predictions.
+    pub predictions: StreamVec<'scope, EventTime, MaintenancePredicted>,
+    /// Proposals.
+    pub schedule: StreamVec<'scope, EventTime, MaintenanceScheduled>,
+    /// Decision requests.
+    pub decisions: StreamVec<'scope, EventTime, HumanDecisionRequested>,
+}
+
+fn single(f: &MutableAntichain<EventTime>) -> Option<EventTime> {
+    f.frontier().iter().next().copied()
+}
+
+/// The least of several frontiers (`None` when all are empty).
+fn combined(frontiers: &[MutableAntichain<EventTime>]) -> Option<EventTime> {
+    frontiers.iter().filter_map(single).min()
+}
+
+fn downgrade_all(caps: &mut Vec<Capability<EventTime>>, to: Option<EventTime>) {
+    match to {
+        Some(t) => {
+            for c in caps.iter_mut() {
+                if *c.time() < t {
+                    c.downgrade(&t);
+                }
+            }
+        }
+        None => caps.clear(),
+    }
+}
+
+/// The per-sensor stage as a timely operator.
+pub trait SensorStageExt<'scope> {
+    /// Runs the per-sensor stage on a stream of accepted readings and a registry collection
+    /// (the `inner` stream of a differential collection of [`SensorSpec`]s).
+    fn sensor_stage(
+        self,
+        registry: StreamVec<'scope, EventTime, (SensorSpec, EventTime, isize)>,
+        cfg: SensorStageConfig,
+        now_ms: fn() -> i64,
+    ) -> SensorStreams<'scope>;
+}
+
+impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReading> {
+    fn sensor_stage(
+        self,
+        registry: StreamVec<'scope, EventTime, (SensorSpec, EventTime, isize)>,
+        cfg: SensorStageConfig,
+        now_ms: fn() -> i64,
+    ) -> SensorStreams<'scope> {
+        let mut builder = OperatorBuilder::new("SensorStage".to_owned(), self.scope());
+        let mut readings_in = builder.new_input(self, Exchange::new(|r: &SensorReading| r.sensor_key));
+        let mut registry_in =
+            builder.new_input(registry, Exchange::new(|u: &(SensorSpec, EventTime, isize)| stable_hash_str(&u.0.sensor_id)));
+        let (o0, readings) = builder.new_output();
+        let (o1, rejected) = builder.new_output();
+        let (o2, features) = builder.new_output();
+        let (o3, anomalies) = builder.new_output();
+        let (o4, drift) = builder.new_output();
+        let (o5, asset) = builder.new_output();
+        let (mut o0, mut o1, mut o2, mut o3, mut o4, mut o5) = (
+            OutputBuilder::from(o0),
+            OutputBuilder::from(o1),
+            OutputBuilder::from(o2),
+            OutputBuilder::from(o3),
+            OutputBuilder::from(o4),
+            OutputBuilder::from(o5),
+        );
+
+        builder.build(move |capabilities| {
+            let mut caps = capabilities;
+            let mut stage = SensorStage::new(cfg, Box::new(now_ms));
+            let mut out = SensorOutputs::default();
+            let mut last: Option<EventTime> = Some(EventTime::MIN);
+            move |frontiers| {
+                registry_in.for_each(|_cap, data| {
+                    for (spec, _t, diff) in data.drain(..) {
+                        stage.apply_registry(spec, diff);
+                    }
+                });
+                readings_in.for_each(|_cap, data| {
+                    for r in data.drain(..) {
+                        stage.push(r);
+                    }
+                });
+                let frontier = combined(frontiers);
+                if frontier == last || caps.is_empty() {
+                    return;
+                }
+                stage.advance(frontier, &mut out);
+                if !out.is_empty() {
+                    let (mut h0, mut h1, mut h2, mut h3, mut h4, mut h5) =
+                        (o0.activate(), o1.activate(), o2.activate(), o3.activate(), o4.activate(), o5.activate());
+                    h0.session(&caps[0]).give_iterator(out.readings.drain(..));
+                    h1.session(&caps[1]).give_iterator(out.rejected.drain(..));
+                    h2.session(&caps[2]).give_iterator(out.features.drain(..));
+                    h3.session(&caps[3]).give_iterator(out.anomalies.drain(..));
+                    h4.session(&caps[4]).give_iterator(out.drift.drain(..));
+                    h5.session(&caps[5]).give_iterator(out.asset.drain(..));
+                }
+                downgrade_all(&mut caps, frontier);
+                last = frontier;
+            }
+        });
+
+        SensorStreams { readings, rejected, features, anomalies, drift, asset }
+    }
+}
+
+/// The per-asset stage as a timely operator.
+pub trait AssetStageExt<'scope> {
+    /// Runs the per-asset stage.
+    fn asset_stage(self, cfg: AssetStageConfig) -> AssetStreams<'scope>;
+}
+
+impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> {
+    fn asset_stage(self, cfg: AssetStageConfig) -> AssetStreams<'scope> {
+        let mut builder = OperatorBuilder::new("AssetStage".to_owned(), self.scope());
+        let mut input = builder.new_input(self, Exchange::new(|i: &AssetInput| stable_hash_str(i.asset_id())));
+        let (o0, anomalies) = builder.new_output();
+        let (o1, predictions) = builder.new_output();
+        let (o2, schedule) = builder.new_output();
+        let (o3, decisions) = builder.new_output();
+        let (mut o0, mut o1, mut o2, mut o3) = (OutputBuilder::from(o0), OutputBuilder::from(o1), OutputBuilder::from(o2), OutputBuilder::from(o3));
+
+        builder.build(move |capabilities| {
+            let mut caps = capabilities;
+            let mut stage = AssetStage::new(cfg);
+            let mut out = AssetOutputs::default();
+            let mut last: Option<EventTime> = Some(EventTime::MIN);
+            move |frontiers| {
+                input.for_each(|_cap, data| {
+                    for i in data.drain(..) {
+                        stage.push(i);
+                    }
+                });
+                let frontier = combined(frontiers);
+                if frontier == last || caps.is_empty() {
+                    return;
+                }
+                stage.advance(frontier, &mut out);
+                {
+                    let (mut h0, mut h1, mut h2, mut h3) = (o0.activate(), o1.activate(), o2.activate(), o3.activate());
+                    h0.session(&caps[0]).give_iterator(out.anomalies.drain(..));
+                    h1.session(&caps[1]).give_iterator(out.predictions.drain(..));
+                    h2.session(&caps[2]).give_iterator(out.schedule.drain(..));
+                    h3.session(&caps[3]).give_iterator(out.decisions.drain(..));
+                }
+                downgrade_all(&mut caps, frontier);
+                last = frontier;
+            }
+        });
+
+        AssetStreams { anomalies, predictions, schedule, decisions }
+    }
+}
+

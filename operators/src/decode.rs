@@ -1,0 +1,277 @@
+//! Decoding a record's fields without committing to their types.
+//!
+//! Input: a JSON object (one line of a JSON-lines file, one Kafka message) or the cells of a CSV
+//! or Parquet row. Output: [`RawFields`], every known field as a loosely typed [`Scalar`]
+//! borrowed from the input where possible, and every unknown field kept for the reading's
+//! metadata. Typing and range rules are the validator's job (`validate`), so that every format
+//! gets the same reasons for the same faults. State: none.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A loosely typed field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// JSON `null` or an empty CSV cell.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An object or array.
+    Composite,
+}
+
+impl Scalar<'_> {
+    /// A short name of the type, for error details.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "boolean",
+            Scalar::Num(_) => "number",
+            Scalar::Str(_) => "string",
+            Scalar::Composite => "object or array",
+        }
+    }
+}
+
+/// An extra field kept in the reading's metadata.
+#[derive(Debug, Clone)]
+pub enum Extra<'a> {
+    /// JSON text of the value, as it was on input.
+    Json(&'a RawValue),
+    /// JSON text owned (escaped keys or values from other formats).
+    JsonOwned(String),
+}
+
+/// The fields of one input record, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawFields<'a> {
+    /// `reading_id` or `id`.
+    pub reading_id: Option<Scalar<'a>>,
+    /// `sensor_id` or `sensor`.
+    pub sensor_id: Option<Scalar<'a>>,
+    /// `asset_id` or `asset`.
+    pub asset_id: Option<Scalar<'a>>,
+    /// `sensor_type` or `type`.
+    pub sensor_type: Option<Scalar<'a>>,
+    /// `value`.
+    pub value: Option<Scalar<'a>>,
+    /// `unit`.
+    pub unit: Option<Scalar<'a>>,
+    /// `ts`, `timestamp` or `time`.
+    pub ts: Option<Scalar<'a>>,
+    /// `quality`.
+    pub quality: Option<Scalar<'a>>,
+    /// Every other field.
+    pub extras: Vec<(Cow<'a, str>, Extra<'a>)>,
+}
+
+/// Which known field a column or key names, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// reading id
+    ReadingId,
+    /// sensor id
+    SensorId,
+    /// asset id
+    AssetId,
+    /// sensor type
+    SensorType,
+    /// value
+    Value,
+    /// unit
+    Unit,
+    /// event time
+    Ts,
+    /// quality
+    Quality,
+}
+
+impl Field {
+    /// Maps a key or column name (case-insensitive) to a known field.
+    pub fn from_name(name: &str) -> Option<Field> {
+        let f = match name {
+            "reading_id" | "id" => Field::ReadingId,
+            "sensor_id" | "sensor" => Field::SensorId,
+            "asset_id" | "asset" => Field::AssetId,
+            "sensor_type" | "type" => Field::SensorType,
+            "value" => Field::Value,
+            "unit" => Field::Unit,
+            "ts" | "timestamp" | "time" => Field::Ts,
+            "quality" => Field::Quality,
+            _ => {
+                if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Field::from_name(&name.to_ascii_lowercase());
+                }
+                return None;
+            }
+        };
+        Some(f)
+    }
+}
+
+impl<'a> RawFields<'a> {
+    /// Stores a known field's value.
+    pub fn set(&mut self, field: Field, v: Scalar<'a>) {
+        let slot = match field {
+            Field::ReadingId => &mut self.reading_id,
+            Field::SensorId => &mut self.sensor_id,
+            Field::AssetId => &mut self.asset_id,
+            Field::SensorType => &mut self.sensor_type,
+            Field::Value => &mut self.value,
+            Field::Unit => &mut self.unit,
+            Field::Ts => &mut self.ts,
+            Field::Quality => &mut self.quality,
+        };
+        *slot = Some(v);
+    }
+}
+
+/// Why a JSON record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// Decodes one JSON object.
+pub fn decode_json(bytes: &[u8]) -> Result<RawFields<'_>, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fields = RawFields::deserialize(&mut de).map_err(|e| DecodeError(e.to_string()))?;
+    de.end().map_err(|e| DecodeError(e.to_string()))?;
+    Ok(fields)
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Num(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::Num(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Num(v))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Composite)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Composite)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = RawFields::default();
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    match Field::from_name(&k) {
+                        Some(field) => {
+                            let v = map.next_value::<Scalar<'de>>()?;
+                            out.set(field, v);
+                        }
+                        None => {
+                            let raw = map.next_value::<&'de RawValue>()?;
+                            out.extras.push((k, Extra::Json(raw)));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_known_and_extra_fields() {
+        let line = br#"{"sensor_id":"s1","value":1.5,"timestamp":"2026-01-01T00:00:00Z","quality":0.9,"site":"north","tags":[1,2]}"#;
+        let f = decode_json(line).unwrap();
+        assert_eq!(f.sensor_id, Some(Scalar::Str(Cow::Borrowed("s1"))));
+        assert_eq!(f.value, Some(Scalar::Num(1.5)));
+        assert!(matches!(f.ts, Some(Scalar::Str(_))));
+        assert_eq!(f.quality, Some(Scalar::Num(0.9)));
+        assert_eq!(f.extras.len(), 2);
+        match &f.extras[1].1 {
+            Extra::Json(raw) => assert_eq!(raw.get(), "[1,2]"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_non_objects_and_trailing_garbage() {
+        assert!(decode_json(b"[1,2]").is_err());
+        assert!(decode_json(b"{\"a\":1} x").is_err());
+        assert!(decode_json(b"{\"a\":").is_err());
+        assert!(decode_json(b"").is_err());
+    }
+
+    #[test]
+    fn composite_values_are_marked() {
+        let f = decode_json(br#"{"value":{"x":1}}"#).unwrap();
+        assert_eq!(f.value, Some(Scalar::Composite));
+    }
+}

@@ -1,0 +1,61 @@
+//! Duplicate detection per sensor within an event-time horizon.
+//!
+//! Input: the id hash and event time of each reading of one sensor, in event-time order.
+//! Output: whether the id was already seen within the horizon (a duplicate). The first reading
+//! with an id in (event time, source position) order is kept, so the choice does not depend on
+//! arrival order. State: the ids of the readings of the last `horizon` milliseconds of event
+//! time (bounded by the sensor's rate times the horizon).
+
+use std::collections::{HashSet, VecDeque};
+
+use vigil_events::EventTime;
+
+/// Seen ids of one sensor.
+#[derive(Debug, Clone, Default)]
+pub struct Dedupe {
+    seen: HashSet<u64, ahash::RandomState>,
+    order: VecDeque<(EventTime, u64)>,
+}
+
+impl Dedupe {
+    /// Returns `true` when `id` was seen within `horizon_ms` before `ts`; records it otherwise.
+    pub fn is_duplicate(&mut self, id: u64, ts: EventTime, horizon_ms: i64) -> bool {
+        while let Some(&(t, old)) = self.order.front() {
+            if t >= ts.saturating_sub(horizon_ms) {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&old);
+        }
+        if !self.seen.insert(id) {
+            return true;
+        }
+        self.order.push_back((ts, id));
+        false
+    }
+
+    /// Ids held.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_within_the_horizon_only() {
+        let mut d = Dedupe::default();
+        assert!(!d.is_duplicate(7, 0, 1000));
+        assert!(d.is_duplicate(7, 500, 1000));
+        assert!(!d.is_duplicate(8, 900, 1000));
+        assert!(!d.is_duplicate(7, 2000, 1000), "forgotten after the horizon");
+        assert!(d.len() <= 2);
+    }
+}

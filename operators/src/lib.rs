@@ -1,0 +1,34 @@
+//! Vigil's dataflow operators.
+//!
+//! Pure logic first: each detector, window and policy is a plain struct with `observe`-style
+//! methods, unit-tested beside its code. The two stages compose them per sensor
+//! ([`sensor_stage::SensorStage`]) and per asset ([`asset_stage::AssetStage`]); [`dataflow`]
+//! wraps the stages as timely operators. This crate knows nothing of Kafka, files or Parquet.
+//!
+//! | module | input | output | state |
+//! |---|---|---|---|
+//! | [`decode`] | JSON bytes | loosely typed fields | none |
+//! | [`validate`] | fields | reading or dead letter | string interner |
+//! | [`dedupe`] | reading ids | duplicate or not | ids within the horizon, per sensor |
+//! | [`limits`] | readings | hard-limit breaches | one flag per sensor |
+//! | [`window`] | readings | tumbling and hopping window features | open panes per sensor |
+//! | [`robust`] | window features | level, spread, excursion, stuck anomalies | baseline rings per sensor |
+//! | [`drift`] | window means | Page-Hinkley and KS drift | reference and recent rings per sensor |
+//! | [`multivariate`] | an asset's window means | Mahalanobis anomalies | mean and covariance per asset |
+//! | [`predictor`] | window means, anomalies | health, RUL | trend rings per sensor of the asset |
+//! | [`scheduler`] | predictions | proposals, decision requests | open proposal per asset |
+
+pub mod asset_stage;
+pub mod dataflow;
+pub mod decode;
+pub mod dedupe;
+pub mod drift;
+pub mod limits;
+pub mod multivariate;
+pub mod predictor;
+pub mod robust;
+pub mod scheduler;
+pub mod sensor_stage;
+pub mod validate;
+pub mod watermark;
+pub mod window;

@@ -1,0 +1,145 @@
+//! Maintenance scheduling policy per asset.
+//!
+//! Input: the asset's predictions, in order. Output: a proposal (`MaintenanceScheduled` with
+//! status `proposed`) when the remaining useful life is under the horizon with enough confidence,
+//! or health is under the threshold; and a decision request when the proposal's priority is at or
+//! above the level that needs a person. Never two open proposals for one asset: while one is open
+//! the asset gets no new proposal. State: the open proposal, and a counter per asset.
+
+use vigil_events::{EventTime, Severity};
+
+use crate::predictor::Prediction;
+
+/// Settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    /// Propose when the RUL is under this many hours.
+    pub rul_horizon_hours: f64,
+    /// Propose when health is under this.
+    pub health_threshold: f64,
+    /// Least confidence of a RUL to act on it.
+    pub min_confidence: f64,
+    /// Proposals of this priority or higher ask a person to decide.
+    pub decision_from: Severity,
+    /// Hours a person has to decide.
+    pub decision_deadline_hours: f64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            rul_horizon_hours: 24.0,
+            health_threshold: 0.5,
+            min_confidence: 0.5,
+            decision_from: Severity::Medium,
+            decision_deadline_hours: 4.0,
+        }
+    }
+}
+
+/// A proposal the policy made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    /// Sequence number of the proposal for the asset (1-based).
+    pub seq: u32,
+    /// Time of the proposal.
+    pub ts: EventTime,
+    /// When the work should happen.
+    pub scheduled_for: EventTime,
+    /// Priority.
+    pub priority: Severity,
+    /// Why.
+    pub reason: String,
+    /// Whether a person must decide.
+    pub requires_decision: bool,
+    /// Decide before this.
+    pub deadline: EventTime,
+}
+
+/// Per-asset scheduling state.
+#[derive(Debug, Clone, Default)]
+pub struct AssetSchedule {
+    open: Option<u32>,
+    seq: u32,
+}
+
+impl AssetSchedule {
+    /// Whether a proposal is open.
+    pub fn has_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Closes the open proposal (decided or completed), so a new one may be made.
+    pub fn close(&mut self) {
+        self.open = None;
+    }
+
+    /// Applies the policy to a prediction.
+    pub fn on_prediction(&mut self, cfg: &SchedulerConfig, p: &Prediction) -> Option<Proposal> {
+        if self.open.is_some() {
+            return None;
+        }
+        let rul_trigger = p.rul_hours.filter(|h| *h < cfg.rul_horizon_hours && p.confidence >= cfg.min_confidence);
+        let health_trigger = p.health < cfg.health_threshold;
+        if rul_trigger.is_none() && !health_trigger {
+            return None;
+        }
+        let priority = match (rul_trigger, p.health) {
+            (Some(h), _) if h < 6.0 => Severity::Critical,
+            (_, h) if h < 0.2 => Severity::Critical,
+            (Some(h), _) if h < 12.0 => Severity::High,
+            (_, h) if h < 0.35 => Severity::High,
+            (Some(_), _) => Severity::Medium,
+            _ => Severity::Low,
+        };
+        let lead_ms = match rul_trigger {
+            Some(h) => (h * 0.5 * 3_600_000.0) as i64,
+            None => 24 * 3_600_000,
+        };
+        let reason = match rul_trigger {
+            Some(h) => format!("remaining useful life {h:.1} h is under the {:.0} h horizon; {}", cfg.rul_horizon_hours, p.reasons.join("; ")),
+            None => format!("health {:.2} is under {:.2}; {}", p.health, cfg.health_threshold, p.reasons.join("; ")),
+        };
+        self.seq += 1;
+        self.open = Some(self.seq);
+        Some(Proposal {
+            seq: self.seq,
+            ts: p.ts,
+            scheduled_for: p.ts + lead_ms,
+            priority,
+            reason,
+            requires_decision: priority >= cfg.decision_from,
+            deadline: p.ts + (cfg.decision_deadline_hours * 3_600_000.0) as i64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pred(rul: Option<f64>, health: f64) -> Prediction {
+        Prediction { ts: 0, health, failure_probability: 0.0, rul_hours: rul, confidence: 0.9, reasons: vec!["r".into()] }
+    }
+
+    #[test]
+    fn proposes_once_while_open() {
+        let cfg = SchedulerConfig::default();
+        let mut s = AssetSchedule::default();
+        assert!(s.on_prediction(&cfg, &pred(None, 0.9)).is_none());
+        let p = s.on_prediction(&cfg, &pred(Some(5.0), 0.8)).unwrap();
+        assert_eq!((p.seq, p.priority, p.requires_decision), (1, Severity::Critical, true));
+        assert!(s.on_prediction(&cfg, &pred(Some(1.0), 0.1)).is_none(), "never two open proposals");
+        s.close();
+        assert_eq!(s.on_prediction(&cfg, &pred(None, 0.4)).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn low_confidence_rul_is_ignored() {
+        let cfg = SchedulerConfig::default();
+        let mut s = AssetSchedule::default();
+        let mut p = pred(Some(2.0), 0.9);
+        p.confidence = 0.1;
+        assert!(s.on_prediction(&cfg, &p).is_none());
+    }
+}

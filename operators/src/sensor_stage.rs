@@ -1,0 +1,458 @@
+//! The per-sensor stage: dedupe, registry, hard limits, windows, robust detector and drift.
+//!
+//! Input: accepted readings (any order, each no earlier than the watermark it arrived under),
+//! registry changes, and watermarks. Output ([`SensorOutputs`]): the readings kept (duplicates
+//! and readings outside a registry range become [`RejectedReading`]s), the closed windows as
+//! [`WindowFeatures`], hard-limit and robust [`AnomalyDetected`] events, [`DriftDetected`] events,
+//! and [`AssetInput`]s for the per-asset stage.
+//!
+//! Determinism: readings are stashed until the watermark passes them, then processed per sensor
+//! in (event time, source position) order, so the outputs do not depend on arrival order, batch
+//! sizes or the number of workers. State per sensor: the dedupe horizon, the open panes, the
+//! detectors' rings (all bounded); plus the stash of readings ahead of the watermark.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use vigil_events::{
+    event_id, AnomalyDetected, DriftDetected, EventTime, RejectReason, RejectedReading, SensorReading, SensorType, Severity,
+    WindowFeatures, WindowKind, EVENT_VERSION,
+};
+
+use crate::dedupe::Dedupe;
+use crate::drift::{DriftConfig, DriftDetector};
+use crate::limits::{HardLimitDetector, Limits};
+use crate::robust::{RobustConfig, RobustDetector};
+use crate::window::{ClosedWindow, SensorWindows, WindowConfig};
+
+/// Version of the hard-limit detector.
+pub const HARD_LIMIT_VERSION: u32 = 1;
+/// Version of the robust detector.
+pub const ROBUST_VERSION: u32 = 1;
+
+/// One entry of the sensor/asset registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct SensorSpec {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Asset it belongs to (overrides a reading that names none).
+    pub asset_id: Option<String>,
+    /// Type (overrides a reading that names none).
+    pub sensor_type: Option<SensorType>,
+    /// Operating limits, as `f64` bits so the spec can live in a differential collection.
+    pub low_bits: Option<u64>,
+    /// High operating limit (bits).
+    pub high_bits: Option<u64>,
+    /// Valid range low (bits): readings below are rejected as `out_of_range`.
+    pub valid_min_bits: Option<u64>,
+    /// Valid range high (bits).
+    pub valid_max_bits: Option<u64>,
+    /// Criticality: `low`, `medium`, `high`.
+    pub criticality: Option<String>,
+}
+
+impl SensorSpec {
+    /// Operating limits given in the spec.
+    pub fn limits(&self) -> (Option<f64>, Option<f64>) {
+        (self.low_bits.map(f64::from_bits), self.high_bits.map(f64::from_bits))
+    }
+    /// Valid range given in the spec.
+    pub fn valid_range(&self) -> (Option<f64>, Option<f64>) {
+        (self.valid_min_bits.map(f64::from_bits), self.valid_max_bits.map(f64::from_bits))
+    }
+}
+
+/// Settings of the sensor stage.
+#[derive(Debug, Clone)]
+pub struct SensorStageConfig {
+    /// Window sizes.
+    pub windows: WindowConfig,
+    /// Robust detector.
+    pub robust: RobustConfig,
+    /// Drift detectors.
+    pub drift: DriftConfig,
+    /// Dedupe horizon, ms of event time.
+    pub dedupe_horizon_ms: i64,
+    /// Operating limits per type, overriding the built-in defaults.
+    pub limits: HashMap<SensorType, Limits>,
+}
+
+impl Default for SensorStageConfig {
+    fn default() -> Self {
+        SensorStageConfig {
+            windows: WindowConfig::default(),
+            robust: RobustConfig::default(),
+            drift: DriftConfig::default(),
+            dedupe_horizon_ms: 10 * 60_000,
+            limits: HashMap::new(),
+        }
+    }
+}
+
+/// What the per-asset stage needs from a sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AssetInput {
+    /// A closed tumbling window of one of the asset's sensors.
+    Window {
+        /// Asset.
+        asset_id: Arc<str>,
+        /// Sensor.
+        sensor_id: Arc<str>,
+        /// Sensor type.
+        sensor_type: SensorType,
+        /// Window start.
+        start: EventTime,
+        /// Window end (the event time of this input).
+        end: EventTime,
+        /// Window mean.
+        mean: f64,
+        /// The sensor's operating limits.
+        limits: Limits,
+    },
+    /// An anomaly of one of the asset's sensors.
+    Anomaly {
+        /// Asset.
+        asset_id: Arc<str>,
+        /// Event time.
+        ts: EventTime,
+    },
+}
+
+impl AssetInput {
+    /// The asset.
+    pub fn asset_id(&self) -> &Arc<str> {
+        match self {
+            AssetInput::Window { asset_id, .. } | AssetInput::Anomaly { asset_id, .. } => asset_id,
+        }
+    }
+    /// Event time.
+    pub fn time(&self) -> EventTime {
+        match self {
+            AssetInput::Window { end, .. } => *end,
+            AssetInput::Anomaly { ts, .. } => *ts,
+        }
+    }
+}
+
+/// Outputs of one step of the sensor stage.
+#[derive(Debug, Default)]
+pub struct SensorOutputs {
+    /// Readings kept.
+    pub readings: Vec<SensorReading>,
+    /// Readings rejected here (duplicates, registry ranges, defensive lateness).
+    pub rejected: Vec<RejectedReading>,
+    /// Closed windows.
+    pub features: Vec<WindowFeatures>,
+    /// Anomalies.
+    pub anomalies: Vec<AnomalyDetected>,
+    /// Drift events.
+    pub drift: Vec<DriftDetected>,
+    /// Inputs for the asset stage.
+    pub asset: Vec<AssetInput>,
+}
+
+impl SensorOutputs {
+    /// Whether nothing was produced.
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+            && self.rejected.is_empty()
+            && self.features.is_empty()
+            && self.anomalies.is_empty()
+            && self.drift.is_empty()
+            && self.asset.is_empty()
+    }
+}
+
+struct SensorState {
+    sensor_id: Arc<str>,
+    asset_id: Arc<str>,
+    sensor_type: SensorType,
+    limits: Limits,
+    windows: SensorWindows,
+    dedupe: Dedupe,
+    hard: HardLimitDetector,
+    robust: RobustDetector,
+    drift: DriftDetector,
+}
+
+/// The per-sensor stage of one worker.
+pub struct SensorStage {
+    cfg: SensorStageConfig,
+    sensors: HashMap<u64, SensorState, ahash::RandomState>,
+    registry: HashMap<Arc<str>, SensorSpec>,
+    pending: Vec<SensorReading>,
+    scratch: Vec<ClosedWindow>,
+    watermark: EventTime,
+    now_ms: Box<dyn Fn() -> i64>,
+}
+
+fn severity_of(score: f64, medium: f64, high: f64, critical: f64) -> Severity {
+    if score >= critical {
+        Severity::Critical
+    } else if score >= high {
+        Severity::High
+    } else if score >= medium {
+        Severity::Medium
+    } else {
+        Severity::Low
+    }
+}
+
+impl SensorStage {
+    /// A stage reading the wall clock (for `rejected_at`) through `now_ms`.
+    pub fn new(cfg: SensorStageConfig, now_ms: Box<dyn Fn() -> i64>) -> Self {
+        SensorStage {
+            cfg,
+            sensors: HashMap::default(),
+            registry: HashMap::new(),
+            pending: Vec::new(),
+            scratch: Vec::new(),
+            watermark: EventTime::MIN,
+            now_ms,
+        }
+    }
+
+    /// Readings waiting for the watermark.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sensors with state.
+    pub fn sensors(&self) -> usize {
+        self.sensors.len()
+    }
+
+    /// Stashes a reading until the watermark passes it.
+    pub fn push(&mut self, r: SensorReading) {
+        self.pending.push(r);
+    }
+
+    /// Applies a registry change (`diff` > 0 inserts, < 0 removes).
+    pub fn apply_registry(&mut self, spec: SensorSpec, diff: isize) {
+        let key: Arc<str> = Arc::from(spec.sensor_id.as_str());
+        if diff > 0 {
+            // Existing state keeps its detectors; limits and names follow the new spec.
+            let hash = vigil_events::stable_hash_str(&spec.sensor_id);
+            if let Some(s) = self.sensors.get_mut(&hash) {
+                let (low, high) = spec.limits();
+                if low.is_some() || high.is_some() {
+                    s.limits = Limits { low, high };
+                }
+                if let Some(a) = &spec.asset_id {
+                    s.asset_id = Arc::from(a.as_str());
+                }
+            }
+            self.registry.insert(key, spec);
+        } else if self.registry.get(&key) == Some(&spec) {
+            self.registry.remove(&key);
+        }
+    }
+
+    fn default_limits(&self, t: SensorType) -> Limits {
+        self.cfg.limits.get(&t).copied().unwrap_or_else(|| {
+            let (low, high) = t.operating_limits();
+            Limits { low, high }
+        })
+    }
+
+    /// Processes every stashed reading earlier than `watermark` and closes the windows that end
+    /// at or before it. `None` is the end of input: everything is processed and every window closed.
+    pub fn advance(&mut self, watermark: Option<EventTime>, out: &mut SensorOutputs) {
+        let limit = watermark.unwrap_or(EventTime::MAX);
+        let mut ready: Vec<SensorReading> = Vec::new();
+        if watermark.is_none() {
+            ready = std::mem::take(&mut self.pending);
+        } else {
+            let mut i = 0;
+            while i < self.pending.len() {
+                if self.pending[i].ts < limit {
+                    ready.push(self.pending.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        ready.sort_unstable_by(|a, b| (a.sensor_key, a.ts, a.pos).cmp(&(b.sensor_key, b.ts, b.pos)));
+        for r in ready {
+            self.process(r, out);
+        }
+        if watermark.is_none_or(|w| w > self.watermark) {
+            self.close_windows(watermark, out);
+            self.watermark = limit;
+        }
+    }
+
+    fn process(&mut self, mut r: SensorReading, out: &mut SensorOutputs) {
+        let spec = self.registry.get(&r.sensor_id);
+        if let Some(spec) = spec {
+            if &*r.asset_id == &*r.sensor_id {
+                if let Some(a) = &spec.asset_id {
+                    r.asset_id = Arc::from(a.as_str());
+                }
+            }
+            if r.sensor_type == SensorType::Other {
+                if let Some(t) = spec.sensor_type {
+                    r.sensor_type = t;
+                }
+            }
+            let (lo, hi) = spec.valid_range();
+            if lo.is_some_and(|lo| r.value < lo) || hi.is_some_and(|hi| r.value > hi) {
+                let detail = format!(
+                    "value {} outside the configured range [{}, {}] of sensor {}",
+                    r.value,
+                    lo.map_or("-inf".into(), |v| v.to_string()),
+                    hi.map_or("inf".into(), |v| v.to_string()),
+                    r.sensor_id
+                );
+                out.rejected.push(self.reject(&r, RejectReason::OutOfRange, detail));
+                return;
+            }
+        }
+        let spec_limits = spec.map(|s| s.limits()).filter(|(l, h)| l.is_some() || h.is_some());
+        let default_limits = self.default_limits(r.sensor_type);
+        let cfg = &self.cfg;
+        let state = self.sensors.entry(r.sensor_key).or_insert_with(|| SensorState {
+            sensor_id: r.sensor_id.clone(),
+            asset_id: r.asset_id.clone(),
+            sensor_type: r.sensor_type,
+            limits: spec_limits.map_or(default_limits, |(low, high)| Limits { low, high }),
+            windows: SensorWindows::new(cfg.windows),
+            dedupe: Dedupe::default(),
+            hard: HardLimitDetector::default(),
+            robust: RobustDetector::new(cfg.robust),
+            drift: DriftDetector::new(cfg.drift),
+        });
+        if state.dedupe.is_duplicate(r.id_hash, r.ts, cfg.dedupe_horizon_ms) {
+            let detail = format!("reading id {} already seen within the {} s dedupe horizon", r.reading_id_string(), cfg.dedupe_horizon_ms / 1000);
+            let rej = self.reject(&r, RejectReason::Duplicate, detail);
+            out.rejected.push(rej);
+            return;
+        }
+        if let Err(late) = state.windows.insert(r.ts, r.pos, r.value) {
+            let detail = format!("{late}");
+            let rej = self.reject(&r, RejectReason::TooLate, detail);
+            out.rejected.push(rej);
+            return;
+        }
+        if let Some(b) = state.hard.observe(r.value, state.limits) {
+            let severity = if b.score >= 1.1 { Severity::Critical } else { Severity::High };
+            let rid = r.reading_id_string();
+            out.anomalies.push(AnomalyDetected {
+                event_id: event_id("anomaly", &["hard_limit", &r.sensor_id], r.ts),
+                correlation_id: rid,
+                event_version: EVENT_VERSION,
+                sensor_id: r.sensor_id.clone(),
+                asset_id: state.asset_id.clone(),
+                detector: "hard_limit".into(),
+                detector_version: HARD_LIMIT_VERSION,
+                score: b.score,
+                severity,
+                ts: r.ts,
+                window_start: None,
+                explanation: serde_json::json!({"value": b.value, "limit": b.limit, "side": b.side, "sensor_type": r.sensor_type.as_str()})
+                    .to_string(),
+            });
+            out.asset.push(AssetInput::Anomaly { asset_id: state.asset_id.clone(), ts: r.ts });
+        }
+        if state.asset_id != r.asset_id {
+            r.asset_id = state.asset_id.clone();
+        }
+        out.readings.push(r);
+    }
+
+    fn reject(&self, r: &SensorReading, reason: RejectReason, detail: String) -> RejectedReading {
+        let raw = serde_json::json!({
+            "reading_id": r.reading_id_string(),
+            "sensor_id": &*r.sensor_id,
+            "asset_id": &*r.asset_id,
+            "sensor_type": r.sensor_type.as_str(),
+            "value": r.value,
+            "unit": &*r.unit,
+            "ts": vigil_events::format_rfc3339_ms(r.ts),
+        })
+        .to_string()
+        .into_bytes();
+        RejectedReading { raw, pos: r.pos, reason, detail, sensor_id: Some(r.sensor_id.clone()), ts: Some(r.ts), rejected_at: (self.now_ms)() }
+    }
+
+    fn close_windows(&mut self, watermark: Option<EventTime>, out: &mut SensorOutputs) {
+        // Sensors in key order, so outputs come in one order whatever the map's layout.
+        let mut keys: Vec<u64> = self.sensors.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let Some(s) = self.sensors.get_mut(&key) else { continue };
+            self.scratch.clear();
+            s.windows.close(watermark, &mut self.scratch);
+            for w in self.scratch.drain(..) {
+                out.features.push(WindowFeatures {
+                    sensor_id: s.sensor_id.clone(),
+                    sensor_key: key,
+                    asset_id: s.asset_id.clone(),
+                    sensor_type: s.sensor_type,
+                    kind: w.kind,
+                    window_start: w.start,
+                    window_end: w.end,
+                    count: w.count,
+                    mean: w.mean,
+                    min: w.min,
+                    max: w.max,
+                    std: w.std,
+                    rms: w.rms,
+                    slope: w.slope,
+                    last: w.last,
+                });
+                if w.kind != WindowKind::Tumbling {
+                    continue;
+                }
+                let corr = format!("{}@{}", s.sensor_id, vigil_events::format_rfc3339_ms(w.start));
+                if let Some(f) = s.robust.observe(&w) {
+                    out.anomalies.push(AnomalyDetected {
+                        event_id: event_id("anomaly", &["robust_zscore", &s.sensor_id], w.end),
+                        correlation_id: corr.clone(),
+                        event_version: EVENT_VERSION,
+                        sensor_id: s.sensor_id.clone(),
+                        asset_id: s.asset_id.clone(),
+                        detector: "robust_zscore".into(),
+                        detector_version: ROBUST_VERSION,
+                        score: f.score,
+                        severity: severity_of(f.score, 8.0, 12.0, 24.0),
+                        ts: w.end,
+                        window_start: Some(w.start),
+                        explanation: serde_json::json!({
+                            "feature": f.feature, "observed": f.observed, "expected": f.expected, "scale": f.scale,
+                            "window_mean": w.mean, "window_std": w.std, "window_min": w.min, "window_max": w.max, "count": w.count,
+                        })
+                        .to_string(),
+                    });
+                    out.asset.push(AssetInput::Anomaly { asset_id: s.asset_id.clone(), ts: w.end });
+                }
+                if let Some(d) = s.drift.observe(&w) {
+                    out.drift.push(DriftDetected {
+                        event_id: event_id("drift", &[d.statistic, &s.sensor_id], w.end),
+                        correlation_id: corr,
+                        event_version: EVENT_VERSION,
+                        sensor_id: s.sensor_id.clone(),
+                        asset_id: s.asset_id.clone(),
+                        statistic: d.statistic.into(),
+                        value: d.value,
+                        threshold: d.threshold,
+                        reference_start: d.reference.0,
+                        reference_end: d.reference.1,
+                        current_start: d.current.0,
+                        current_end: d.current.1,
+                    });
+                }
+                out.asset.push(AssetInput::Window {
+                    asset_id: s.asset_id.clone(),
+                    sensor_id: s.sensor_id.clone(),
+                    sensor_type: s.sensor_type,
+                    start: w.start,
+                    end: w.end,
+                    mean: w.mean,
+                    limits: s.limits,
+                });
+            }
+        }
+    }
+}
