@@ -1,1 +1,61 @@
-//! placeholder
+//! Vigil's connectors: where records come from and where history goes.
+//!
+//! - [`files`]: JSON-lines, CSV and Parquet inputs, planned into chunks that workers read in
+//!   parallel, every record with its file and line.
+//! - [`simulator`]: a seeded fleet with normal behaviour, injected anomalies, drift, degradation and
+//!   bad records, and the ground truth of what was injected.
+//! - [`export`]: writes a simulated fleet to JSON lines, CSV or Parquet.
+//! - [`history`]: the Parquet history — date-partitioned, sorted, atomic files, and a manifest of
+//!   the source positions each file covers.
+//!
+//! Connectors know files and Parquet; they know nothing of the dataflow's operators.
+
+use std::path::Path;
+
+pub mod export;
+pub mod files;
+pub mod history;
+pub mod simulator;
+
+/// Errors of the connectors. `retryable` says whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be read or written.
+    #[error("{path}: parquet: {message}")]
+    Parquet {
+        /// The file.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+    /// Arrow data could not be built.
+    #[error("arrow: {0}")]
+    Arrow(String),
+    /// The extension names no supported format.
+    #[error("{0}: unknown format (use .jsonl, .csv, .tsv or .parquet)")]
+    UnknownFormat(String),
+}
+
+impl ConnectorError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ConnectorError::Io { path: path.display().to_string(), source }
+    }
+    pub(crate) fn parquet(path: &Path, e: impl std::fmt::Display) -> Self {
+        ConnectorError::Parquet { path: path.display().to_string(), message: e.to_string() }
+    }
+    /// Whether retrying the same operation may succeed (transient I/O).
+    pub fn retryable(&self) -> bool {
+        matches!(self, ConnectorError::Io { source, .. } if matches!(source.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    }
+}
+
+/// Result of the connectors.
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;

@@ -634,3 +634,16 @@ mod tests {
         }
     }
 }
+
+/// One typed cell of a tabular record (a CSV or Parquet row), before validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// Empty or null.
+    Null,
+    /// A number (Parquet numeric and timestamp columns; timestamps as epoch milliseconds).
+    Num(f64),
+    /// Text (every CSV cell; Parquet string columns).
+    Str(&'a str),
+    /// A boolean.
+    Bool(bool),
+}

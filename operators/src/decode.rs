@@ -139,6 +139,41 @@ impl<'a> RawFields<'a> {
 #[error("{0}")]
 pub struct DecodeError(pub String);
 
+/// Decodes one tabular row given its column names (CSV header or Parquet schema).
+///
+/// CSV cells are text: numbers in known numeric fields are parsed by the validator, and extra
+/// columns that look like numbers are kept as numbers in the metadata.
+pub fn decode_cells<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>]) -> RawFields<'a> {
+    use vigil_events::Cell;
+    let mut out = RawFields::default();
+    for (name, cell) in names.iter().zip(cells) {
+        let scalar = match cell {
+            Cell::Null => Scalar::Null,
+            Cell::Num(n) => Scalar::Num(*n),
+            Cell::Bool(b) => Scalar::Bool(*b),
+            Cell::Str(s) if s.is_empty() => Scalar::Null,
+            Cell::Str(s) => Scalar::Str(Cow::Borrowed(s)),
+        };
+        match Field::from_name(name) {
+            Some(f) => out.set(f, scalar),
+            None => {
+                let json = match scalar {
+                    Scalar::Null => continue,
+                    Scalar::Num(n) if n.is_finite() => n.to_string(),
+                    Scalar::Bool(b) => b.to_string(),
+                    Scalar::Str(s) => match s.trim().parse::<f64>() {
+                        Ok(n) if n.is_finite() => s.trim().to_string(),
+                        _ => serde_json::to_string(&*s).unwrap_or_default(),
+                    },
+                    _ => continue,
+                };
+                out.extras.push((Cow::Borrowed(name.as_str()), Extra::JsonOwned(json)));
+            }
+        }
+    }
+    out
+}
+
 /// Decodes one JSON object.
 pub fn decode_json(bytes: &[u8]) -> Result<RawFields<'_>, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -267,6 +302,18 @@ mod tests {
         assert!(decode_json(b"{\"a\":1} x").is_err());
         assert!(decode_json(b"{\"a\":").is_err());
         assert!(decode_json(b"").is_err());
+    }
+
+    #[test]
+    fn decodes_cells_by_column_name() {
+        use vigil_events::Cell;
+        let names: Vec<String> = ["timestamp", "Sensor_ID", "value", "quality", "line"].iter().map(|s| s.to_string()).collect();
+        let cells = [Cell::Str("2026-01-01 00:00:00"), Cell::Str("s9"), Cell::Str("3.5"), Cell::Str(""), Cell::Str("7")];
+        let f = decode_cells(&names, &cells);
+        assert_eq!(f.sensor_id, Some(Scalar::Str(Cow::Borrowed("s9"))));
+        assert_eq!(f.value, Some(Scalar::Str(Cow::Borrowed("3.5"))));
+        assert_eq!(f.quality, Some(Scalar::Null));
+        assert!(matches!(&f.extras[0].1, Extra::JsonOwned(j) if j == "7"));
     }
 
     #[test]

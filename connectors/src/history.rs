@@ -1,0 +1,904 @@
+//! The Parquet history: one folder per table, date partitions, atomic files, a manifest.
+//!
+//! Layout: `DATA/<table>/date=YYYY-MM-DD/part-<run>-<worker>-<seq>.parquet`, each file sorted by
+//! (key, time) — sensor and event time for sensor tables, asset and time for asset tables — with
+//! the sort order recorded in the Parquet metadata. `DATA/_manifest/manifest.jsonl` holds one
+//! line per commit listing the files it made visible and the source positions each covers.
+//!
+//! Writing is two-phase, so a crash never leaves half a file or a file without its manifest
+//! entry: [`TableWriter`]s write complete files into `DATA/_staging/<run>/…` (temporary name,
+//! fsync, rename); [`commit`] then appends the commit line to the manifest (fsync), and only then
+//! renames the staged files into place. [`recover`] finishes a commit whose line is durable and
+//! deletes staged files no commit names.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder, UInt32Builder,
+    UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::SortingColumn;
+use serde::{Deserialize, Serialize};
+use vigil_events::{
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectedReading,
+    SensorReading, WindowFeatures, MS_PER_DAY,
+};
+
+use crate::{ConnectorError, Result};
+
+/// A row of a history table.
+pub trait HistoryRow: Sized {
+    /// Table name (the folder).
+    const TABLE: &'static str;
+    /// Arrow schema of the table.
+    fn schema() -> SchemaRef;
+    /// Event time that decides the date partition.
+    fn partition_time(&self) -> EventTime;
+    /// Sort key within a file: (key, time, tie-breaker).
+    fn sort_key(&self) -> (&str, EventTime, u64);
+    /// Builds a batch from rows (already sorted).
+    fn to_batch(rows: &[Self], sources: &[String]) -> Result<RecordBatch>;
+    /// Source position covered by this row, for the manifest (input tables only).
+    fn position(&self) -> Option<(u32, u64)> {
+        None
+    }
+}
+
+fn ts_field(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), nullable)
+}
+
+fn ts_builder(n: usize) -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC")
+}
+
+fn batch(schema: SchemaRef, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema, cols).map_err(|e| ConnectorError::Arrow(e.to_string()))
+}
+
+fn source_name(sources: &[String], idx: u32) -> &str {
+    sources.get(idx as usize).map_or("", String::as_str)
+}
+
+impl HistoryRow for SensorReading {
+    const TABLE: &'static str = "readings";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("reading_id", DataType::Utf8, false),
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("sensor_type", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, false),
+            Field::new("unit", DataType::Utf8, false),
+            ts_field("ts", false),
+            Field::new("quality", DataType::Float64, true),
+            Field::new("metadata", DataType::Utf8, true),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("source_offset", DataType::UInt64, false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.sensor_id, self.ts, (u64::from(self.pos.source) << 48) ^ self.pos.offset)
+    }
+    fn position(&self) -> Option<(u32, u64)> {
+        Some((self.pos.source, self.pos.offset))
+    }
+    fn to_batch(rows: &[Self], sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut id = StringBuilder::with_capacity(n, n * 16);
+        let mut sensor = StringBuilder::with_capacity(n, n * 16);
+        let mut asset = StringBuilder::with_capacity(n, n * 12);
+        let mut typ = StringBuilder::with_capacity(n, n * 8);
+        let mut value = Float64Builder::with_capacity(n);
+        let mut unit = StringBuilder::with_capacity(n, n * 2);
+        let mut ts = ts_builder(n);
+        let mut quality = Float64Builder::with_capacity(n);
+        let mut meta = StringBuilder::new();
+        let mut source = StringBuilder::with_capacity(n, n * 8);
+        let mut offset = UInt64Builder::with_capacity(n);
+        let mut hex = [0u8; 16];
+        for r in rows {
+            match &r.reading_id {
+                Some(given) => id.append_value(given),
+                None => id.append_value(hex16(r.id_hash, &mut hex)),
+            }
+            sensor.append_value(&r.sensor_id);
+            asset.append_value(&r.asset_id);
+            typ.append_value(r.sensor_type.as_str());
+            value.append_value(r.value);
+            unit.append_value(&r.unit);
+            ts.append_value(r.ts);
+            quality.append_option(r.quality);
+            meta.append_option(r.metadata.as_deref());
+            source.append_value(source_name(sources, r.pos.source));
+            offset.append_value(r.pos.offset);
+        }
+        batch(
+            Self::schema(),
+            vec![
+                Arc::new(id.finish()),
+                Arc::new(sensor.finish()),
+                Arc::new(asset.finish()),
+                Arc::new(typ.finish()),
+                Arc::new(value.finish()),
+                Arc::new(unit.finish()),
+                Arc::new(ts.finish()),
+                Arc::new(quality.finish()),
+                Arc::new(meta.finish()),
+                Arc::new(source.finish()),
+                Arc::new(offset.finish()),
+            ],
+        )
+    }
+}
+
+fn hex16(v: u64, buf: &mut [u8; 16]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(buf).unwrap_or("")
+}
+
+impl HistoryRow for RejectedReading {
+    const TABLE: &'static str = "rejected";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("detail", DataType::Utf8, false),
+            Field::new("raw", DataType::Binary, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("source_offset", DataType::UInt64, false),
+            Field::new("sensor_id", DataType::Utf8, true),
+            ts_field("ts", true),
+            ts_field("rejected_at", false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts.unwrap_or(self.rejected_at)
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (self.sensor_id.as_deref().unwrap_or(""), self.ts.unwrap_or(EventTime::MIN), (u64::from(self.pos.source) << 48) ^ self.pos.offset)
+    }
+    fn position(&self) -> Option<(u32, u64)> {
+        Some((self.pos.source, self.pos.offset))
+    }
+    fn to_batch(rows: &[Self], sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut reason = StringBuilder::new();
+        let mut detail = StringBuilder::new();
+        let mut raw = BinaryBuilder::new();
+        let mut source = StringBuilder::new();
+        let mut offset = UInt64Builder::with_capacity(n);
+        let mut sensor = StringBuilder::new();
+        let mut ts = ts_builder(n);
+        let mut at = ts_builder(n);
+        for r in rows {
+            reason.append_value(r.reason.as_str());
+            detail.append_value(&r.detail);
+            raw.append_value(&r.raw);
+            source.append_value(source_name(sources, r.pos.source));
+            offset.append_value(r.pos.offset);
+            sensor.append_option(r.sensor_id.as_deref());
+            ts.append_option(r.ts);
+            at.append_value(r.rejected_at);
+        }
+        batch(
+            Self::schema(),
+            vec![
+                Arc::new(reason.finish()),
+                Arc::new(detail.finish()),
+                Arc::new(raw.finish()),
+                Arc::new(source.finish()),
+                Arc::new(offset.finish()),
+                Arc::new(sensor.finish()),
+                Arc::new(ts.finish()),
+                Arc::new(at.finish()),
+            ],
+        )
+    }
+}
+
+impl HistoryRow for WindowFeatures {
+    const TABLE: &'static str = "features";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("sensor_type", DataType::Utf8, false),
+            Field::new("window", DataType::Utf8, false),
+            ts_field("window_start", false),
+            ts_field("window_end", false),
+            Field::new("count", DataType::UInt64, false),
+            Field::new("mean", DataType::Float64, false),
+            Field::new("min", DataType::Float64, false),
+            Field::new("max", DataType::Float64, false),
+            Field::new("std", DataType::Float64, false),
+            Field::new("rms", DataType::Float64, false),
+            Field::new("slope", DataType::Float64, false),
+            Field::new("last", DataType::Float64, false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.window_start
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.sensor_id, self.window_start, self.kind as u64)
+    }
+    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let (mut sensor, mut asset, mut typ, mut kind) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut ws, mut we) = (ts_builder(n), ts_builder(n));
+        let mut count = UInt64Builder::with_capacity(n);
+        let mut f: Vec<Float64Builder> = (0..7).map(|_| Float64Builder::with_capacity(n)).collect();
+        for r in rows {
+            sensor.append_value(&r.sensor_id);
+            asset.append_value(&r.asset_id);
+            typ.append_value(r.sensor_type.as_str());
+            kind.append_value(r.kind.as_str());
+            ws.append_value(r.window_start);
+            we.append_value(r.window_end);
+            count.append_value(r.count);
+            for (b, v) in f.iter_mut().zip([r.mean, r.min, r.max, r.std, r.rms, r.slope, r.last]) {
+                b.append_value(v);
+            }
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(sensor.finish()),
+            Arc::new(asset.finish()),
+            Arc::new(typ.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(ws.finish()),
+            Arc::new(we.finish()),
+            Arc::new(count.finish()),
+        ];
+        cols.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        batch(Self::schema(), cols)
+    }
+}
+
+impl HistoryRow for AnomalyDetected {
+    const TABLE: &'static str = "anomalies";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("detector", DataType::Utf8, false),
+            Field::new("detector_version", DataType::UInt32, false),
+            Field::new("score", DataType::Float64, false),
+            Field::new("severity", DataType::Utf8, false),
+            ts_field("ts", false),
+            ts_field("window_start", true),
+            Field::new("explanation", DataType::Utf8, false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        let k: &str = if self.sensor_id.is_empty() { &self.asset_id } else { &self.sensor_id };
+        (k, self.ts, vigil_events::stable_hash_str(&self.event_id))
+    }
+    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let (mut id, mut corr, mut sensor, mut asset, mut det, mut sev, mut expl) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut ver, mut dver) = (UInt32Builder::with_capacity(n), UInt32Builder::with_capacity(n));
+        let mut score = Float64Builder::with_capacity(n);
+        let (mut ts, mut ws) = (ts_builder(n), ts_builder(n));
+        for r in rows {
+            id.append_value(&r.event_id);
+            corr.append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            sensor.append_value(&r.sensor_id);
+            asset.append_value(&r.asset_id);
+            det.append_value(&r.detector);
+            dver.append_value(r.detector_version);
+            score.append_value(r.score);
+            sev.append_value(r.severity.as_str());
+            ts.append_value(r.ts);
+            ws.append_option(r.window_start);
+            expl.append_value(&r.explanation);
+        }
+        batch(
+            Self::schema(),
+            vec![
+                Arc::new(id.finish()),
+                Arc::new(corr.finish()),
+                Arc::new(ver.finish()),
+                Arc::new(sensor.finish()),
+                Arc::new(asset.finish()),
+                Arc::new(det.finish()),
+                Arc::new(dver.finish()),
+                Arc::new(score.finish()),
+                Arc::new(sev.finish()),
+                Arc::new(ts.finish()),
+                Arc::new(ws.finish()),
+                Arc::new(expl.finish()),
+            ],
+        )
+    }
+}
+
+impl HistoryRow for DriftDetected {
+    const TABLE: &'static str = "drift";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("statistic", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, false),
+            Field::new("threshold", DataType::Float64, false),
+            ts_field("reference_start", false),
+            ts_field("reference_end", false),
+            ts_field("current_start", false),
+            ts_field("ts", false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.current_end
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.sensor_id, self.current_end, vigil_events::stable_hash_str(&self.event_id))
+    }
+    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let (mut id, mut corr, mut sensor, mut asset, mut stat) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut val, mut thr) = (Float64Builder::with_capacity(n), Float64Builder::with_capacity(n));
+        let mut t: Vec<TimestampMillisecondBuilder> = (0..4).map(|_| ts_builder(n)).collect();
+        for r in rows {
+            id.append_value(&r.event_id);
+            corr.append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            sensor.append_value(&r.sensor_id);
+            asset.append_value(&r.asset_id);
+            stat.append_value(&r.statistic);
+            val.append_value(r.value);
+            thr.append_value(r.threshold);
+            for (b, v) in t.iter_mut().zip([r.reference_start, r.reference_end, r.current_start, r.current_end]) {
+                b.append_value(v);
+            }
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(corr.finish()),
+            Arc::new(ver.finish()),
+            Arc::new(sensor.finish()),
+            Arc::new(asset.finish()),
+            Arc::new(stat.finish()),
+            Arc::new(val.finish()),
+            Arc::new(thr.finish()),
+        ];
+        cols.extend(t.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        batch(Self::schema(), cols)
+    }
+}
+
+impl HistoryRow for MaintenancePredicted {
+    const TABLE: &'static str = "predictions";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            ts_field("ts", false),
+            Field::new("health", DataType::Float64, false),
+            Field::new("failure_probability", DataType::Float64, false),
+            Field::new("rul_hours", DataType::Float64, true),
+            ts_field("predicted_failure_ts", true),
+            Field::new("confidence", DataType::Float64, false),
+            Field::new("reasons", DataType::Utf8, false),
+            Field::new("model", DataType::Utf8, false),
+            Field::new("model_version", DataType::Utf8, false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, 0)
+    }
+    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let (mut id, mut corr, mut asset, mut reasons, mut model, mut mv) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut ts, mut pf) = (ts_builder(n), ts_builder(n));
+        let mut f: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::with_capacity(n)).collect();
+        for r in rows {
+            id.append_value(&r.event_id);
+            corr.append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            asset.append_value(&r.asset_id);
+            ts.append_value(r.ts);
+            f[0].append_value(r.health);
+            f[1].append_value(r.failure_probability);
+            f[2].append_option(r.rul_hours);
+            pf.append_option(r.predicted_failure_ts);
+            f[3].append_value(r.confidence);
+            reasons.append_value(serde_json::to_string(&r.reasons).unwrap_or_default());
+            model.append_value(&r.model);
+            mv.append_value(&r.model_version);
+        }
+        let [health, fp, rul, conf]: [Float64Builder; 4] = f.try_into().map_err(|_| ConnectorError::Arrow("builders".into()))?;
+        let (mut health, mut fp, mut rul, mut conf) = (health, fp, rul, conf);
+        batch(
+            Self::schema(),
+            vec![
+                Arc::new(id.finish()),
+                Arc::new(corr.finish()),
+                Arc::new(ver.finish()),
+                Arc::new(asset.finish()),
+                Arc::new(ts.finish()),
+                Arc::new(health.finish()),
+                Arc::new(fp.finish()),
+                Arc::new(rul.finish()),
+                Arc::new(pf.finish()),
+                Arc::new(conf.finish()),
+                Arc::new(reasons.finish()),
+                Arc::new(model.finish()),
+                Arc::new(mv.finish()),
+            ],
+        )
+    }
+}
+
+impl HistoryRow for MaintenanceScheduled {
+    const TABLE: &'static str = "schedule";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("proposal_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            ts_field("ts", false),
+            ts_field("scheduled_for", false),
+            Field::new("priority", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("requires_decision", DataType::Boolean, false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, 0)
+    }
+    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut ts, mut sf) = (ts_builder(n), ts_builder(n));
+        let mut req = BooleanBuilder::with_capacity(n);
+        for r in rows {
+            s[0].append_value(&r.event_id);
+            s[1].append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            s[2].append_value(&r.proposal_id);
+            s[3].append_value(&r.asset_id);
+            s[4].append_value(r.status.as_str());
+            ts.append_value(r.ts);
+            sf.append_value(r.scheduled_for);
+            s[5].append_value(r.priority.as_str());
+            s[6].append_value(&r.reason);
+            req.append_value(r.requires_decision);
+        }
+        let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            f(0),
+            f(1),
+            Arc::new(ver.finish()),
+            f(2),
+            f(3),
+            f(4),
+            Arc::new(ts.finish()),
+            Arc::new(sf.finish()),
+            f(5),
+            f(6),
+            Arc::new(req.finish()),
+        ];
+        batch(Self::schema(), cols)
+    }
+}
+
+impl HistoryRow for HumanDecisionRequested {
+    const TABLE: &'static str = "decision_requests";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("proposal_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            ts_field("ts", false),
+            Field::new("question", DataType::Utf8, false),
+            ts_field("deadline", false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, 0)
+    }
+    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut ts, mut dl) = (ts_builder(n), ts_builder(n));
+        for r in rows {
+            s[0].append_value(&r.event_id);
+            s[1].append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            s[2].append_value(&r.proposal_id);
+            s[3].append_value(&r.asset_id);
+            ts.append_value(r.ts);
+            s[4].append_value(&r.question);
+            dl.append_value(r.deadline);
+        }
+        let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![f(0), f(1), Arc::new(ver.finish()), f(2), f(3), Arc::new(ts.finish()), f(4), Arc::new(dl.finish())];
+        batch(Self::schema(), cols)
+    }
+}
+
+/// The positions of one source that a file covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSpan {
+    /// Source name (file path, or topic/partition).
+    pub source: String,
+    /// Least position.
+    pub first: u64,
+    /// Greatest position.
+    pub last: u64,
+    /// Number of records.
+    pub records: u64,
+}
+
+/// A file written to the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Table.
+    pub table: String,
+    /// Path relative to the data dir, once committed.
+    pub path: String,
+    /// Path relative to the data dir while staged.
+    pub staged: String,
+    /// Rows.
+    pub rows: u64,
+    /// Least partition time.
+    pub min_ts: EventTime,
+    /// Greatest partition time.
+    pub max_ts: EventTime,
+    /// Source positions covered (input tables).
+    pub sources: Vec<SourceSpan>,
+}
+
+/// One line of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Run id.
+    pub run: String,
+    /// Commit time (wall clock, ms).
+    pub committed_at: i64,
+    /// Files made visible.
+    pub files: Vec<FileEntry>,
+}
+
+/// Settings of the writers.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Run id (names staged files).
+    pub run: String,
+    /// Worker index.
+    pub worker: usize,
+    /// Rows buffered before a file is written.
+    pub max_rows_per_file: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// Source names, indexed by `SourcePos::source`.
+    pub sources: Arc<Vec<String>>,
+}
+
+/// Buffers rows of one table and writes sorted, date-partitioned files into the staging area.
+pub struct TableWriter<R: HistoryRow> {
+    cfg: WriterConfig,
+    buffered: BTreeMap<i64, Vec<R>>,
+    count: usize,
+    seq: usize,
+    written: Vec<FileEntry>,
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn date_of_day(day: i64) -> String {
+    vigil_events::format_rfc3339_ms(day * MS_PER_DAY)[..10].to_string()
+}
+
+fn fsync_dir(dir: &Path) {
+    // Durability of the rename; platforms that cannot open directories ignore it.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl<R: HistoryRow> TableWriter<R> {
+    /// A writer for one worker.
+    pub fn new(cfg: WriterConfig) -> Self {
+        TableWriter { cfg, buffered: BTreeMap::new(), count: 0, seq: 0, written: Vec::new() }
+    }
+
+    /// Buffers a row; writes files when the buffer is full.
+    pub fn push(&mut self, row: R) -> Result<()> {
+        let day = row.partition_time().div_euclid(MS_PER_DAY);
+        self.buffered.entry(day).or_default().push(row);
+        self.count += 1;
+        if self.count >= self.cfg.max_rows_per_file {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Rows buffered.
+    pub fn buffered(&self) -> usize {
+        self.count
+    }
+
+    /// Writes every buffered row.
+    pub fn flush(&mut self) -> Result<()> {
+        let buffered = std::mem::take(&mut self.buffered);
+        self.count = 0;
+        for (day, mut rows) in buffered {
+            rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            let entry = self.write_file(day, &rows)?;
+            self.written.push(entry);
+        }
+        Ok(())
+    }
+
+    fn write_file(&mut self, day: i64, rows: &[R]) -> Result<FileEntry> {
+        let date = date_of_day(day);
+        let name = format!("part-{}-{:03}-{:05}.parquet", self.cfg.run, self.cfg.worker, self.seq);
+        self.seq += 1;
+        let rel = format!("{}/date={}/{}", R::TABLE, date, name);
+        let staged_rel = format!("_staging/{}/{}", self.cfg.run, rel);
+        let staged = self.cfg.data_dir.join(&staged_rel);
+        let dir = staged.parent().map(Path::to_path_buf).unwrap_or_default();
+        fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
+        let tmp = staged.with_extension("parquet.tmp");
+        let file = File::create(&tmp).map_err(|e| ConnectorError::io(&tmp, e))?;
+        let sorting = vec![
+            SortingColumn { column_idx: sort_column::<R>(0), descending: false, nulls_first: false },
+            SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
+        ];
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| ConnectorError::Arrow(e.to_string()))?))
+            .set_max_row_group_row_count(Some(self.cfg.row_group_rows))
+            .set_sorting_columns(Some(sorting))
+            .build();
+        let mut w = ArrowWriter::try_new(file, R::schema(), Some(props)).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+        let mut min_ts = EventTime::MAX;
+        let mut max_ts = EventTime::MIN;
+        for part in rows.chunks(self.cfg.row_group_rows.max(1)) {
+            let b = R::to_batch(part, &self.cfg.sources)?;
+            w.write(&b).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+        }
+        for r in rows {
+            min_ts = min_ts.min(r.partition_time());
+            max_ts = max_ts.max(r.partition_time());
+        }
+        let file = w.into_inner().map_err(|e| ConnectorError::parquet(&tmp, e))?;
+        file.sync_all().map_err(|e| ConnectorError::io(&tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &staged).map_err(|e| ConnectorError::io(&staged, e))?;
+        fsync_dir(&dir);
+        Ok(FileEntry { table: R::TABLE.into(), path: rel, staged: staged_rel, rows: rows.len() as u64, min_ts, max_ts, sources: spans(rows, &self.cfg.sources) })
+    }
+
+    /// Flushes and returns the files written.
+    pub fn finish(mut self) -> Result<Vec<FileEntry>> {
+        self.flush()?;
+        Ok(self.written)
+    }
+}
+
+/// Index of the sort columns in the schema: the key and the time column.
+fn sort_column<R: HistoryRow>(which: usize) -> i32 {
+    let schema = R::schema();
+    let names: &[&str] = if which == 0 { &["sensor_id", "asset_id", "reason"] } else { &["ts", "window_start"] };
+    names.iter().find_map(|n| schema.index_of(n).ok()).map_or(0, |i| i as i32)
+}
+
+fn spans<R: HistoryRow>(rows: &[R], sources: &[String]) -> Vec<SourceSpan> {
+    let mut by_source: BTreeMap<u32, SourceSpan> = BTreeMap::new();
+    for (s, off) in rows.iter().filter_map(HistoryRow::position) {
+        let e = by_source.entry(s).or_insert_with(|| SourceSpan { source: source_name(sources, s).to_string(), first: off, last: off, records: 0 });
+        e.first = e.first.min(off);
+        e.last = e.last.max(off);
+        e.records += 1;
+    }
+    by_source.into_values().collect()
+}
+
+/// Path of the manifest.
+pub fn manifest_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("_manifest").join("manifest.jsonl")
+}
+
+/// Makes staged files visible: appends the commit to the manifest (fsync), then moves the files.
+pub fn commit(data_dir: &Path, run: &str, files: Vec<FileEntry>, now_ms: i64) -> Result<Commit> {
+    let c = Commit { run: run.to_string(), committed_at: now_ms, files };
+    let path = manifest_path(data_dir);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir, e))?;
+    }
+    let mut line = serde_json::to_vec(&c).map_err(|e| ConnectorError::Arrow(e.to_string()))?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ConnectorError::io(&path, e))?;
+    f.write_all(&line).map_err(|e| ConnectorError::io(&path, e))?;
+    f.sync_all().map_err(|e| ConnectorError::io(&path, e))?;
+    publish(data_dir, &c)?;
+    let staging = data_dir.join("_staging").join(run);
+    let _ = fs::remove_dir_all(staging);
+    Ok(c)
+}
+
+fn publish(data_dir: &Path, c: &Commit) -> Result<()> {
+    for f in &c.files {
+        let from = data_dir.join(&f.staged);
+        let to = data_dir.join(&f.path);
+        if from.exists() {
+            if let Some(dir) = to.parent() {
+                fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir, e))?;
+            }
+            fs::rename(&from, &to).map_err(|e| ConnectorError::io(&to, e))?;
+            if let Some(dir) = to.parent() {
+                fsync_dir(dir);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the manifest's commits.
+pub fn read_manifest(data_dir: &Path) -> Result<Vec<Commit>> {
+    let path = manifest_path(data_dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ConnectorError::io(&path, e)),
+    };
+    // A torn last line (crash during the append) is not a commit.
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// Finishes committed-but-unpublished files and deletes staged files of uncommitted runs.
+/// Returns (files published, staged runs discarded).
+pub fn recover(data_dir: &Path) -> Result<(usize, usize)> {
+    let commits = read_manifest(data_dir)?;
+    let mut published = 0;
+    for c in &commits {
+        for f in &c.files {
+            if data_dir.join(&f.staged).exists() {
+                published += 1;
+            }
+        }
+        publish(data_dir, c)?;
+    }
+    let mut discarded = 0;
+    let staging = data_dir.join("_staging");
+    if let Ok(entries) = fs::read_dir(&staging) {
+        for e in entries.flatten() {
+            let _ = fs::remove_dir_all(e.path());
+            discarded += 1;
+        }
+    }
+    Ok((published, discarded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_events::{SensorType, SourcePos};
+
+    fn reading(sensor: &str, ts: EventTime, line: u64) -> SensorReading {
+        SensorReading {
+            reading_id: None,
+            id_hash: line,
+            sensor_id: Arc::from(sensor),
+            sensor_key: 0,
+            asset_id: Arc::from("a"),
+            sensor_type: SensorType::Temperature,
+            value: line as f64,
+            unit: Arc::from("C"),
+            ts,
+            quality: None,
+            metadata: None,
+            pos: SourcePos { source: 0, offset: line },
+        }
+    }
+
+    #[test]
+    fn writes_sorted_partitioned_files_and_commits_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            data_dir: dir.path().to_path_buf(),
+            run: "r1".into(),
+            worker: 0,
+            max_rows_per_file: 1000,
+            row_group_rows: 100,
+            sources: Arc::new(vec!["in.jsonl".into()]),
+        };
+        let mut w = TableWriter::<SensorReading>::new(cfg);
+        w.push(reading("b", 10, 1)).unwrap();
+        w.push(reading("a", 20, 2)).unwrap();
+        w.push(reading("a", 5, 3)).unwrap();
+        w.push(reading("a", MS_PER_DAY + 1, 4)).unwrap();
+        let files = w.finish().unwrap();
+        assert_eq!(files.len(), 2, "two dates");
+        assert!(files[0].path.starts_with("readings/date=1970-01-01/"));
+        assert!(!dir.path().join(&files[0].path).exists(), "not visible before the commit");
+        commit(dir.path(), "r1", files.clone(), 0).unwrap();
+        let batches = crate::files::read_parquet(&dir.path().join(&files[0].path)).unwrap();
+        let b = &batches[0];
+        let sensors = b.column(1).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        let ts = b.column(6).as_any().downcast_ref::<arrow::array::TimestampMillisecondArray>().unwrap();
+        let got: Vec<_> = (0..b.num_rows()).map(|i| (sensors.value(i).to_string(), ts.value(i))).collect();
+        assert_eq!(got, vec![("a".to_string(), 5), ("a".to_string(), 20), ("b".to_string(), 10)]);
+        assert_eq!(files[0].sources, vec![SourceSpan { source: "in.jsonl".into(), first: 1, last: 3, records: 3 }]);
+        assert_eq!(read_manifest(dir.path()).unwrap().len(), 1);
+        assert!(!dir.path().join("_staging").join("r1").exists());
+    }
+
+    #[test]
+    fn recovery_publishes_committed_and_drops_uncommitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |run: &str| WriterConfig {
+            data_dir: dir.path().to_path_buf(),
+            run: run.into(),
+            worker: 0,
+            max_rows_per_file: 10,
+            row_group_rows: 10,
+            sources: Arc::new(vec![]),
+        };
+        let mut w = TableWriter::<SensorReading>::new(mk("done"));
+        w.push(reading("a", 1, 1)).unwrap();
+        let files = w.finish().unwrap();
+        // Crash after the manifest line but before the renames.
+        let c = Commit { run: "done".into(), committed_at: 0, files: files.clone() };
+        let mut line = serde_json::to_vec(&c).unwrap();
+        line.push(b'\n');
+        fs::create_dir_all(dir.path().join("_manifest")).unwrap();
+        fs::write(manifest_path(dir.path()), line).unwrap();
+        let mut w = TableWriter::<SensorReading>::new(mk("crashed"));
+        w.push(reading("a", 2, 2)).unwrap();
+        w.finish().unwrap();
+        let (published, discarded) = recover(dir.path()).unwrap();
+        assert_eq!((published, discarded), (1, 2));
+        assert!(dir.path().join(&files[0].path).exists());
+        assert!(!dir.path().join("_staging").join("crashed").exists());
+    }
+}
