@@ -1,0 +1,374 @@
+//! Configuration: serde structs with defaults that work, read from TOML and overridden by
+//! `VIGIL_*` environment variables (`VIGIL_PIPELINE__LATENESS_MS=60000`: sections and keys joined
+//! by a double underscore). The documented default configuration is `vigil.example.toml` at the
+//! root of the repository; a test checks it parses to these defaults.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use vigil_events::{SensorType, Severity};
+use vigil_operators::asset_stage::AssetStageConfig;
+use vigil_operators::drift::DriftConfig;
+use vigil_operators::limits::Limits;
+use vigil_operators::multivariate::MultivariateConfig;
+use vigil_operators::predictor::PredictorConfig;
+use vigil_operators::robust::RobustConfig;
+use vigil_operators::scheduler::SchedulerConfig;
+use vigil_operators::sensor_stage::{SensorSpec, SensorStageConfig};
+use vigil_operators::validate::ValidateConfig;
+use vigil_operators::window::WindowConfig;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has unknown keys.
+    #[error("invalid config: {0}")]
+    Parse(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VigilConfig {
+    /// Event time, watermarks and parallelism.
+    pub pipeline: PipelineConfig,
+    /// Record validation.
+    pub validation: ValidationConfig,
+    /// Windows.
+    pub windows: WindowsConfig,
+    /// Detectors.
+    pub detectors: DetectorsConfig,
+    /// Predictor and scheduling policy.
+    pub maintenance: MaintenanceConfig,
+    /// Parquet history.
+    pub history: HistoryConfig,
+    /// Sensor registry entries (which sensors belong to which asset, limits, criticality).
+    pub registry: Vec<RegistryEntry>,
+}
+
+/// Event time, watermarks and parallelism.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Allowed lateness: the watermark trails the greatest event time seen by this much.
+    pub lateness_ms: i64,
+    /// A source idle for this long (wall clock) stops holding windows open.
+    pub idle_timeout_ms: i64,
+    /// Dedupe horizon (event time).
+    pub dedupe_horizon_ms: i64,
+    /// Bytes per chunk when reading files in parallel.
+    pub chunk_bytes: usize,
+    /// How far (event time) a worker's input may run ahead of the slowest output.
+    pub max_lead_ms: i64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 2,
+            lateness_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            dedupe_horizon_ms: 600_000,
+            chunk_bytes: 4 << 20,
+            max_lead_ms: 600_000,
+        }
+    }
+}
+
+/// Record validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Records above this size are rejected as `oversized`.
+    pub max_record_bytes: usize,
+    /// Event times further ahead of the wall clock are rejected as `future_ts`.
+    pub future_margin_ms: i64,
+    /// Valid ranges per sensor type, overriding the physical defaults: `temperature = [-50, 400]`.
+    pub ranges: HashMap<String, [f64; 2]>,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig { max_record_bytes: 1 << 20, future_margin_ms: 300_000, ranges: HashMap::new() }
+    }
+}
+
+/// Window sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Tumbling window size.
+    pub tumbling_ms: i64,
+    /// Hopping window size.
+    pub hopping_size_ms: i64,
+    /// Hopping window step.
+    pub hopping_step_ms: i64,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        let w = WindowConfig::default();
+        WindowsConfig { tumbling_ms: w.tumbling_ms, hopping_size_ms: w.hopping_size_ms, hopping_step_ms: w.hopping_step_ms }
+    }
+}
+
+/// Detector settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorsConfig {
+    /// Robust detector: windows in the baseline.
+    pub robust_baseline_windows: usize,
+    /// Robust detector: windows before scoring.
+    pub robust_warmup_windows: usize,
+    /// Robust detector: score threshold (robust standard deviations).
+    pub robust_threshold: f64,
+    /// Multivariate detector: threshold on squared Mahalanobis distance per dimension.
+    pub multivariate_threshold: f64,
+    /// Multivariate detector: windows before scoring.
+    pub multivariate_warmup_windows: u64,
+    /// Drift: windows in the reference and current samples.
+    pub drift_window: usize,
+    /// Drift: KS significance.
+    pub drift_alpha: f64,
+    /// Drift: Page-Hinkley threshold (reference standard deviations).
+    pub drift_ph_lambda: f64,
+    /// Hard limits per sensor type, overriding the defaults: `vibration = [0, 10]`.
+    pub limits: HashMap<String, [f64; 2]>,
+}
+
+impl Default for DetectorsConfig {
+    fn default() -> Self {
+        let r = RobustConfig::default();
+        let m = MultivariateConfig::default();
+        let d = DriftConfig::default();
+        DetectorsConfig {
+            robust_baseline_windows: r.baseline,
+            robust_warmup_windows: r.warmup,
+            robust_threshold: r.threshold,
+            multivariate_threshold: m.threshold,
+            multivariate_warmup_windows: m.warmup,
+            drift_window: d.window,
+            drift_alpha: d.alpha,
+            drift_ph_lambda: d.ph_lambda,
+            limits: HashMap::new(),
+        }
+    }
+}
+
+/// Predictor and scheduling policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// Propose maintenance when the predicted RUL is under this many hours.
+    pub rul_horizon_hours: f64,
+    /// Propose maintenance when health is under this.
+    pub health_threshold: f64,
+    /// Least confidence of a RUL to act on.
+    pub min_confidence: f64,
+    /// Proposals of this priority or above ask a person (`low`, `medium`, `high`, `critical`).
+    pub decision_from: Severity,
+    /// Emit a prediction every this many windows per asset.
+    pub predict_every_windows: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        let s = SchedulerConfig::default();
+        MaintenanceConfig {
+            rul_horizon_hours: s.rul_horizon_hours,
+            health_threshold: s.health_threshold,
+            min_confidence: s.min_confidence,
+            decision_from: s.decision_from,
+            predict_every_windows: PredictorConfig::default().emit_every,
+        }
+    }
+}
+
+/// Parquet history settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Rows buffered per table and worker before a file is written.
+    pub max_rows_per_file: usize,
+    /// Rows per row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { max_rows_per_file: 1 << 20, row_group_rows: 128 * 1024 }
+    }
+}
+
+/// One registry entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEntry {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Asset.
+    pub asset_id: Option<String>,
+    /// Type.
+    pub sensor_type: Option<SensorType>,
+    /// Operating limits `[low, high]` for the hard-limit detector.
+    pub limits: Option<[f64; 2]>,
+    /// Valid range `[min, max]`; readings outside are rejected.
+    pub valid_range: Option<[f64; 2]>,
+    /// Criticality.
+    pub criticality: Option<String>,
+}
+
+impl RegistryEntry {
+    /// The entry as a registry spec.
+    pub fn spec(&self) -> SensorSpec {
+        SensorSpec {
+            sensor_id: self.sensor_id.clone(),
+            asset_id: self.asset_id.clone(),
+            sensor_type: self.sensor_type,
+            low_bits: self.limits.map(|l| l[0].to_bits()),
+            high_bits: self.limits.map(|l| l[1].to_bits()),
+            valid_min_bits: self.valid_range.map(|l| l[0].to_bits()),
+            valid_max_bits: self.valid_range.map(|l| l[1].to_bits()),
+            criticality: self.criticality.clone(),
+        }
+    }
+}
+
+fn by_type(m: &HashMap<String, [f64; 2]>) -> Result<Vec<(SensorType, [f64; 2])>, ConfigError> {
+    m.iter()
+        .map(|(k, v)| SensorType::parse(k).map(|t| (t, *v)).ok_or_else(|| ConfigError::Parse(format!("unknown sensor type {k:?}"))))
+        .collect()
+}
+
+impl VigilConfig {
+    /// Reads a TOML file (or the defaults when `path` is `None`), then applies `VIGIL_*` overrides.
+    pub fn load(path: Option<&Path>) -> Result<VigilConfig, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read { path: p.display().to_string(), source: e })?,
+            None => String::new(),
+        };
+        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for (k, v) in std::env::vars() {
+            let Some(rest) = k.strip_prefix("VIGIL_") else { continue };
+            let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if parts.len() != 2 {
+                continue;
+            }
+            let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("x = {v}"))
+                .ok()
+                .and_then(|mut t| t.remove("x"))
+                .unwrap_or(toml::Value::String(v.clone()));
+            let section = value.entry(parts[0].clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = section {
+                t.insert(parts[1].clone(), parsed);
+            }
+        }
+        let cfg: VigilConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.window_config().validate().map_err(ConfigError::Parse)?;
+        by_type(&self.validation.ranges)?;
+        by_type(&self.detectors.limits)?;
+        if self.pipeline.workers == 0 {
+            return Err(ConfigError::Parse("pipeline.workers must be at least 1".into()));
+        }
+        if self.pipeline.lateness_ms < 0 {
+            return Err(ConfigError::Parse("pipeline.lateness_ms must not be negative".into()));
+        }
+        Ok(())
+    }
+
+    /// Window sizes.
+    pub fn window_config(&self) -> WindowConfig {
+        WindowConfig { tumbling_ms: self.windows.tumbling_ms, hopping_size_ms: self.windows.hopping_size_ms, hopping_step_ms: self.windows.hopping_step_ms }
+    }
+
+    /// Validator settings.
+    pub fn validate_config(&self) -> ValidateConfig {
+        ValidateConfig {
+            max_record_bytes: self.validation.max_record_bytes,
+            future_margin_ms: self.validation.future_margin_ms,
+            ranges: by_type(&self.validation.ranges).unwrap_or_default().into_iter().map(|(t, r)| (t, (r[0], r[1]))).collect(),
+        }
+    }
+
+    /// Sensor stage settings.
+    pub fn sensor_stage_config(&self) -> SensorStageConfig {
+        let d = &self.detectors;
+        SensorStageConfig {
+            windows: self.window_config(),
+            robust: RobustConfig { baseline: d.robust_baseline_windows, warmup: d.robust_warmup_windows, threshold: d.robust_threshold, ..RobustConfig::default() },
+            drift: DriftConfig { window: d.drift_window, alpha: d.drift_alpha, ph_lambda: d.drift_ph_lambda, ..DriftConfig::default() },
+            dedupe_horizon_ms: self.pipeline.dedupe_horizon_ms,
+            limits: by_type(&d.limits).unwrap_or_default().into_iter().map(|(t, l)| (t, Limits { low: Some(l[0]), high: Some(l[1]) })).collect(),
+        }
+    }
+
+    /// Asset stage settings.
+    pub fn asset_stage_config(&self) -> AssetStageConfig {
+        let m = &self.maintenance;
+        AssetStageConfig {
+            multivariate: MultivariateConfig {
+                threshold: self.detectors.multivariate_threshold,
+                warmup: self.detectors.multivariate_warmup_windows,
+                ..MultivariateConfig::default()
+            },
+            predictor: PredictorConfig { emit_every: m.predict_every_windows.max(1), ..PredictorConfig::default() },
+            scheduler: SchedulerConfig {
+                rul_horizon_hours: m.rul_horizon_hours,
+                health_threshold: m.health_threshold,
+                min_confidence: m.min_confidence,
+                decision_from: m.decision_from,
+                ..SchedulerConfig::default()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil.example.toml");
+        let cfg = VigilConfig::load(Some(&path)).unwrap();
+        let mut expected = VigilConfig::default();
+        expected.registry = cfg.registry.clone();
+        assert_eq!(cfg, expected);
+        assert!(!cfg.registry.is_empty(), "the example shows a registry entry");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[pipeline]\nlatenes_ms = 5\n").unwrap();
+        let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("latenes_ms"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[windows]\ntumbling_ms = 0\n").unwrap();
+        assert!(VigilConfig::load(Some(&p)).is_err());
+        std::fs::write(&p, "[detectors.limits]\nplasma = [0, 1]\n").unwrap();
+        assert!(VigilConfig::load(Some(&p)).is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! Running the dataflow: sources feeding the graph, the graph, and the history sinks.
+//!
+//! One timely worker per thread. Each worker reads its share of the input, validates it, and
+//! sends accepted readings into the graph at an event-time watermark no later than any of them;
+//! the graph ([`crate::graph`]) routes readings by sensor and assets by asset. Sinks write the
+//! history files into the staging area; the coordinator commits them when every worker is done.
+//!
+//! Files are read in chunks, chunk `k` by worker `k mod W`. Each worker publishes the greatest
+//! accepted event time of every chunk it parses; before sending chunk `k` it waits for chunks
+//! `0..k` to be published, so it knows the exact greatest event time of everything before its
+//! chunk in input order. That makes the watermark — and so every `too_late` decision — the same
+//! whatever the number of workers. In event-time order (the default for files) a record behind
+//! that watermark means the file is not in order within the lateness: the run stops and is
+//! redone from a sorted copy ([`crate::sort`]), so the result never depends on the file's order.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::input::InputSession;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Concat, Input, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
+
+use vigil_connectors::files::{ChunkReader, Plan, Record};
+use vigil_connectors::history::{FileEntry, HistoryRow, TableWriter, WriterConfig};
+use vigil_connectors::simulator::{write_json, Fleet, SensorSim, SimRecord};
+use vigil_events::{
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectReason,
+    RejectedReading, SensorReading, Severity, SourcePos, WindowFeatures, WindowKind,
+};
+use vigil_operators::dataflow::{AssetStageExt, SensorStageExt};
+use vigil_operators::decode::decode_cells;
+use vigil_operators::sensor_stage::SensorSpec;
+use vigil_operators::validate::Validator;
+
+use crate::config::VigilConfig;
+
+/// How a bounded file is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayOrder {
+    /// In event-time order, whatever the order of the rows (the default).
+    EventTime,
+    /// In file order, as if the rows had arrived on a stream in that order.
+    File,
+}
+
+/// Where the records come from.
+#[derive(Clone)]
+pub enum Source {
+    /// Files, planned into chunks.
+    Files {
+        /// The plan.
+        plan: Arc<Plan>,
+        /// Order.
+        order: ReplayOrder,
+        /// If the plan reads a sorted copy: the original sources' names and formats.
+        sorted: Option<Arc<crate::sort::SortedInput>>,
+    },
+    /// The built-in fleet simulator.
+    Simulator {
+        /// The fleet.
+        fleet: Arc<Fleet>,
+    },
+}
+
+/// Settings of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Configuration.
+    pub cfg: VigilConfig,
+    /// History directory.
+    pub data_dir: PathBuf,
+    /// Worker threads.
+    pub workers: usize,
+    /// Show progress on stderr.
+    pub progress: bool,
+    /// Wall clock (ms since the epoch); injected so tests can fix it.
+    pub now_ms: fn() -> i64,
+    /// Run id (names the history files of this run).
+    pub run_id: String,
+}
+
+/// The wall clock.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// An anomaly, as the summary and the scoring need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyBrief {
+    /// Sensor ("" for asset-level detectors).
+    pub sensor_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Detector.
+    pub detector: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Event time.
+    pub ts: EventTime,
+}
+
+/// A drift event, briefly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftBrief {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Statistic.
+    pub statistic: String,
+    /// Event time.
+    pub ts: EventTime,
+}
+
+/// A proposal, briefly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalBrief {
+    /// Asset.
+    pub asset_id: String,
+    /// Event time.
+    pub ts: EventTime,
+    /// Priority.
+    pub priority: Severity,
+}
+
+/// What one worker (and then the whole run) counted.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    /// Records read from the sources.
+    pub records_in: u64,
+    /// Readings stored.
+    pub accepted: u64,
+    /// Rejected records by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Tumbling windows.
+    pub tumbling_windows: u64,
+    /// Hopping windows.
+    pub hopping_windows: u64,
+    /// Anomalies.
+    pub anomalies: Vec<AnomalyBrief>,
+    /// Drift events.
+    pub drift: Vec<DriftBrief>,
+    /// Predictions.
+    pub predictions: u64,
+    /// Proposals.
+    pub proposals: Vec<ProposalBrief>,
+    /// Decision requests.
+    pub decision_requests: u64,
+    /// History files written (staged).
+    pub files: Vec<FileEntry>,
+    /// Bad records the simulator injected, by expected reason.
+    pub injected_bad: BTreeMap<String, u64>,
+    /// Errors (write failures).
+    pub errors: Vec<String>,
+    /// The input was out of order beyond the lateness (event-time replay must sort).
+    pub needs_sort: bool,
+}
+
+impl RunStats {
+    fn merge(&mut self, o: RunStats) {
+        self.records_in += o.records_in;
+        self.accepted += o.accepted;
+        for (k, v) in o.rejected {
+            *self.rejected.entry(k).or_default() += v;
+        }
+        self.tumbling_windows += o.tumbling_windows;
+        self.hopping_windows += o.hopping_windows;
+        self.anomalies.extend(o.anomalies);
+        self.drift.extend(o.drift);
+        self.predictions += o.predictions;
+        self.proposals.extend(o.proposals);
+        self.decision_requests += o.decision_requests;
+        self.files.extend(o.files);
+        for (k, v) in o.injected_bad {
+            *self.injected_bad.entry(k).or_default() += v;
+        }
+        self.errors.extend(o.errors);
+        self.needs_sort |= o.needs_sort;
+    }
+
+    /// Rejected records in all.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A worker failed.
+    #[error("dataflow failed: {0}")]
+    Dataflow(String),
+    /// History could not be written.
+    #[error("history: {0}")]
+    History(String),
+    /// An input could not be read.
+    #[error("input: {0}")]
+    Input(String),
+}
+
+type Shared = Rc<RefCell<RunStats>>;
+
+fn history_sink<'s, R>(
+    stream: StreamVec<'s, EventTime, R>,
+    wcfg: WriterConfig,
+    stats: Shared,
+    mut observe: impl FnMut(&R, &mut RunStats) + 'static,
+) where
+    R: HistoryRow + 'static,
+{
+    let mut writer = Some(TableWriter::<R>::new(wcfg));
+    stream.sink(Pipeline, R::TABLE, move |(input, frontier)| {
+        input.for_each(|_cap, data| {
+            let mut st = stats.borrow_mut();
+            for r in data.drain(..) {
+                observe(&r, &mut st);
+                if let Some(w) = writer.as_mut() {
+                    if let Err(e) = w.push(r) {
+                        st.errors.push(e.to_string());
+                    }
+                }
+            }
+        });
+        if frontier.is_empty() {
+            if let Some(w) = writer.take() {
+                match w.finish() {
+                    Ok(files) => stats.borrow_mut().files.extend(files),
+                    Err(e) => stats.borrow_mut().errors.push(e.to_string()),
+                }
+            }
+        }
+    });
+}
+
+/// Chunk maxima shared by the workers: not yet published, or published (possibly "empty").
+const NOT_READY: i64 = i64::MIN;
+const EMPTY: i64 = i64::MIN + 1;
+
+/// Runs the dataflow over `source`; returns the merged statistics (files staged, not committed).
+pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Result<RunStats, RunError> {
+    let workers = opts.workers.max(1);
+    let chunk_max: Arc<Vec<AtomicI64>> = Arc::new(match &source {
+        Source::Files { plan, .. } => (0..plan.chunks.len()).map(|_| AtomicI64::new(NOT_READY)).collect(),
+        Source::Simulator { .. } => Vec::new(),
+    });
+    let read_counter = Arc::new(AtomicU64::new(0));
+    let abort = Arc::new(AtomicBool::new(false));
+    let total_hint = match &source {
+        Source::Files { plan, .. } => plan.chunks.len() as u64,
+        Source::Simulator { fleet } => fleet.readings(),
+    };
+    let source_names: Arc<Vec<String>> = Arc::new(match &source {
+        Source::Files { plan, sorted: None, .. } => plan.files.iter().map(|f| f.path.display().to_string()).collect(),
+        Source::Files { sorted: Some(s), .. } => s.names.clone(),
+        Source::Simulator { .. } => vec!["simulator".to_string()],
+    });
+
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = opts.progress.then(|| {
+        let (counter, done) = (read_counter.clone(), done.clone());
+        let unit = if matches!(source, Source::Files { .. }) { "chunks" } else { "readings" };
+        std::thread::spawn(move || crate::progress::report(counter, total_hint, unit, done))
+    });
+
+    let opts2 = opts.clone();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let peers = worker.peers();
+        let opts = &opts2;
+        let cfg = &opts.cfg;
+        let stats: Shared = Rc::new(RefCell::new(RunStats::default()));
+        let mut readings_in: InputHandleVec<EventTime, SensorReading> = InputHandleVec::new();
+        let mut rejected_in: InputHandleVec<EventTime, RejectedReading> = InputHandleVec::new();
+        let mut registry_in: InputSession<EventTime, SensorSpec, isize> = InputSession::new();
+        let probe = ProbeHandle::new();
+        let wcfg = |_: &str| WriterConfig {
+            data_dir: opts.data_dir.clone(),
+            run: opts.run_id.clone(),
+            worker: index,
+            max_rows_per_file: cfg.history.max_rows_per_file,
+            row_group_rows: cfg.history.row_group_rows,
+            sources: source_names.clone(),
+        };
+
+        worker.dataflow::<EventTime, _, _>(|scope| {
+            let readings = scope.input_from(&mut readings_in);
+            let rejected_src = scope.input_from(&mut rejected_in);
+            let registry = registry_in.to_collection(scope).inner;
+            let s = readings.sensor_stage(registry, cfg.sensor_stage_config(), opts.now_ms);
+            let a = s.asset.asset_stage(cfg.asset_stage_config());
+            a.predictions.clone().probe_with(&probe);
+            s.features.clone().probe_with(&probe);
+
+            history_sink(s.readings, wcfg("readings"), stats.clone(), |_r: &SensorReading, st| st.accepted += 1);
+            history_sink(rejected_src.concat(s.rejected), wcfg("rejected"), stats.clone(), |r: &RejectedReading, st| {
+                *st.rejected.entry(r.reason.as_str().to_string()).or_default() += 1
+            });
+            history_sink(s.features, wcfg("features"), stats.clone(), |f: &WindowFeatures, st| match f.kind {
+                WindowKind::Tumbling => st.tumbling_windows += 1,
+                WindowKind::Hopping => st.hopping_windows += 1,
+            });
+            history_sink(s.anomalies.concat(a.anomalies), wcfg("anomalies"), stats.clone(), |a: &AnomalyDetected, st| {
+                st.anomalies.push(AnomalyBrief {
+                    sensor_id: a.sensor_id.to_string(),
+                    asset_id: a.asset_id.to_string(),
+                    detector: a.detector.clone(),
+                    severity: a.severity,
+                    ts: a.ts,
+                })
+            });
+            history_sink(s.drift, wcfg("drift"), stats.clone(), |d: &DriftDetected, st| {
+                st.drift.push(DriftBrief { sensor_id: d.sensor_id.to_string(), statistic: d.statistic.clone(), ts: d.current_end })
+            });
+            history_sink(a.predictions, wcfg("predictions"), stats.clone(), |_p: &MaintenancePredicted, st| st.predictions += 1);
+            history_sink(a.schedule, wcfg("schedule"), stats.clone(), |p: &MaintenanceScheduled, st| {
+                st.proposals.push(ProposalBrief { asset_id: p.asset_id.to_string(), ts: p.ts, priority: p.priority })
+            });
+            history_sink(a.decisions, wcfg("decision_requests"), stats.clone(), |_d: &HumanDecisionRequested, st| st.decision_requests += 1);
+        });
+
+        if index == 0 {
+            for spec in &registry {
+                registry_in.insert(spec.clone());
+            }
+        }
+        registry_in.flush();
+
+        let mut validator = Validator::new(cfg.validate_config(), Box::new(opts.now_ms));
+        let lateness = cfg.pipeline.lateness_ms;
+        let max_lead = cfg.pipeline.max_lead_ms;
+        let mut feed = Feed { readings_in: &mut readings_in, rejected_in: &mut rejected_in, registry_in: &mut registry_in, time: EventTime::MIN };
+        let mut records_in = 0u64;
+
+        match &source {
+            Source::Files { plan, order, sorted } => {
+                let mut reader = ChunkReader::default();
+                let mut prefix_max = EventTime::MIN; // greatest accepted event time of chunks before `known`
+                let mut known = 0usize;
+                let mut parsed: Vec<Result<SensorReading, RejectedReading>> = Vec::new();
+                let mut k = index;
+                while k < plan.chunks.len() && !abort.load(Ordering::Relaxed) {
+                    let chunk = plan.chunks[k];
+                    let file = &plan.files[chunk.file as usize];
+                    parsed.clear();
+                    let res = reader.for_each_record(file, &chunk, |line, rec| {
+                        let outcome = match sorted {
+                            Some(s) => s.decode(&mut validator, rec),
+                            None => decode_record(&mut validator, &file.columns, SourcePos { source: chunk.file, offset: line }, rec),
+                        };
+                        parsed.push(outcome);
+                    });
+                    if let Err(e) = res {
+                        stats.borrow_mut().errors.push(e.to_string());
+                        abort.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    records_in += parsed.len() as u64;
+                    let local_max = parsed.iter().filter_map(|r| r.as_ref().ok().map(|r| r.ts)).max();
+                    chunk_max[k].store(local_max.unwrap_or(EMPTY).max(EMPTY), Ordering::Release);
+                    // Wait until every earlier chunk has published its maximum.
+                    while known < k {
+                        let v = chunk_max[known].load(Ordering::Acquire);
+                        if v == NOT_READY {
+                            if abort.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            worker.step_or_park(Some(Duration::from_micros(200)));
+                            continue;
+                        }
+                        prefix_max = prefix_max.max(v);
+                        known += 1;
+                    }
+                    if abort.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    feed.advance(prefix_max.saturating_sub(lateness));
+                    let mut running = prefix_max;
+                    for r in parsed.drain(..) {
+                        match r {
+                            Ok(r) => {
+                                if r.ts < running.saturating_sub(lateness) {
+                                    if *order == ReplayOrder::EventTime {
+                                        stats.borrow_mut().needs_sort = true;
+                                        abort.store(true, Ordering::Relaxed);
+                                        break;
+                                    }
+                                    feed.reject(too_late(r, running, lateness, opts.now_ms));
+                                } else {
+                                    running = running.max(r.ts);
+                                    feed.readings_in.send(r);
+                                }
+                            }
+                            Err(rej) => feed.reject(rej),
+                        }
+                    }
+                    read_counter.fetch_add(1, Ordering::Relaxed);
+                    // Throttle: stay within `max_lead` of the graph's progress.
+                    let lead_floor = feed.time.saturating_sub(max_lead);
+                    while probe.less_than(&lead_floor) && !abort.load(Ordering::Relaxed) {
+                        worker.step_or_park(Some(Duration::from_micros(200)));
+                    }
+                    worker.step();
+                    k += peers;
+                }
+            }
+            Source::Simulator { fleet } => {
+                let mine: Vec<usize> = (index..fleet.sensors.len()).step_by(peers).collect();
+                let mut sims: Vec<SensorSim> = mine.iter().map(|&i| SensorSim::new(fleet, &fleet.sensors[i])).collect();
+                let mut prev: Vec<Vec<u8>> = vec![Vec::new(); mine.len()];
+                let mut recs = Vec::new();
+                let mut line = Vec::with_capacity(256);
+                let mut max_seen = EventTime::MIN;
+                let n = fleet.sensors.len() as u64;
+                let ticks = fleet.ticks();
+                let mut injected: BTreeMap<String, u64> = BTreeMap::new();
+                for t in 0..ticks {
+                    let tick_ts = fleet.cfg.start_ms + t as i64 * fleet.cfg.interval_ms;
+                    for (j, &i) in mine.iter().enumerate() {
+                        let s = &fleet.sensors[i];
+                        recs.clear();
+                        sims[j].step(fleet, s, t, &mut recs);
+                        for (q, rec) in recs.iter().enumerate() {
+                            line.clear();
+                            write_json(s, rec, tick_ts, &mut prev[j], &mut line);
+                            if let SimRecord::Bad(kind) = rec {
+                                *injected.entry(kind.reason().to_string()).or_default() += 1;
+                            }
+                            let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
+                            let pos = SourcePos { source: 0, offset: (t * n + i as u64) * 4 + q as u64 };
+                            records_in += 1;
+                            match validator.validate_json(bytes, pos) {
+                                Ok(r) if r.ts < max_seen.saturating_sub(lateness) => feed.reject(too_late(r, max_seen, lateness, opts.now_ms)),
+                                Ok(r) => {
+                                    max_seen = max_seen.max(r.ts);
+                                    feed.readings_in.send(r);
+                                }
+                                Err(rej) => feed.reject(rej),
+                            }
+                        }
+                    }
+                    read_counter.fetch_add(mine.len() as u64, Ordering::Relaxed);
+                    if t % 10 == 9 {
+                        feed.advance(max_seen.saturating_sub(lateness));
+                        let lead_floor = feed.time.saturating_sub(max_lead);
+                        while probe.less_than(&lead_floor) {
+                            worker.step_or_park(Some(Duration::from_micros(200)));
+                        }
+                        worker.step();
+                    }
+                }
+                stats.borrow_mut().injected_bad = injected;
+            }
+        }
+        stats.borrow_mut().records_in = records_in;
+        drop(feed);
+        readings_in.close();
+        rejected_in.close();
+        registry_in.close();
+        while worker.step_or_park(Some(Duration::from_millis(1))) {}
+        let out = stats.borrow().clone();
+        out
+    })
+    .map_err(RunError::Dataflow)?;
+
+    let mut total = RunStats::default();
+    for r in guards.join() {
+        total.merge(r.map_err(RunError::Dataflow)?);
+    }
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    if !total.errors.is_empty() {
+        return Err(RunError::History(total.errors.join("; ")));
+    }
+    Ok(total)
+}
+
+/// Inputs of one worker, advanced together.
+struct Feed<'a> {
+    readings_in: &'a mut InputHandleVec<EventTime, SensorReading>,
+    rejected_in: &'a mut InputHandleVec<EventTime, RejectedReading>,
+    registry_in: &'a mut InputSession<EventTime, SensorSpec, isize>,
+    time: EventTime,
+}
+
+impl Feed<'_> {
+    fn advance(&mut self, t: EventTime) {
+        if t > self.time {
+            self.time = t;
+            self.readings_in.advance_to(t);
+            self.rejected_in.advance_to(t);
+            self.registry_in.advance_to(t);
+            self.registry_in.flush();
+        }
+    }
+    fn reject(&mut self, r: RejectedReading) {
+        self.rejected_in.send(r);
+    }
+}
+
+fn too_late(r: SensorReading, max_seen: EventTime, lateness: i64, now_ms: fn() -> i64) -> RejectedReading {
+    let wm = max_seen.saturating_sub(lateness);
+    let raw = serde_json::json!({
+        "sensor_id": &*r.sensor_id, "asset_id": &*r.asset_id, "sensor_type": r.sensor_type.as_str(),
+        "value": r.value, "unit": &*r.unit, "ts": vigil_events::format_rfc3339_ms(r.ts),
+    })
+    .to_string();
+    RejectedReading {
+        raw: raw.into_bytes(),
+        pos: r.pos,
+        reason: RejectReason::TooLate,
+        detail: format!(
+            "event time {} is behind the watermark {} (lateness {} s)",
+            vigil_events::format_rfc3339_ms(r.ts),
+            vigil_events::format_rfc3339_ms(wm),
+            lateness / 1000
+        ),
+        sensor_id: Some(r.sensor_id.clone()),
+        ts: Some(r.ts),
+        rejected_at: now_ms(),
+    }
+}
+
+/// Validates one record of a file.
+pub fn decode_record(validator: &mut Validator, columns: &[String], pos: SourcePos, rec: Record<'_>) -> Result<SensorReading, RejectedReading> {
+    match rec {
+        Record::Json(bytes) => validator.validate_json(bytes, pos),
+        Record::Row { cells, raw } => {
+            if raw.len() > validator.max_record_bytes() {
+                return Err(validator.oversized(raw, pos));
+            }
+            let fields = decode_cells(columns, cells);
+            validator.validate(fields, raw, pos)
+        }
+        Record::Unreadable { raw, detail } => Err(RejectedReading {
+            raw: raw[..raw.len().min(vigil_operators::validate::MAX_RAW_KEPT)].to_vec(),
+            pos,
+            reason: RejectReason::MalformedJson,
+            detail: format!("unreadable row: {detail}"),
+            sensor_id: None,
+            ts: None,
+            rejected_at: validator.now(),
+        }),
+    }
+}
+
+/// Elapsed time helper for reports.
+pub fn elapsed_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
