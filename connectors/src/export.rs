@@ -62,7 +62,8 @@ pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64
         Format::Csv { sep } => {
             let sep = sep as char;
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            writeln!(w, "ts{sep}sensor_id{sep}asset_id{sep}sensor_type{sep}value{sep}unit").map_err(|e| ConnectorError::io(path, e))?;
+            writeln!(w, "ts{sep}sensor_id{sep}asset_id{sep}sensor_type{sep}value{sep}unit")
+                .map_err(|e| ConnectorError::io(path, e))?;
             for t in 0..ticks {
                 for (i, s) in fleet.sensors.iter().enumerate() {
                     recs.clear();

@@ -121,7 +121,15 @@ pub fn plan(paths: &[PathBuf], chunk_bytes: usize) -> Result<Plan> {
 }
 
 /// Splits a line file into chunks ending at newlines, counting lines on the way.
-fn split_lines(file_idx: u32, mut file: File, path: &Path, data_start: u64, header_lines: u64, chunk_bytes: usize, out: &mut Vec<Chunk>) -> Result<()> {
+fn split_lines(
+    file_idx: u32,
+    mut file: File,
+    path: &Path,
+    data_start: u64,
+    header_lines: u64,
+    chunk_bytes: usize,
+    out: &mut Vec<Chunk>,
+) -> Result<()> {
     let len = file.metadata().map_err(|e| ConnectorError::io(path, e))?.len();
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
@@ -256,7 +264,8 @@ fn read_parquet_chunk(file: &InputFile, chunk: &Chunk, mut f: impl FnMut(u64, Re
     let mut row_no = chunk.first_line;
     let mut raw = Vec::new();
     for batch in reader {
-        let batch: RecordBatch = batch.map_err(|e| ConnectorError::Parquet { path: file.path.display().to_string(), message: e.to_string() })?;
+        let batch: RecordBatch =
+            batch.map_err(|e| ConnectorError::Parquet { path: file.path.display().to_string(), message: e.to_string() })?;
         let cols = batch.columns();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(cols.len());
         for row in 0..batch.num_rows() {
@@ -325,7 +334,10 @@ fn render_row_json(names: &[String], cells: &[Cell<'_>], out: &mut Vec<u8>) {
 /// Reads one Parquet file fully into record batches (small files and tests).
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
     let fh = File::open(path).map_err(|e| ConnectorError::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(fh).map_err(|e| ConnectorError::parquet(path, e))?.build().map_err(|e| ConnectorError::parquet(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fh)
+        .map_err(|e| ConnectorError::parquet(path, e))?
+        .build()
+        .map_err(|e| ConnectorError::parquet(path, e))?;
     reader.map(|b| b.map_err(|e| ConnectorError::Parquet { path: path.display().to_string(), message: e.to_string() })).collect()
 }
 

@@ -18,18 +18,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder, UInt32Builder,
-    UInt64Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use vigil_events::{
-    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectedReading,
-    SensorReading, WindowFeatures, MS_PER_DAY,
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
+    RejectedReading, SensorReading, WindowFeatures, MS_PER_DAY,
 };
 
 use crate::{ConnectorError, Result};
@@ -170,7 +170,11 @@ impl HistoryRow for RejectedReading {
         self.ts.unwrap_or(self.rejected_at)
     }
     fn sort_key(&self) -> (&str, EventTime, u64) {
-        (self.sensor_id.as_deref().unwrap_or(""), self.ts.unwrap_or(EventTime::MIN), (u64::from(self.pos.source) << 48) ^ self.pos.offset)
+        (
+            self.sensor_id.as_deref().unwrap_or(""),
+            self.ts.unwrap_or(EventTime::MIN),
+            (u64::from(self.pos.source) << 48) ^ self.pos.offset,
+        )
     }
     fn position(&self) -> Option<(u32, u64)> {
         Some((self.pos.source, self.pos.offset))
@@ -239,7 +243,8 @@ impl HistoryRow for WindowFeatures {
     }
     fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
-        let (mut sensor, mut asset, mut typ, mut kind) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut sensor, mut asset, mut typ, mut kind) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
         let (mut ws, mut we) = (ts_builder(n), ts_builder(n));
         let mut count = UInt64Builder::with_capacity(n);
         let mut f: Vec<Float64Builder> = (0..7).map(|_| Float64Builder::with_capacity(n)).collect();
@@ -296,8 +301,15 @@ impl HistoryRow for AnomalyDetected {
     }
     fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
-        let (mut id, mut corr, mut sensor, mut asset, mut det, mut sev, mut expl) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut id, mut corr, mut sensor, mut asset, mut det, mut sev, mut expl) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let (mut ver, mut dver) = (UInt32Builder::with_capacity(n), UInt32Builder::with_capacity(n));
         let mut score = Float64Builder::with_capacity(n);
         let (mut ts, mut ws) = (ts_builder(n), ts_builder(n));
@@ -361,7 +373,8 @@ impl HistoryRow for DriftDetected {
     }
     fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
-        let (mut id, mut corr, mut sensor, mut asset, mut stat) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut id, mut corr, mut sensor, mut asset, mut stat) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
         let mut ver = UInt32Builder::with_capacity(n);
         let (mut val, mut thr) = (Float64Builder::with_capacity(n), Float64Builder::with_capacity(n));
         let mut t: Vec<TimestampMillisecondBuilder> = (0..4).map(|_| ts_builder(n)).collect();
@@ -420,8 +433,14 @@ impl HistoryRow for MaintenancePredicted {
     }
     fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
-        let (mut id, mut corr, mut asset, mut reasons, mut model, mut mv) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut id, mut corr, mut asset, mut reasons, mut model, mut mv) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut ver = UInt32Builder::with_capacity(n);
         let (mut ts, mut pf) = (ts_builder(n), ts_builder(n));
         let mut f: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::with_capacity(n)).collect();
@@ -559,7 +578,8 @@ impl HistoryRow for HumanDecisionRequested {
             dl.append_value(r.deadline);
         }
         let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
-        let cols: Vec<ArrayRef> = vec![f(0), f(1), Arc::new(ver.finish()), f(2), f(3), Arc::new(ts.finish()), f(4), Arc::new(dl.finish())];
+        let cols: Vec<ArrayRef> =
+            vec![f(0), f(1), Arc::new(ver.finish()), f(2), f(3), Arc::new(ts.finish()), f(4), Arc::new(dl.finish())];
         batch(Self::schema(), cols)
     }
 }
@@ -715,7 +735,15 @@ impl<R: HistoryRow> TableWriter<R> {
         drop(file);
         fs::rename(&tmp, &staged).map_err(|e| ConnectorError::io(&staged, e))?;
         fsync_dir(&dir);
-        Ok(FileEntry { table: R::TABLE.into(), path: rel, staged: staged_rel, rows: rows.len() as u64, min_ts, max_ts, sources: spans(rows, &self.cfg.sources) })
+        Ok(FileEntry {
+            table: R::TABLE.into(),
+            path: rel,
+            staged: staged_rel,
+            rows: rows.len() as u64,
+            min_ts,
+            max_ts,
+            sources: spans(rows, &self.cfg.sources),
+        })
     }
 
     /// Flushes and returns the files written.
@@ -735,7 +763,12 @@ fn sort_column<R: HistoryRow>(which: usize) -> i32 {
 fn spans<R: HistoryRow>(rows: &[R], sources: &[String]) -> Vec<SourceSpan> {
     let mut by_source: BTreeMap<u32, SourceSpan> = BTreeMap::new();
     for (s, off) in rows.iter().filter_map(HistoryRow::position) {
-        let e = by_source.entry(s).or_insert_with(|| SourceSpan { source: source_name(sources, s).to_string(), first: off, last: off, records: 0 });
+        let e = by_source.entry(s).or_insert_with(|| SourceSpan {
+            source: source_name(sources, s).to_string(),
+            first: off,
+            last: off,
+            records: 0,
+        });
         e.first = e.first.min(off);
         e.last = e.last.max(off);
         e.records += 1;

@@ -219,8 +219,14 @@ pub struct Fleet {
     pub truth: GroundTruth,
 }
 
-const TYPES: [SensorType; 6] =
-    [SensorType::Temperature, SensorType::Vibration, SensorType::Pressure, SensorType::Current, SensorType::Rpm, SensorType::Humidity];
+const TYPES: [SensorType; 6] = [
+    SensorType::Temperature,
+    SensorType::Vibration,
+    SensorType::Pressure,
+    SensorType::Current,
+    SensorType::Rpm,
+    SensorType::Humidity,
+];
 
 fn type_params(t: SensorType) -> (f64, f64) {
     match t {
@@ -269,7 +275,11 @@ impl Fleet {
             for s in 0..cfg.sensors_per_asset {
                 let index = sensors.len();
                 let sensor_type = TYPES[s % TYPES.len()];
-                let suffix = if s < TYPES.len() { sensor_type.as_str().to_string() } else { format!("{}-{}", sensor_type.as_str(), s / TYPES.len() + 1) };
+                let suffix = if s < TYPES.len() {
+                    sensor_type.as_str().to_string()
+                } else {
+                    format!("{}-{}", sensor_type.as_str(), s / TYPES.len() + 1)
+                };
                 let sensor_id = format!("{asset_id}-{suffix}");
                 let mut r = rng_for(cfg.seed, &[2, index as u64]);
                 let (base0, sigma) = type_params(sensor_type);
@@ -310,7 +320,14 @@ impl Fleet {
                     if anomalies.iter().any(|x: &InjectedAnomaly| start < x.end + 15 * 60_000 && x.start < end + 15 * 60_000) {
                         continue;
                     }
-                    anomalies.push(InjectedAnomaly { sensor_id: sensor_id.clone(), asset_id: asset_id.clone(), kind, start, end, magnitude });
+                    anomalies.push(InjectedAnomaly {
+                        sensor_id: sensor_id.clone(),
+                        asset_id: asset_id.clone(),
+                        kind,
+                        start,
+                        end,
+                        magnitude,
+                    });
                 }
                 anomalies.sort_by_key(|a| a.start);
                 let drift = (r.random_bool(cfg.drift_fraction.clamp(0.0, 1.0)) && degradation.is_none()).then(|| InjectedDrift {
@@ -331,10 +348,27 @@ impl Fleet {
                 if let Some(d) = &drift {
                     truth.drifts.push(d.clone());
                 }
-                sensors.push(SimSensor { index, sensor_id, asset_id: asset_id.clone(), sensor_type, base, sigma, period_s, phase, anomalies, drift, degradation: degr });
+                sensors.push(SimSensor {
+                    index,
+                    sensor_id,
+                    asset_id: asset_id.clone(),
+                    sensor_type,
+                    base,
+                    sigma,
+                    period_s,
+                    phase,
+                    anomalies,
+                    drift,
+                    degradation: degr,
+                });
             }
             if let Some((start, failure)) = degradation {
-                truth.degradations.push(InjectedDegradation { asset_id: asset_id.clone(), start, failure, sensors: degraded_sensors });
+                truth.degradations.push(InjectedDegradation {
+                    asset_id: asset_id.clone(),
+                    start,
+                    failure,
+                    sensors: degraded_sensors,
+                });
             }
         }
         Fleet { cfg, sensors, truth }
@@ -484,8 +518,12 @@ pub fn write_json(s: &SimSensor, rec: &SimRecord, tick_ts: EventTime, prev: &mut
             let _ = match kind {
                 BadKind::MalformedJson => writeln!(out, "{{\"sensor_id\":\"{id}\",\"value\":12.5,\"ts\":\"{ts}\""),
                 BadKind::MissingField => writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"ts\":\"{ts}\"}}"),
-                BadKind::BadType => writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":\"high\",\"ts\":\"{ts}\"}}"),
-                BadKind::NonFinite => writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":\"NaN\",\"ts\":\"{ts}\"}}"),
+                BadKind::BadType => {
+                    writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":\"high\",\"ts\":\"{ts}\"}}")
+                }
+                BadKind::NonFinite => {
+                    writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":\"NaN\",\"ts\":\"{ts}\"}}")
+                }
                 BadKind::OutOfRange => {
                     let (lo, hi) = s.sensor_type.physical_range();
                     let bad = if lo > f64::MIN { lo - 1000.0 } else { hi * 10.0 };
@@ -501,11 +539,17 @@ pub fn write_json(s: &SimSensor, rec: &SimRecord, tick_ts: EventTime, prev: &mut
                 }
                 BadKind::TooLate => {
                     let late = format_rfc3339_ms(tick_ts - 15 * 60_000);
-                    writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":1.5,\"ts\":\"{late}\",\"note\":\"late\"}}")
+                    writeln!(
+                        out,
+                        "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":1.5,\"ts\":\"{late}\",\"note\":\"late\"}}"
+                    )
                 }
                 BadKind::Oversized => {
                     let pad = "x".repeat((1 << 20) + 16);
-                    writeln!(out, "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":1.0,\"ts\":\"{ts}\",\"pad\":\"{pad}\"}}")
+                    writeln!(
+                        out,
+                        "{{\"sensor_id\":\"{id}\",\"sensor_type\":\"{ty}\",\"value\":1.0,\"ts\":\"{ts}\",\"pad\":\"{pad}\"}}"
+                    )
                 }
             };
         }
@@ -536,7 +580,8 @@ mod tests {
 
     #[test]
     fn spikes_show_in_values() {
-        let cfg = FleetConfig { assets: 10, sensors_per_asset: 6, hours: 2.0, anomalies_per_sensor_hour: 2.0, ..Default::default() };
+        let cfg =
+            FleetConfig { assets: 10, sensors_per_asset: 6, hours: 2.0, anomalies_per_sensor_hour: 2.0, ..Default::default() };
         let f = Fleet::new(cfg);
         let spike = f.truth.anomalies.iter().find(|a| a.kind == AnomalyKind::Spike).expect("some spike");
         let s = f.sensors.iter().find(|s| s.sensor_id == spike.sensor_id).unwrap();

@@ -83,12 +83,7 @@ pub fn stable_hash_str(s: &str) -> u64 {
 /// The derived id of a reading that arrived without one: a stable hash of sensor id, time and value.
 #[inline]
 pub fn derived_reading_hash(sensor_id: &str, ts: EventTime, value: f64) -> u64 {
-    StableHasher::default()
-        .write(sensor_id.as_bytes())
-        .write(&[0xff])
-        .write_i64(ts)
-        .write_u64(value.to_bits())
-        .finish()
+    StableHasher::default().write(sensor_id.as_bytes()).write(&[0xff]).write_i64(ts).write_u64(value.to_bits()).finish()
 }
 
 /// The kind of physical quantity a sensor measures.

@@ -98,7 +98,9 @@ pub fn parse_timestamp_str(s: &str) -> Result<EventTime, TimeError> {
     if let Some(ms) = parse_fast(t.as_bytes()) {
         return Ok(ms);
     }
-    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) || (t.starts_with('-') && t.len() > 1 && t[1..].bytes().all(|c| c.is_ascii_digit())) {
+    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit())
+        || (t.starts_with('-') && t.len() > 1 && t[1..].bytes().all(|c| c.is_ascii_digit()))
+    {
         return t.parse::<i64>().map_err(|_| TimeError(s.to_string()));
     }
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {

@@ -134,7 +134,10 @@ impl AssetStage {
                     }
                     AssetInput::Window { end, .. } => {
                         let end = *end;
-                        let k = inputs[j..].iter().position(|x| !matches!(x, AssetInput::Window { end: e, .. } if *e == end)).map_or(inputs.len(), |p| j + p);
+                        let k = inputs[j..]
+                            .iter()
+                            .position(|x| !matches!(x, AssetInput::Window { end: e, .. } if *e == end))
+                            .map_or(inputs.len(), |p| j + p);
                         self.asset_window(&asset, end, &inputs[j..k], out);
                         j = k;
                     }
@@ -161,8 +164,11 @@ impl AssetStage {
         if means.len() >= 2 {
             let mv = state.mv.get_or_insert_with(|| AssetMahalanobis::new(cfg.multivariate));
             if let Some(f) = mv.observe(&means) {
-                let contributions: serde_json::Map<String, serde_json::Value> =
-                    names.iter().zip(&f.contributions).map(|(n, c)| (n.to_string(), serde_json::json!((c * 100.0).round() / 100.0))).collect();
+                let contributions: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(&f.contributions)
+                    .map(|(n, c)| (n.to_string(), serde_json::json!((c * 100.0).round() / 100.0)))
+                    .collect();
                 let severity = if f.score >= 48.0 {
                     Severity::High
                 } else if f.score >= 24.0 {
@@ -182,7 +188,8 @@ impl AssetStage {
                     severity,
                     ts: end,
                     window_start: Some(start),
-                    explanation: serde_json::json!({"mahalanobis_sq_per_dim": f.score, "contributions": contributions}).to_string(),
+                    explanation: serde_json::json!({"mahalanobis_sq_per_dim": f.score, "contributions": contributions})
+                        .to_string(),
                 });
                 state.predictor.observe_anomaly(end);
             }

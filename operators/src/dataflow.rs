@@ -19,8 +19,8 @@ use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
 use vigil_events::{
-    stable_hash_str, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
-    RejectedReading, SensorReading, WindowFeatures,
+    stable_hash_str, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted,
+    MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures,
 };
 
 use crate::asset_stage::{AssetOutputs, AssetStage, AssetStageConfig};
@@ -168,7 +168,8 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
         let (o1, predictions) = builder.new_output();
         let (o2, schedule) = builder.new_output();
         let (o3, decisions) = builder.new_output();
-        let (mut o0, mut o1, mut o2, mut o3) = (OutputBuilder::from(o0), OutputBuilder::from(o1), OutputBuilder::from(o2), OutputBuilder::from(o3));
+        let (mut o0, mut o1, mut o2, mut o3) =
+            (OutputBuilder::from(o0), OutputBuilder::from(o1), OutputBuilder::from(o2), OutputBuilder::from(o3));
 
         builder.build(move |capabilities| {
             let mut caps = capabilities;
@@ -201,4 +202,3 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
         AssetStreams { anomalies, predictions, schedule, decisions }
     }
 }
-

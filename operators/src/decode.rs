@@ -151,7 +151,7 @@ pub fn decode_cells<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>]) -
             Cell::Null => Scalar::Null,
             Cell::Num(n) => Scalar::Num(*n),
             Cell::Bool(b) => Scalar::Bool(*b),
-            Cell::Str(s) if s.is_empty() => Scalar::Null,
+            Cell::Str("") => Scalar::Null,
             Cell::Str(s) => Scalar::Str(Cow::Borrowed(s)),
         };
         match Field::from_name(name) {
@@ -283,7 +283,8 @@ mod tests {
 
     #[test]
     fn decodes_known_and_extra_fields() {
-        let line = br#"{"sensor_id":"s1","value":1.5,"timestamp":"2026-01-01T00:00:00Z","quality":0.9,"site":"north","tags":[1,2]}"#;
+        let line =
+            br#"{"sensor_id":"s1","value":1.5,"timestamp":"2026-01-01T00:00:00Z","quality":0.9,"site":"north","tags":[1,2]}"#;
         let f = decode_json(line).unwrap();
         assert_eq!(f.sensor_id, Some(Scalar::Str(Cow::Borrowed("s1"))));
         assert_eq!(f.value, Some(Scalar::Num(1.5)));

@@ -197,7 +197,19 @@ mod tests {
     use vigil_events::WindowKind;
 
     fn w(i: i64, mean: f64) -> ClosedWindow {
-        ClosedWindow { kind: WindowKind::Tumbling, start: i * 60_000, end: (i + 1) * 60_000, count: 60, mean, min: mean, max: mean, std: 1.0, rms: mean, slope: 0.0, last: mean }
+        ClosedWindow {
+            kind: WindowKind::Tumbling,
+            start: i * 60_000,
+            end: (i + 1) * 60_000,
+            count: 60,
+            mean,
+            min: mean,
+            max: mean,
+            std: 1.0,
+            rms: mean,
+            slope: 0.0,
+            last: mean,
+        }
     }
 
     fn noise(i: i64) -> f64 {

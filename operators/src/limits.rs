@@ -56,13 +56,9 @@ impl HardLimitDetector {
                 first.then_some(LimitBreach { limit, side, value, score: 1.0 + excess })
             }
             None => {
-                let inside_by = match (limits.low, limits.high) {
-                    (l, h) => {
-                        let a = h.map_or(f64::INFINITY, |h| h - value);
-                        let b = l.map_or(f64::INFINITY, |l| value - l);
-                        a.min(b)
-                    }
-                };
+                let above = limits.high.map_or(f64::INFINITY, |h| h - value);
+                let below = limits.low.map_or(f64::INFINITY, |l| value - l);
+                let inside_by = above.min(below);
                 if inside_by >= hysteresis {
                     self.in_breach = false;
                 }

@@ -123,8 +123,7 @@ impl AssetMahalanobis {
                 let d2: f64 = d.iter().zip(&sol).map(|(a, b)| a * b).sum();
                 let score = d2 / n as f64;
                 if score >= self.cfg.threshold {
-                    let contributions =
-                        (0..n).map(|i| d[i] / a[i * n + i].sqrt()).collect();
+                    let contributions = (0..n).map(|i| d[i] / a[i * n + i].sqrt()).collect();
                     finding = Some(MultivariateFinding { score, contributions });
                 }
             }
@@ -132,8 +131,8 @@ impl AssetMahalanobis {
         // Flagged windows are kept out of the estimates so an anomaly does not teach itself.
         if finding.is_none() {
             let alpha = if self.seen < self.cfg.warmup { 1.0 / (self.seen as f64 + 1.0) } else { self.cfg.alpha };
-            for i in 0..n {
-                self.mean[i] += alpha * d[i];
+            for (m, di) in self.mean.iter_mut().zip(&d) {
+                *m += alpha * di;
             }
             for i in 0..n {
                 for j in 0..n {

@@ -94,7 +94,13 @@ pub fn fit_line(points: &VecDeque<(f64, f64)>) -> Option<(f64, f64, f64, f64)> {
     let sse = (syy - b * sxy).max(0.0);
     let r2 = if syy > 0.0 { 1.0 - sse / syy } else { 0.0 };
     let se = (sse / (n - 2.0) / sxx).sqrt();
-    let t = if se > 0.0 { b.abs() / se } else if b != 0.0 { f64::INFINITY } else { 0.0 };
+    let t = if se > 0.0 {
+        b.abs() / se
+    } else if b != 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
     Some((b, a, r2, t))
 }
 
@@ -119,7 +125,15 @@ impl AssetPredictor {
     }
 
     /// Records one sensor's window mean.
-    pub fn observe_window(&mut self, cfg: &PredictorConfig, sensor: &Arc<str>, kind: &str, end: EventTime, mean: f64, limits: Limits) {
+    pub fn observe_window(
+        &mut self,
+        cfg: &PredictorConfig,
+        sensor: &Arc<str>,
+        kind: &str,
+        end: EventTime,
+        mean: f64,
+        limits: Limits,
+    ) {
         let s = self.sensors.entry(sensor.clone()).or_default();
         s.limits = limits;
         if s.kind.is_empty() {
@@ -139,7 +153,7 @@ impl AssetPredictor {
     /// Marks the end of one window of the asset; returns a prediction every `emit_every` windows.
     pub fn end_window(&mut self, cfg: &PredictorConfig) -> Option<Prediction> {
         self.windows += 1;
-        (self.windows % cfg.emit_every == 0).then(|| self.predict(cfg))
+        self.windows.is_multiple_of(cfg.emit_every).then(|| self.predict(cfg))
     }
 
     /// The current prediction.
@@ -238,7 +252,14 @@ mod tests {
         let mut p = AssetPredictor::default();
         let id: Arc<str> = Arc::from("a-vib");
         for i in 0..40i64 {
-            p.observe_window(&cfg, &id, "vibration", i * 60_000, 3.0 + ((i * 7) % 5) as f64 * 0.01, Limits { low: None, high: Some(12.0) });
+            p.observe_window(
+                &cfg,
+                &id,
+                "vibration",
+                i * 60_000,
+                3.0 + ((i * 7) % 5) as f64 * 0.01,
+                Limits { low: None, high: Some(12.0) },
+            );
         }
         let pred = p.predict(&cfg);
         assert!(pred.rul_hours.is_none());

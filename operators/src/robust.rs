@@ -164,7 +164,19 @@ mod tests {
     use vigil_events::WindowKind;
 
     fn win(mean: f64, std: f64) -> ClosedWindow {
-        ClosedWindow { kind: WindowKind::Tumbling, start: 0, end: 60_000, count: 60, mean, min: mean - 2.5 * std, max: mean + 2.5 * std, std, rms: mean, slope: 0.0, last: mean }
+        ClosedWindow {
+            kind: WindowKind::Tumbling,
+            start: 0,
+            end: 60_000,
+            count: 60,
+            mean,
+            min: mean - 2.5 * std,
+            max: mean + 2.5 * std,
+            std,
+            rms: mean,
+            slope: 0.0,
+            last: mean,
+        }
     }
 
     fn warmed() -> RobustDetector {
@@ -206,6 +218,6 @@ mod tests {
     fn persistent_change_becomes_the_new_baseline() {
         let mut d = warmed();
         let flagged = (0..40).filter(|_| d.observe(&win(80.0, 1.0)).is_some()).count();
-        assert!(flagged >= 10 && flagged < 40, "flagged {flagged}");
+        assert!((10..40).contains(&flagged), "flagged {flagged}");
     }
 }

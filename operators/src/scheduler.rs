@@ -97,7 +97,11 @@ impl AssetSchedule {
             None => 24 * 3_600_000,
         };
         let reason = match rul_trigger {
-            Some(h) => format!("remaining useful life {h:.1} h is under the {:.0} h horizon; {}", cfg.rul_horizon_hours, p.reasons.join("; ")),
+            Some(h) => format!(
+                "remaining useful life {h:.1} h is under the {:.0} h horizon; {}",
+                cfg.rul_horizon_hours,
+                p.reasons.join("; ")
+            ),
             None => format!("health {:.2} is under {:.2}; {}", p.health, cfg.health_threshold, p.reasons.join("; ")),
         };
         self.seq += 1;

@@ -273,7 +273,7 @@ impl SensorStage {
                 }
             }
         }
-        ready.sort_unstable_by(|a, b| (a.sensor_key, a.ts, a.pos).cmp(&(b.sensor_key, b.ts, b.pos)));
+        ready.sort_unstable_by_key(|r| (r.sensor_key, r.ts, r.pos));
         for r in ready {
             self.process(r, out);
         }
@@ -286,7 +286,7 @@ impl SensorStage {
     fn process(&mut self, mut r: SensorReading, out: &mut SensorOutputs) {
         let spec = self.registry.get(&r.sensor_id);
         if let Some(spec) = spec {
-            if &*r.asset_id == &*r.sensor_id {
+            if r.asset_id == r.sensor_id {
                 if let Some(a) = &spec.asset_id {
                     r.asset_id = Arc::from(a.as_str());
                 }
@@ -324,7 +324,11 @@ impl SensorStage {
             drift: DriftDetector::new(cfg.drift),
         });
         if state.dedupe.is_duplicate(r.id_hash, r.ts, cfg.dedupe_horizon_ms) {
-            let detail = format!("reading id {} already seen within the {} s dedupe horizon", r.reading_id_string(), cfg.dedupe_horizon_ms / 1000);
+            let detail = format!(
+                "reading id {} already seen within the {} s dedupe horizon",
+                r.reading_id_string(),
+                cfg.dedupe_horizon_ms / 1000
+            );
             let rej = self.reject(&r, RejectReason::Duplicate, detail);
             out.rejected.push(rej);
             return;
@@ -350,8 +354,9 @@ impl SensorStage {
                 severity,
                 ts: r.ts,
                 window_start: None,
-                explanation: serde_json::json!({"value": b.value, "limit": b.limit, "side": b.side, "sensor_type": r.sensor_type.as_str()})
-                    .to_string(),
+                explanation:
+                    serde_json::json!({"value": b.value, "limit": b.limit, "side": b.side, "sensor_type": r.sensor_type.as_str()})
+                        .to_string(),
             });
             out.asset.push(AssetInput::Anomaly { asset_id: state.asset_id.clone(), ts: r.ts });
         }
@@ -373,7 +378,15 @@ impl SensorStage {
         })
         .to_string()
         .into_bytes();
-        RejectedReading { raw, pos: r.pos, reason, detail, sensor_id: Some(r.sensor_id.clone()), ts: Some(r.ts), rejected_at: (self.now_ms)() }
+        RejectedReading {
+            raw,
+            pos: r.pos,
+            reason,
+            detail,
+            sensor_id: Some(r.sensor_id.clone()),
+            ts: Some(r.ts),
+            rejected_at: (self.now_ms)(),
+        }
     }
 
     fn close_windows(&mut self, watermark: Option<EventTime>, out: &mut SensorOutputs) {

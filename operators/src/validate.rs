@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use vigil_events::{
-    derived_reading_hash, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, RejectReason,
-    RejectedReading, SensorReading, SensorType, SourcePos,
+    derived_reading_hash, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, RejectReason, RejectedReading,
+    SensorReading, SensorType, SourcePos,
 };
 
 use crate::decode::{decode_json, Extra, RawFields, Scalar};
@@ -72,15 +72,7 @@ pub struct Validator {
 
 fn reject(raw: &[u8], pos: SourcePos, reason: RejectReason, detail: String, now: i64) -> RejectedReading {
     let keep = raw.len().min(MAX_RAW_KEPT);
-    RejectedReading {
-        raw: raw[..keep].to_vec(),
-        pos,
-        reason,
-        detail,
-        sensor_id: None,
-        ts: None,
-        rejected_at: now,
-    }
+    RejectedReading { raw: raw[..keep].to_vec(), pos, reason, detail, sensor_id: None, ts: None, rejected_at: now }
 }
 
 fn as_id(s: &Scalar<'_>) -> Option<String> {
@@ -101,10 +93,7 @@ impl Validator {
         Validator::new(
             config,
             Box::new(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0)
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
             }),
         )
     }
@@ -158,7 +147,10 @@ impl Validator {
                     &sensor_owned
                 }
                 None => {
-                    return Err(fail(RejectReason::BadType, format!("field `sensor_id` is a {}, expected a string", other.type_name())))
+                    return Err(fail(
+                        RejectReason::BadType,
+                        format!("field `sensor_id` is a {}, expected a string", other.type_name()),
+                    ))
                 }
             },
         };
@@ -166,7 +158,11 @@ impl Validator {
         // ts
         let ts: EventTime = match &f.ts {
             None | Some(Scalar::Null) => {
-                return Err(with_sensor(fail(RejectReason::MissingField, "missing field `ts` (or `timestamp`, `time`)".into()), sensor, None))
+                return Err(with_sensor(
+                    fail(RejectReason::MissingField, "missing field `ts` (or `timestamp`, `time`)".into()),
+                    sensor,
+                    None,
+                ))
             }
             Some(Scalar::Num(n)) => match parse_timestamp(*n) {
                 Ok(t) => t,
@@ -178,7 +174,10 @@ impl Validator {
             },
             Some(other) => {
                 return Err(with_sensor(
-                    fail(RejectReason::BadType, format!("field `ts` is a {}, expected RFC 3339 or epoch milliseconds", other.type_name())),
+                    fail(
+                        RejectReason::BadType,
+                        format!("field `ts` is a {}, expected RFC 3339 or epoch milliseconds", other.type_name()),
+                    ),
                     sensor,
                     None,
                 ))
@@ -187,12 +186,18 @@ impl Validator {
 
         // value
         let value = match &f.value {
-            None | Some(Scalar::Null) => return Err(with_sensor(fail(RejectReason::MissingField, "missing field `value`".into()), sensor, Some(ts))),
+            None | Some(Scalar::Null) => {
+                return Err(with_sensor(fail(RejectReason::MissingField, "missing field `value`".into()), sensor, Some(ts)))
+            }
             Some(Scalar::Num(n)) => *n,
             Some(Scalar::Str(s)) => match s.trim().parse::<f64>() {
                 Ok(v) => v,
                 Err(_) => {
-                    return Err(with_sensor(fail(RejectReason::BadType, format!("field `value` is {s:?}, expected a number")), sensor, Some(ts)))
+                    return Err(with_sensor(
+                        fail(RejectReason::BadType, format!("field `value` is {s:?}, expected a number")),
+                        sensor,
+                        Some(ts),
+                    ))
                 }
             },
             Some(other) => {
@@ -223,7 +228,10 @@ impl Validator {
         let (lo, hi) = self.config.ranges.get(&sensor_type).copied().unwrap_or_else(|| sensor_type.physical_range());
         if value < lo || value > hi {
             return Err(with_sensor(
-                fail(RejectReason::OutOfRange, format!("value {value} outside the valid range [{lo}, {hi}] of a {sensor_type} sensor")),
+                fail(
+                    RejectReason::OutOfRange,
+                    format!("value {value} outside the valid range [{lo}, {hi}] of a {sensor_type} sensor"),
+                ),
                 sensor,
                 Some(ts),
             ));
@@ -233,7 +241,11 @@ impl Validator {
             return Err(with_sensor(
                 fail(
                     RejectReason::FutureTs,
-                    format!("event time {} is more than {} s ahead of the wall clock", vigil_events::format_rfc3339_ms(ts), self.config.future_margin_ms / 1000),
+                    format!(
+                        "event time {} is more than {} s ahead of the wall clock",
+                        vigil_events::format_rfc3339_ms(ts),
+                        self.config.future_margin_ms / 1000
+                    ),
                 ),
                 sensor,
                 Some(ts),
@@ -246,7 +258,10 @@ impl Validator {
             Some(Scalar::Str(s)) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => s.trim().parse::<f64>().ok(),
             Some(other) => {
                 return Err(with_sensor(
-                    fail(RejectReason::BadType, format!("field `quality` is a {} that is not a finite number", other.type_name())),
+                    fail(
+                        RejectReason::BadType,
+                        format!("field `quality` is a {} that is not a finite number", other.type_name()),
+                    ),
                     sensor,
                     Some(ts),
                 ))
@@ -380,7 +395,9 @@ mod tests {
 
     #[test]
     fn given_ids_are_kept_and_hashed() {
-        let r = v().validate_json(br#"{"reading_id":"r-9","sensor_id":"a","ts":1,"value":1,"asset_id":"pump"}"#, SourcePos::default()).unwrap();
+        let r = v()
+            .validate_json(br#"{"reading_id":"r-9","sensor_id":"a","ts":1,"value":1,"asset_id":"pump"}"#, SourcePos::default())
+            .unwrap();
         assert_eq!(r.reading_id_string(), "r-9");
         assert_eq!(r.id_hash, stable_hash_str("r-9"));
         assert_eq!(&*r.asset_id, "pump");

@@ -201,7 +201,14 @@ pub struct LateReading {
 impl SensorWindows {
     /// Empty windows.
     pub fn new(cfg: WindowConfig) -> Self {
-        SensorWindows { cfg, pane_ms: cfg.pane_ms(), panes: VecDeque::new(), reference: None, tumble_done: EventTime::MIN, hop_done: EventTime::MIN }
+        SensorWindows {
+            cfg,
+            pane_ms: cfg.pane_ms(),
+            panes: VecDeque::new(),
+            reference: None,
+            tumble_done: EventTime::MIN,
+            hop_done: EventTime::MIN,
+        }
     }
 
     /// Number of panes held (for memory accounting and tests).
@@ -258,7 +265,19 @@ impl SensorWindows {
     fn close_one(&self, kind: WindowKind, start: EventTime, end: EventTime, out: &mut Vec<ClosedWindow>) {
         if let Some(m) = self.merged(start, end) {
             let (mean, std, rms, slope) = m.features(self.reference.unwrap_or(0.0));
-            out.push(ClosedWindow { kind, start, end, count: m.count, mean, min: m.min, max: m.max, std, rms, slope, last: m.last });
+            out.push(ClosedWindow {
+                kind,
+                start,
+                end,
+                count: m.count,
+                mean,
+                min: m.min,
+                max: m.max,
+                std,
+                rms,
+                slope,
+                last: m.last,
+            });
         }
     }
 
@@ -271,8 +290,7 @@ impl SensorWindows {
         let mut hopping = Vec::new();
 
         // Tumbling windows.
-        loop {
-            let Some(p) = self.panes.iter().find(|p| p.start >= self.tumble_done) else { break };
+        while let Some(p) = self.panes.iter().find(|p| p.start >= self.tumble_done) {
             let start = p.start.div_euclid(t) * t;
             let end = start + t;
             if end > limit {

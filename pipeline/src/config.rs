@@ -247,7 +247,9 @@ impl RegistryEntry {
 
 fn by_type(m: &HashMap<String, [f64; 2]>) -> Result<Vec<(SensorType, [f64; 2])>, ConfigError> {
     m.iter()
-        .map(|(k, v)| SensorType::parse(k).map(|t| (t, *v)).ok_or_else(|| ConfigError::Parse(format!("unknown sensor type {k:?}"))))
+        .map(|(k, v)| {
+            SensorType::parse(k).map(|t| (t, *v)).ok_or_else(|| ConfigError::Parse(format!("unknown sensor type {k:?}")))
+        })
         .collect()
 }
 
@@ -294,7 +296,11 @@ impl VigilConfig {
 
     /// Window sizes.
     pub fn window_config(&self) -> WindowConfig {
-        WindowConfig { tumbling_ms: self.windows.tumbling_ms, hopping_size_ms: self.windows.hopping_size_ms, hopping_step_ms: self.windows.hopping_step_ms }
+        WindowConfig {
+            tumbling_ms: self.windows.tumbling_ms,
+            hopping_size_ms: self.windows.hopping_size_ms,
+            hopping_step_ms: self.windows.hopping_step_ms,
+        }
     }
 
     /// Validator settings.
@@ -311,10 +317,24 @@ impl VigilConfig {
         let d = &self.detectors;
         SensorStageConfig {
             windows: self.window_config(),
-            robust: RobustConfig { baseline: d.robust_baseline_windows, warmup: d.robust_warmup_windows, threshold: d.robust_threshold, ..RobustConfig::default() },
-            drift: DriftConfig { window: d.drift_window, alpha: d.drift_alpha, ph_lambda: d.drift_ph_lambda, ..DriftConfig::default() },
+            robust: RobustConfig {
+                baseline: d.robust_baseline_windows,
+                warmup: d.robust_warmup_windows,
+                threshold: d.robust_threshold,
+                ..RobustConfig::default()
+            },
+            drift: DriftConfig {
+                window: d.drift_window,
+                alpha: d.drift_alpha,
+                ph_lambda: d.drift_ph_lambda,
+                ..DriftConfig::default()
+            },
             dedupe_horizon_ms: self.pipeline.dedupe_horizon_ms,
-            limits: by_type(&d.limits).unwrap_or_default().into_iter().map(|(t, l)| (t, Limits { low: Some(l[0]), high: Some(l[1]) })).collect(),
+            limits: by_type(&d.limits)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, l)| (t, Limits { low: Some(l[0]), high: Some(l[1]) }))
+                .collect(),
         }
     }
 
@@ -347,8 +367,7 @@ mod tests {
     fn example_config_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil.example.toml");
         let cfg = VigilConfig::load(Some(&path)).unwrap();
-        let mut expected = VigilConfig::default();
-        expected.registry = cfg.registry.clone();
+        let expected = VigilConfig { registry: cfg.registry.clone(), ..VigilConfig::default() };
         assert_eq!(cfg, expected);
         assert!(!cfg.registry.is_empty(), "the example shows a registry entry");
     }

@@ -38,7 +38,8 @@ fn registry(opts: &RunOptions) -> Vec<SensorSpec> {
 }
 
 fn commit(opts: &RunOptions, stats: &RunStats) -> Result<(), RunError> {
-    history::commit(&opts.data_dir, &opts.run_id, stats.files.clone(), (opts.now_ms)()).map_err(|e| RunError::History(e.to_string()))?;
+    history::commit(&opts.data_dir, &opts.run_id, stats.files.clone(), (opts.now_ms)())
+        .map_err(|e| RunError::History(e.to_string()))?;
     Ok(())
 }
 
@@ -63,7 +64,11 @@ pub fn replay(inputs: &[PathBuf], order: ReplayOrder, opts: &RunOptions) -> Resu
         eprintln!("  input is not in event-time order within the lateness; sorting a copy first");
     }
     let (sorted_plan, info) = sort::sort_inputs(&the_plan, &mut validator, &tmp, 256 << 20, opts.cfg.pipeline.chunk_bytes)?;
-    let result = run::run(Source::Files { plan: Arc::new(sorted_plan), order: ReplayOrder::File, sorted: Some(Arc::new(info)) }, opts, registry(opts));
+    let result = run::run(
+        Source::Files { plan: Arc::new(sorted_plan), order: ReplayOrder::File, sorted: Some(Arc::new(info)) },
+        opts,
+        registry(opts),
+    );
     let _ = std::fs::remove_dir_all(&tmp);
     let mut stats = result?;
     commit(opts, &stats)?;

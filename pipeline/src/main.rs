@@ -103,7 +103,14 @@ fn fleet_config(a: &FleetArgs, bad_rate: f64) -> anyhow::Result<FleetConfig> {
     anyhow::ensure!(a.assets > 0 && a.sensors_per_asset > 0, "--assets and --sensors-per-asset must be positive");
     anyhow::ensure!(a.hours > 0.0 && a.hours.is_finite(), "--hours must be positive");
     anyhow::ensure!((0.0..=1.0).contains(&bad_rate), "--bad-rate must be in [0, 1]");
-    Ok(FleetConfig { assets: a.assets, sensors_per_asset: a.sensors_per_asset, hours: a.hours, seed: a.seed, bad_record_rate: bad_rate, ..FleetConfig::default() })
+    Ok(FleetConfig {
+        assets: a.assets,
+        sensors_per_asset: a.sensors_per_asset,
+        hours: a.hours,
+        seed: a.seed,
+        bad_record_rate: bad_rate,
+        ..FleetConfig::default()
+    })
 }
 
 fn options(cfg: VigilConfig, data_dir: PathBuf, workers: Option<usize>, progress: bool) -> RunOptions {
@@ -122,7 +129,10 @@ fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -141,7 +151,15 @@ fn main() -> anyhow::Result<()> {
             );
             let (res, secs) = timed(|| demo(fc, &opts));
             let (stats, fleet) = res.context("running the demo")?;
-            let summary = Summary::new("demo", vec!["simulator".into()], data_dir.display().to_string(), opts.workers, secs, &stats, Some(&fleet.truth));
+            let summary = Summary::new(
+                "demo",
+                vec!["simulator".into()],
+                data_dir.display().to_string(),
+                opts.workers,
+                secs,
+                &stats,
+                Some(&fleet.truth),
+            );
             print(&summary, json)?;
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
         }

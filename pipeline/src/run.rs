@@ -314,13 +314,19 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                 })
             });
             history_sink(s.drift, wcfg("drift"), stats.clone(), |d: &DriftDetected, st| {
-                st.drift.push(DriftBrief { sensor_id: d.sensor_id.to_string(), statistic: d.statistic.clone(), ts: d.current_end })
+                st.drift.push(DriftBrief {
+                    sensor_id: d.sensor_id.to_string(),
+                    statistic: d.statistic.clone(),
+                    ts: d.current_end,
+                })
             });
             history_sink(a.predictions, wcfg("predictions"), stats.clone(), |_p: &MaintenancePredicted, st| st.predictions += 1);
             history_sink(a.schedule, wcfg("schedule"), stats.clone(), |p: &MaintenanceScheduled, st| {
                 st.proposals.push(ProposalBrief { asset_id: p.asset_id.to_string(), ts: p.ts, priority: p.priority })
             });
-            history_sink(a.decisions, wcfg("decision_requests"), stats.clone(), |_d: &HumanDecisionRequested, st| st.decision_requests += 1);
+            history_sink(a.decisions, wcfg("decision_requests"), stats.clone(), |_d: &HumanDecisionRequested, st| {
+                st.decision_requests += 1
+            });
         });
 
         if index == 0 {
@@ -333,7 +339,12 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
         let mut validator = Validator::new(cfg.validate_config(), Box::new(opts.now_ms));
         let lateness = cfg.pipeline.lateness_ms;
         let max_lead = cfg.pipeline.max_lead_ms;
-        let mut feed = Feed { readings_in: &mut readings_in, rejected_in: &mut rejected_in, registry_in: &mut registry_in, time: EventTime::MIN };
+        let mut feed = Feed {
+            readings_in: &mut readings_in,
+            rejected_in: &mut rejected_in,
+            registry_in: &mut registry_in,
+            time: EventTime::MIN,
+        };
         let mut records_in = 0u64;
 
         match &source {
@@ -350,7 +361,9 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                     let res = reader.for_each_record(file, &chunk, |line, rec| {
                         let outcome = match sorted {
                             Some(s) => s.decode(&mut validator, rec),
-                            None => decode_record(&mut validator, &file.columns, SourcePos { source: chunk.file, offset: line }, rec),
+                            None => {
+                                decode_record(&mut validator, &file.columns, SourcePos { source: chunk.file, offset: line }, rec)
+                            }
                         };
                         parsed.push(outcome);
                     });
@@ -434,7 +447,9 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                             let pos = SourcePos { source: 0, offset: (t * n + i as u64) * 4 + q as u64 };
                             records_in += 1;
                             match validator.validate_json(bytes, pos) {
-                                Ok(r) if r.ts < max_seen.saturating_sub(lateness) => feed.reject(too_late(r, max_seen, lateness, opts.now_ms)),
+                                Ok(r) if r.ts < max_seen.saturating_sub(lateness) => {
+                                    feed.reject(too_late(r, max_seen, lateness, opts.now_ms))
+                                }
                                 Ok(r) => {
                                     max_seen = max_seen.max(r.ts);
                                     feed.readings_in.send(r);
@@ -457,7 +472,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
             }
         }
         stats.borrow_mut().records_in = records_in;
-        drop(feed);
+
         readings_in.close();
         rejected_in.close();
         registry_in.close();
@@ -528,7 +543,12 @@ fn too_late(r: SensorReading, max_seen: EventTime, lateness: i64, now_ms: fn() -
 }
 
 /// Validates one record of a file.
-pub fn decode_record(validator: &mut Validator, columns: &[String], pos: SourcePos, rec: Record<'_>) -> Result<SensorReading, RejectedReading> {
+pub fn decode_record(
+    validator: &mut Validator,
+    columns: &[String],
+    pos: SourcePos,
+    rec: Record<'_>,
+) -> Result<SensorReading, RejectedReading> {
     match rec {
         Record::Json(bytes) => validator.validate_json(bytes, pos),
         Record::Row { cells, raw } => {

@@ -51,11 +51,27 @@ impl SortedInput {
             Some(sep) => {
                 let text = match std::str::from_utf8(payload) {
                     Ok(t) => t,
-                    Err(e) => return decode_record(validator, &[], pos, Record::Unreadable { raw: payload, detail: format!("invalid UTF-8: {e}") }),
+                    Err(e) => {
+                        return decode_record(
+                            validator,
+                            &[],
+                            pos,
+                            Record::Unreadable { raw: payload, detail: format!("invalid UTF-8: {e}") },
+                        )
+                    }
                 };
-                let owned: Vec<String> = if text.contains('"') { split_csv_line(payload, sep) } else { text.split(sep as char).map(str::to_string).collect() };
+                let owned: Vec<String> = if text.contains('"') {
+                    split_csv_line(payload, sep)
+                } else {
+                    text.split(sep as char).map(str::to_string).collect()
+                };
                 if owned.is_empty() {
-                    return decode_record(validator, &[], pos, Record::Unreadable { raw: payload, detail: "unbalanced quotes".into() });
+                    return decode_record(
+                        validator,
+                        &[],
+                        pos,
+                        Record::Unreadable { raw: payload, detail: "unbalanced quotes".into() },
+                    );
                 }
                 let cells: Vec<Cell<'_>> = owned.iter().map(|s| Cell::Str(s)).collect();
                 decode_record(validator, &self.columns[idx], pos, Record::Row { cells: &cells, raw: payload })
@@ -65,7 +81,15 @@ impl SortedInput {
     }
 
     fn broken(&self, validator: &Validator, raw: &[u8], detail: &str) -> RejectedReading {
-        RejectedReading { raw: raw.to_vec(), pos: SourcePos::default(), reason: RejectReason::MalformedJson, detail: detail.into(), sensor_id: None, ts: None, rejected_at: validator.now() }
+        RejectedReading {
+            raw: raw.to_vec(),
+            pos: SourcePos::default(),
+            reason: RejectReason::MalformedJson,
+            detail: detail.into(),
+            sensor_id: None,
+            ts: None,
+            rejected_at: validator.now(),
+        }
     }
 }
 
@@ -77,7 +101,7 @@ struct Entry {
 }
 
 fn write_run(path: &Path, entries: &mut [Entry]) -> std::io::Result<()> {
-    entries.sort_by(|a, b| (a.ts, a.src, a.line).cmp(&(b.ts, b.src, b.line)));
+    entries.sort_by_key(|e| (e.ts, e.src, e.line));
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
     for e in entries.iter() {
         w.write_all(&e.ts.to_le_bytes())?;
@@ -106,7 +130,13 @@ fn read_entry(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
 }
 
 /// Sorts the records of `original` into `dir`; returns the plan of the sorted copy.
-pub fn sort_inputs(original: &Plan, validator: &mut Validator, dir: &Path, run_bytes: usize, chunk_bytes: usize) -> Result<(Plan, SortedInput), RunError> {
+pub fn sort_inputs(
+    original: &Plan,
+    validator: &mut Validator,
+    dir: &Path,
+    run_bytes: usize,
+    chunk_bytes: usize,
+) -> Result<(Plan, SortedInput), RunError> {
     let io = |e: std::io::Error| RunError::Input(format!("sorting: {e}"));
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut runs: Vec<PathBuf> = Vec::new();
@@ -143,7 +173,7 @@ pub fn sort_inputs(original: &Plan, validator: &mut Validator, dir: &Path, run_b
             bytes = 0;
         }
     }
-    entries.sort_by(|a, b| (a.ts, a.src, a.line).cmp(&(b.ts, b.src, b.line)));
+    entries.sort_by_key(|e| (e.ts, e.src, e.line));
     let out_path = dir.join("sorted.jsonl");
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&out_path).map_err(io)?);
     let mut emit = |e: &Entry| -> std::io::Result<()> {
@@ -156,7 +186,11 @@ pub fn sort_inputs(original: &Plan, validator: &mut Validator, dir: &Path, run_b
             emit(e).map_err(io)?;
         }
     } else {
-        let mut readers: Vec<Box<dyn Read>> = runs.iter().map(|p| File::open(p).map(|f| Box::new(BufReader::with_capacity(1 << 20, f)) as Box<dyn Read>)).collect::<Result<_, _>>().map_err(io)?;
+        let mut readers: Vec<Box<dyn Read>> = runs
+            .iter()
+            .map(|p| File::open(p).map(|f| Box::new(BufReader::with_capacity(1 << 20, f)) as Box<dyn Read>))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
         let mut mem = entries.into_iter();
         let mut heads: Vec<Option<Entry>> = Vec::new();
         let mut heap = BinaryHeap::new();

@@ -94,7 +94,15 @@ pub struct Summary {
 
 impl Summary {
     /// Builds the summary of a run.
-    pub fn new(mode: &str, inputs: Vec<String>, data_dir: String, workers: usize, elapsed_s: f64, stats: &RunStats, truth: Option<&GroundTruth>) -> Summary {
+    pub fn new(
+        mode: &str,
+        inputs: Vec<String>,
+        data_dir: String,
+        workers: usize,
+        elapsed_s: f64,
+        stats: &RunStats,
+        truth: Option<&GroundTruth>,
+    ) -> Summary {
         let mut anomalies_by_detector = BTreeMap::new();
         let mut anomalies_by_severity = BTreeMap::new();
         for a in &stats.anomalies {
@@ -109,7 +117,8 @@ impl Summary {
         for f in &stats.files {
             *history_rows.entry(f.table.clone()).or_default() += f.rows;
         }
-        let windows = BTreeMap::from([("tumbling".to_string(), stats.tumbling_windows), ("hopping".to_string(), stats.hopping_windows)]);
+        let windows =
+            BTreeMap::from([("tumbling".to_string(), stats.tumbling_windows), ("hopping".to_string(), stats.hopping_windows)]);
         Summary {
             mode: mode.into(),
             inputs,
@@ -154,7 +163,10 @@ pub fn score(stats: &RunStats, truth: &GroundTruth) -> Score {
             }
         }
         // Detections explained by injected drift or degradation are true, too.
-        hit |= truth.drifts.iter().any(|d| (ev.sensor_id == d.sensor_id || (ev.sensor_id.is_empty() && ev.asset_id == d.asset_id)) && ev.ts >= d.start);
+        hit |= truth
+            .drifts
+            .iter()
+            .any(|d| (ev.sensor_id == d.sensor_id || (ev.sensor_id.is_empty() && ev.asset_id == d.asset_id)) && ev.ts >= d.start);
         hit |= truth.degradations.iter().any(|d| ev.asset_id == d.asset_id && ev.ts >= d.start);
         if hit {
             matched += 1;
@@ -184,7 +196,8 @@ pub fn score(stats: &RunStats, truth: &GroundTruth) -> Score {
         .iter()
         .filter(|d| stats.proposals.iter().any(|p| p.asset_id == d.asset_id && p.ts >= d.start && p.ts <= d.failure))
         .count() as u64;
-    let proposals_without = stats.proposals.iter().filter(|p| !truth.degradations.iter().any(|d| d.asset_id == p.asset_id)).count() as u64;
+    let proposals_without =
+        stats.proposals.iter().filter(|p| !truth.degradations.iter().any(|d| d.asset_id == p.asset_id)).count() as u64;
     let events = stats.anomalies.len() as u64;
     Score {
         anomalies_injected: truth.anomalies.len() as u64,
@@ -197,7 +210,11 @@ pub fn score(stats: &RunStats, truth: &GroundTruth) -> Score {
         recall_by_kind: by_kind.into_iter().map(|(k, (n, d))| (k, if n > 0 { d as f64 / n as f64 } else { 0.0 })).collect(),
         drifts_injected: truth.drifts.len() as u64,
         drifts_detected: drift_delays.len() as u64,
-        mean_drift_delay_s: if drift_delays.is_empty() { 0.0 } else { drift_delays.iter().sum::<f64>() / drift_delays.len() as f64 },
+        mean_drift_delay_s: if drift_delays.is_empty() {
+            0.0
+        } else {
+            drift_delays.iter().sum::<f64>() / drift_delays.len() as f64
+        },
         degrading_assets: truth.degradations.len() as u64,
         degrading_assets_proposed: degrading_proposed,
         proposals_without_degradation: proposals_without,
@@ -214,17 +231,35 @@ fn list(m: &BTreeMap<String, u64>) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Vigil {} — {} worker(s), {:.2} s, {:.0} records/s", self.mode, self.workers, self.elapsed_s, self.records_per_s)?;
+        writeln!(
+            f,
+            "Vigil {} — {} worker(s), {:.2} s, {:.0} records/s",
+            self.mode, self.workers, self.elapsed_s, self.records_per_s
+        )?;
         if self.sorted_first {
             writeln!(f, "  input was not in event-time order within the lateness: replayed from a sorted copy")?;
         }
         writeln!(f, "Readings   in {}   accepted {}   rejected {}", self.records_in, self.accepted, self.rejected)?;
         writeln!(f, "  rejected by reason: {}", list(&self.rejected_by_reason))?;
         writeln!(f, "Windows    {}", list(&self.windows))?;
-        writeln!(f, "Anomalies  {}   by detector: {}", self.anomalies_by_detector.values().sum::<u64>(), list(&self.anomalies_by_detector))?;
+        writeln!(
+            f,
+            "Anomalies  {}   by detector: {}",
+            self.anomalies_by_detector.values().sum::<u64>(),
+            list(&self.anomalies_by_detector)
+        )?;
         writeln!(f, "  by severity: {}", list(&self.anomalies_by_severity))?;
-        writeln!(f, "Drift      {}   by statistic: {}", self.drift_by_statistic.values().sum::<u64>(), list(&self.drift_by_statistic))?;
-        writeln!(f, "Predictions {}   maintenance proposals {}   decision requests {}", self.predictions, self.proposals, self.decision_requests)?;
+        writeln!(
+            f,
+            "Drift      {}   by statistic: {}",
+            self.drift_by_statistic.values().sum::<u64>(),
+            list(&self.drift_by_statistic)
+        )?;
+        writeln!(
+            f,
+            "Predictions {}   maintenance proposals {}   decision requests {}",
+            self.predictions, self.proposals, self.decision_requests
+        )?;
         if let Some(s) = &self.ground_truth {
             writeln!(f, "Against the simulator's ground truth")?;
             writeln!(
@@ -234,7 +269,11 @@ impl fmt::Display for Summary {
             )?;
             let kinds: Vec<String> = s.recall_by_kind.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
             writeln!(f, "  recall by kind: {}", kinds.join(", "))?;
-            writeln!(f, "  drift: {} of {} drifting sensors detected, mean delay {:.0} s", s.drifts_detected, s.drifts_injected, s.mean_drift_delay_s)?;
+            writeln!(
+                f,
+                "  drift: {} of {} drifting sensors detected, mean delay {:.0} s",
+                s.drifts_detected, s.drifts_injected, s.mean_drift_delay_s
+            )?;
             writeln!(
                 f,
                 "  degradation: {} of {} degrading assets proposed for maintenance before failure; {} proposals for healthy assets",

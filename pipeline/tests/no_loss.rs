@@ -18,7 +18,12 @@ fn every_record_is_accepted_or_rejected_with_its_reason() {
     let mut lines = Vec::new();
     let mut good = 0u64;
     for i in 0..600i64 {
-        lines.push(format!(r#"{{"sensor_id":"s{}","asset_id":"a","sensor_type":"temperature","value":{},"ts":"{}"}}"#, i % 3, 20.0 + (i % 7) as f64, ts(i)));
+        lines.push(format!(
+            r#"{{"sensor_id":"s{}","asset_id":"a","sensor_type":"temperature","value":{},"ts":"{}"}}"#,
+            i % 3,
+            20.0 + (i % 7) as f64,
+            ts(i)
+        ));
         good += 1;
     }
     let bad: Vec<(&str, String)> = vec![

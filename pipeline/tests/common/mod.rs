@@ -23,13 +23,28 @@ pub fn options(data_dir: &Path, workers: usize, chunk_bytes: usize) -> RunOption
     let mut cfg = VigilConfig::default();
     cfg.pipeline.chunk_bytes = chunk_bytes;
     cfg.history.max_rows_per_file = 20_000;
-    RunOptions { cfg, data_dir: data_dir.to_path_buf(), workers, progress: false, now_ms: fixed_now, run_id: format!("t{workers}") }
+    RunOptions {
+        cfg,
+        data_dir: data_dir.to_path_buf(),
+        workers,
+        progress: false,
+        now_ms: fixed_now,
+        run_id: format!("t{workers}"),
+    }
 }
 
 /// Writes a simulated fleet as JSON lines; returns the path.
 pub fn simulated_jsonl(dir: &Path, assets: usize, hours: f64, bad_rate: f64) -> PathBuf {
     let path = dir.join("fleet.jsonl");
-    let fleet = Fleet::new(FleetConfig { assets, sensors_per_asset: 6, hours, bad_record_rate: bad_rate, seed: 7, anomalies_per_sensor_hour: 2.0, ..FleetConfig::default() });
+    let fleet = Fleet::new(FleetConfig {
+        assets,
+        sensors_per_asset: 6,
+        hours,
+        bad_record_rate: bad_rate,
+        seed: 7,
+        anomalies_per_sensor_hour: 2.0,
+        ..FleetConfig::default()
+    });
     vigil_connectors::export::write_fleet(&fleet, &path, |_, _| {}).unwrap();
     path
 }
@@ -89,7 +104,8 @@ fn render(b: &RecordBatch, skip: &[&str]) -> Vec<String> {
     (0..b.num_rows()).map(|i| cols.iter().map(|(n, c)| format!("{n}={}", c.value(i))).collect::<Vec<_>>().join("|")).collect()
 }
 
-pub const TABLES: [&str; 8] = ["readings", "rejected", "features", "anomalies", "drift", "predictions", "schedule", "decision_requests"];
+pub const TABLES: [&str; 8] =
+    ["readings", "rejected", "features", "anomalies", "drift", "predictions", "schedule", "decision_requests"];
 
 /// The whole history as sorted rows per table.
 pub fn history(data_dir: &Path, skip: &[&str]) -> Vec<(String, Vec<String>)> {
