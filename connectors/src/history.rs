@@ -45,7 +45,7 @@ pub trait HistoryRow: Sized {
     /// Sort key within a file: (key, time, tie-breaker).
     fn sort_key(&self) -> (&str, EventTime, u64);
     /// Builds a batch from rows (already sorted).
-    fn to_batch(rows: &[Self], sources: &[String]) -> Result<RecordBatch>;
+    fn to_batch(rows: &[&Self], sources: &[String]) -> Result<RecordBatch>;
     /// Source position covered by this row, for the manifest (input tables only).
     fn position(&self) -> Option<(u32, u64)> {
         None
@@ -94,7 +94,7 @@ impl HistoryRow for SensorReading {
     fn position(&self) -> Option<(u32, u64)> {
         Some((self.pos.source, self.pos.offset))
     }
-    fn to_batch(rows: &[Self], sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let mut id = StringBuilder::with_capacity(n, n * 16);
         let mut sensor = StringBuilder::with_capacity(n, n * 16);
@@ -179,7 +179,7 @@ impl HistoryRow for RejectedReading {
     fn position(&self) -> Option<(u32, u64)> {
         Some((self.pos.source, self.pos.offset))
     }
-    fn to_batch(rows: &[Self], sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let mut reason = StringBuilder::new();
         let mut detail = StringBuilder::new();
@@ -241,7 +241,7 @@ impl HistoryRow for WindowFeatures {
     fn sort_key(&self) -> (&str, EventTime, u64) {
         (&self.sensor_id, self.window_start, self.kind as u64)
     }
-    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let (mut sensor, mut asset, mut typ, mut kind) =
             (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
@@ -299,7 +299,7 @@ impl HistoryRow for AnomalyDetected {
         let k: &str = if self.sensor_id.is_empty() { &self.asset_id } else { &self.sensor_id };
         (k, self.ts, vigil_events::stable_hash_str(&self.event_id))
     }
-    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let (mut id, mut corr, mut sensor, mut asset, mut det, mut sev, mut expl) = (
             StringBuilder::new(),
@@ -371,7 +371,7 @@ impl HistoryRow for DriftDetected {
     fn sort_key(&self) -> (&str, EventTime, u64) {
         (&self.sensor_id, self.current_end, vigil_events::stable_hash_str(&self.event_id))
     }
-    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let (mut id, mut corr, mut sensor, mut asset, mut stat) =
             (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
@@ -431,7 +431,7 @@ impl HistoryRow for MaintenancePredicted {
     fn sort_key(&self) -> (&str, EventTime, u64) {
         (&self.asset_id, self.ts, 0)
     }
-    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let (mut id, mut corr, mut asset, mut reasons, mut model, mut mv) = (
             StringBuilder::new(),
@@ -505,7 +505,7 @@ impl HistoryRow for MaintenanceScheduled {
     fn sort_key(&self) -> (&str, EventTime, u64) {
         (&self.asset_id, self.ts, 0)
     }
-    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
         let mut ver = UInt32Builder::with_capacity(n);
@@ -562,7 +562,7 @@ impl HistoryRow for HumanDecisionRequested {
     fn sort_key(&self) -> (&str, EventTime, u64) {
         (&self.asset_id, self.ts, 0)
     }
-    fn to_batch(rows: &[Self], _sources: &[String]) -> Result<RecordBatch> {
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
         let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
         let mut ver = UInt32Builder::with_capacity(n);
@@ -648,6 +648,8 @@ pub struct WriterConfig {
 pub struct TableWriter<R: HistoryRow> {
     cfg: WriterConfig,
     buffered: BTreeMap<i64, Vec<R>>,
+    /// Emptied buffers kept for reuse, so large buffers are not allocated (and zeroed) per file.
+    spare: Vec<Vec<R>>,
     count: usize,
     seq: usize,
     written: Vec<FileEntry>,
@@ -668,13 +670,14 @@ fn fsync_dir(dir: &Path) {
 impl<R: HistoryRow> TableWriter<R> {
     /// A writer for one worker.
     pub fn new(cfg: WriterConfig) -> Self {
-        TableWriter { cfg, buffered: BTreeMap::new(), count: 0, seq: 0, written: Vec::new() }
+        TableWriter { cfg, buffered: BTreeMap::new(), spare: Vec::new(), count: 0, seq: 0, written: Vec::new() }
     }
 
     /// Buffers a row; writes files when the buffer is full.
     pub fn push(&mut self, row: R) -> Result<()> {
         let day = row.partition_time().div_euclid(MS_PER_DAY);
-        self.buffered.entry(day).or_default().push(row);
+        let spare = &mut self.spare;
+        self.buffered.entry(day).or_insert_with(|| spare.pop().unwrap_or_default()).push(row);
         self.count += 1;
         if self.count >= self.cfg.max_rows_per_file {
             self.flush()?;
@@ -692,14 +695,19 @@ impl<R: HistoryRow> TableWriter<R> {
         let buffered = std::mem::take(&mut self.buffered);
         self.count = 0;
         for (day, mut rows) in buffered {
-            rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-            let entry = self.write_file(day, &rows)?;
+            // Sort references, not the rows themselves.
+            let mut refs: Vec<&R> = rows.iter().collect();
+            refs.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            let entry = self.write_file(day, &refs)?;
+            drop(refs);
             self.written.push(entry);
+            rows.clear();
+            self.spare.push(rows);
         }
         Ok(())
     }
 
-    fn write_file(&mut self, day: i64, rows: &[R]) -> Result<FileEntry> {
+    fn write_file(&mut self, day: i64, rows: &[&R]) -> Result<FileEntry> {
         let date = date_of_day(day);
         let name = format!("part-{}-{:03}-{:05}.parquet", self.cfg.run, self.cfg.worker, self.seq);
         self.seq += 1;
@@ -760,9 +768,9 @@ fn sort_column<R: HistoryRow>(which: usize) -> i32 {
     names.iter().find_map(|n| schema.index_of(n).ok()).map_or(0, |i| i as i32)
 }
 
-fn spans<R: HistoryRow>(rows: &[R], sources: &[String]) -> Vec<SourceSpan> {
+fn spans<R: HistoryRow>(rows: &[&R], sources: &[String]) -> Vec<SourceSpan> {
     let mut by_source: BTreeMap<u32, SourceSpan> = BTreeMap::new();
-    for (s, off) in rows.iter().filter_map(HistoryRow::position) {
+    for (s, off) in rows.iter().filter_map(|r| r.position()) {
         let e = by_source.entry(s).or_insert_with(|| SourceSpan {
             source: source_name(sources, s).to_string(),
             first: off,

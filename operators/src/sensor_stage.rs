@@ -182,6 +182,8 @@ pub struct SensorStage {
     sensors: HashMap<u64, SensorState, ahash::RandomState>,
     registry: HashMap<Arc<str>, SensorSpec>,
     pending: Vec<SensorReading>,
+    ready: Vec<SensorReading>,
+    pending_spare: Vec<SensorReading>,
     scratch: Vec<ClosedWindow>,
     watermark: EventTime,
     now_ms: Box<dyn Fn() -> i64>,
@@ -207,6 +209,8 @@ impl SensorStage {
             sensors: HashMap::default(),
             registry: HashMap::new(),
             pending: Vec::new(),
+            ready: Vec::new(),
+            pending_spare: Vec::new(),
             scratch: Vec::new(),
             watermark: EventTime::MIN,
             now_ms,
@@ -260,23 +264,23 @@ impl SensorStage {
     /// at or before it. `None` is the end of input: everything is processed and every window closed.
     pub fn advance(&mut self, watermark: Option<EventTime>, out: &mut SensorOutputs) {
         let limit = watermark.unwrap_or(EventTime::MAX);
-        let mut ready: Vec<SensorReading> = Vec::new();
-        if watermark.is_none() {
-            ready = std::mem::take(&mut self.pending);
-        } else {
-            let mut i = 0;
-            while i < self.pending.len() {
-                if self.pending[i].ts < limit {
-                    ready.push(self.pending.swap_remove(i));
-                } else {
-                    i += 1;
-                }
+        // Buffers are kept between calls: no allocation per step on the hot path.
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut keep = std::mem::take(&mut self.pending_spare);
+        std::mem::swap(&mut keep, &mut self.pending);
+        for r in keep.drain(..) {
+            if r.ts < limit {
+                ready.push(r);
+            } else {
+                self.pending.push(r);
             }
         }
         ready.sort_unstable_by_key(|r| (r.sensor_key, r.ts, r.pos));
-        for r in ready {
+        for r in ready.drain(..) {
             self.process(r, out);
         }
+        self.ready = ready;
+        self.pending_spare = keep;
         if watermark.is_none_or(|w| w > self.watermark) {
             self.close_windows(watermark, out);
             self.watermark = limit;
