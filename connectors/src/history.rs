@@ -23,9 +23,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use vigil_events::{
     AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
@@ -46,6 +47,10 @@ pub trait HistoryRow: Sized {
     fn sort_key(&self) -> (&str, EventTime, u64);
     /// Builds a batch from rows (already sorted).
     fn to_batch(rows: &[&Self], sources: &[String]) -> Result<RecordBatch>;
+    /// Columns whose values are (nearly) unique per row: written without a dictionary.
+    fn unique_columns() -> &'static [&'static str] {
+        &[]
+    }
     /// Source position covered by this row, for the manifest (input tables only).
     fn position(&self) -> Option<(u32, u64)> {
         None
@@ -93,6 +98,9 @@ impl HistoryRow for SensorReading {
     }
     fn position(&self) -> Option<(u32, u64)> {
         Some((self.pos.source, self.pos.offset))
+    }
+    fn unique_columns() -> &'static [&'static str] {
+        &["reading_id", "value", "ts", "source_offset"]
     }
     fn to_batch(rows: &[&Self], sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
@@ -677,7 +685,8 @@ impl<R: HistoryRow> TableWriter<R> {
     pub fn push(&mut self, row: R) -> Result<()> {
         let day = row.partition_time().div_euclid(MS_PER_DAY);
         let spare = &mut self.spare;
-        self.buffered.entry(day).or_insert_with(|| spare.pop().unwrap_or_default()).push(row);
+        let cap = self.cfg.max_rows_per_file.min(1 << 20);
+        self.buffered.entry(day).or_insert_with(|| spare.pop().unwrap_or_else(|| Vec::with_capacity(cap))).push(row);
         self.count += 1;
         if self.count >= self.cfg.max_rows_per_file {
             self.flush()?;
@@ -695,9 +704,29 @@ impl<R: HistoryRow> TableWriter<R> {
         let buffered = std::mem::take(&mut self.buffered);
         self.count = 0;
         for (day, mut rows) in buffered {
-            // Sort references, not the rows themselves.
-            let mut refs: Vec<&R> = rows.iter().collect();
-            refs.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            // Sort references, not the rows themselves, and compare each distinct key string once:
+            // rows are sorted by the rank of their key among the file's distinct keys.
+            let mut ranks: std::collections::HashMap<&str, u32, ahash::RandomState> = Default::default();
+            for r in &rows {
+                let next = ranks.len() as u32;
+                ranks.entry(r.sort_key().0).or_insert(next);
+            }
+            let mut distinct: Vec<(&str, u32)> = ranks.iter().map(|(k, v)| (*k, *v)).collect();
+            distinct.sort_unstable();
+            let mut rank_of = vec![0u32; distinct.len()];
+            for (rank, (_, first_seen)) in distinct.iter().enumerate() {
+                rank_of[*first_seen as usize] = rank as u32;
+            }
+            let mut keyed: Vec<(u32, EventTime, u64, &R)> = rows
+                .iter()
+                .map(|r| {
+                    let (k, t, tie) = r.sort_key();
+                    (rank_of[ranks[k] as usize], t, tie, r)
+                })
+                .collect();
+            keyed.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+            let refs: Vec<&R> = keyed.into_iter().map(|e| e.3).collect();
+            drop(ranks);
             let entry = self.write_file(day, &refs)?;
             drop(refs);
             self.written.push(entry);
@@ -723,10 +752,12 @@ impl<R: HistoryRow> TableWriter<R> {
             SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
         ];
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| ConnectorError::Arrow(e.to_string()))?))
+            .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(self.cfg.row_group_rows))
-            .set_sorting_columns(Some(sorting))
-            .build();
+            .set_sorting_columns(Some(sorting));
+        // Unique-per-row columns gain nothing from a dictionary; trying one first costs time.
+        let props =
+            R::unique_columns().iter().fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(*c), false)).build();
         let mut w = ArrowWriter::try_new(file, R::schema(), Some(props)).map_err(|e| ConnectorError::parquet(&tmp, e))?;
         let mut min_ts = EventTime::MAX;
         let mut max_ts = EventTime::MIN;

@@ -83,11 +83,12 @@ fn parse_fast(s: &[u8]) -> Option<EventTime> {
         b"" if s[10] == b' ' => {}
         _ => return None,
     }
-    // Day-of-month validity (Feb 30 …) is checked by a round trip.
-    let days = days_from_civil(y, mo, d);
-    if civil_from_days(days) != (y, mo, d) {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if d > month_days[(mo - 1) as usize] {
         return None;
     }
+    let days = days_from_civil(y, mo, d);
     Some(((days * 24 + h) * 60 + mi) * 60_000 + se.min(59) * 1000 + ms)
 }
 

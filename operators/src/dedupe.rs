@@ -5,6 +5,10 @@
 //! with an id in (event time, source position) order is kept, so the choice does not depend on
 //! arrival order. State: the ids of the readings of the last `horizon` milliseconds of event
 //! time (bounded by the sensor's rate times the horizon).
+//!
+//! Derived ids hash the sensor, event time and value, so two readings with the same derived id
+//! have the same event time: for them it is enough to remember the ids at the latest event time
+//! (readings come in event-time order), which spares the hash set on the hot path.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -15,9 +19,24 @@ use vigil_events::EventTime;
 pub struct Dedupe {
     seen: HashSet<u64, ahash::RandomState>,
     order: VecDeque<(EventTime, u64)>,
+    derived_ts: EventTime,
+    derived_at_ts: Vec<u64>,
 }
 
 impl Dedupe {
+    /// Returns `true` when the derived id `id` of a reading at `ts` was already seen. Readings
+    /// must come in event-time order.
+    pub fn is_duplicate_derived(&mut self, id: u64, ts: EventTime) -> bool {
+        if ts != self.derived_ts {
+            self.derived_ts = ts;
+            self.derived_at_ts.clear();
+        } else if self.derived_at_ts.contains(&id) {
+            return true;
+        }
+        self.derived_at_ts.push(id);
+        false
+    }
+
     /// Returns `true` when `id` was seen within `horizon_ms` before `ts`; records it otherwise.
     pub fn is_duplicate(&mut self, id: u64, ts: EventTime, horizon_ms: i64) -> bool {
         while let Some(&(t, old)) = self.order.front() {
@@ -48,6 +67,15 @@ impl Dedupe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_ids_are_compared_at_their_time() {
+        let mut d = Dedupe::default();
+        assert!(!d.is_duplicate_derived(1, 10));
+        assert!(!d.is_duplicate_derived(2, 10));
+        assert!(d.is_duplicate_derived(1, 10));
+        assert!(!d.is_duplicate_derived(1, 11));
+    }
 
     #[test]
     fn duplicates_within_the_horizon_only() {

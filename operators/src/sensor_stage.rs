@@ -275,7 +275,9 @@ impl SensorStage {
                 self.pending.push(r);
             }
         }
-        ready.sort_unstable_by_key(|r| (r.sensor_key, r.ts, r.pos));
+        // Each sensor's readings must be in (event time, position) order; sorting everything by that key
+        // gives it, and the input is already nearly in time order, which the stable sort exploits.
+        ready.sort_by_key(|r| (r.ts, r.pos));
         for r in ready.drain(..) {
             self.process(r, out);
         }
@@ -327,7 +329,12 @@ impl SensorStage {
             robust: RobustDetector::new(cfg.robust),
             drift: DriftDetector::new(cfg.drift),
         });
-        if state.dedupe.is_duplicate(r.id_hash, r.ts, cfg.dedupe_horizon_ms) {
+        let duplicate = match r.reading_id {
+            // A derived id hashes the sensor, time and value: a duplicate has the same time.
+            None => state.dedupe.is_duplicate_derived(r.id_hash, r.ts),
+            Some(_) => state.dedupe.is_duplicate(r.id_hash, r.ts, cfg.dedupe_horizon_ms),
+        };
+        if duplicate {
             let detail = format!(
                 "reading id {} already seen within the {} s dedupe horizon",
                 r.reading_id_string(),

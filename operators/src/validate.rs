@@ -68,6 +68,8 @@ pub struct Validator {
     config: ValidateConfig,
     interner: Interner,
     now_ms: Box<dyn Fn() -> i64 + Send>,
+    /// The wall clock as of the last [`Validator::tick`]; read once per batch, not per record.
+    now: i64,
 }
 
 fn reject(raw: &[u8], pos: SourcePos, reason: RejectReason, detail: String, now: i64) -> RejectedReading {
@@ -85,7 +87,13 @@ fn as_id(s: &Scalar<'_>) -> Option<String> {
 impl Validator {
     /// A validator reading the wall clock through `now_ms` (injected so tests can fix it).
     pub fn new(config: ValidateConfig, now_ms: Box<dyn Fn() -> i64 + Send>) -> Self {
-        Validator { config, interner: Interner::default(), now_ms }
+        let now = now_ms();
+        Validator { config, interner: Interner::default(), now_ms, now }
+    }
+
+    /// Reads the wall clock again (call once per batch of records).
+    pub fn tick(&mut self) {
+        self.now = (self.now_ms)();
     }
 
     /// A validator on the system clock.
@@ -98,9 +106,9 @@ impl Validator {
         )
     }
 
-    /// The current wall-clock time this validator uses.
+    /// The wall-clock time this validator uses (as of the last tick).
     pub fn now(&self) -> i64 {
-        (self.now_ms)()
+        self.now
     }
 
     /// Decodes and validates one JSON record.

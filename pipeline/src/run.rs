@@ -358,6 +358,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                     let chunk = plan.chunks[k];
                     let file = &plan.files[chunk.file as usize];
                     parsed.clear();
+                    validator.tick();
                     let res = reader.for_each_record(file, &chunk, |line, rec| {
                         let outcome = match sorted {
                             Some(s) => s.decode(&mut validator, rec),
@@ -433,6 +434,9 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                 let mut injected: BTreeMap<String, u64> = BTreeMap::new();
                 for t in 0..ticks {
                     let tick_ts = fleet.cfg.start_ms + t as i64 * fleet.cfg.interval_ms;
+                    if t % 64 == 0 {
+                        validator.tick();
+                    }
                     for (j, &i) in mine.iter().enumerate() {
                         let s = &fleet.sensors[i];
                         recs.clear();
