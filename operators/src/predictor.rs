@@ -6,8 +6,10 @@
 //! when some sensor trends towards a limit, a confidence, and reasons for a person.
 //!
 //! The model (`trend-rul`): a least-squares line through each sensor's last `trend_windows`
-//! means; if the slope is significant (t ≥ 4) and points at a limit, the hours until the line
-//! crosses it are that sensor's RUL, and the asset's RUL is the least of them. Health falls with
+//! means; if the slope is significant (t ≥ 4, r² ≥ 0.5), points at a limit, and the sensor has
+//! already travelled at least `min_progress` of the way from its baseline to that limit (so
+//! that normal slow oscillations are not taken for wear), the hours until the line crosses the
+//! limit are that sensor's RUL, and the asset's RUL is the least of them. Health falls with
 //! how far the sensors have travelled from their baseline towards a limit and with the recent
 //! anomaly rate. State: a ring of `trend_windows` points per sensor and the anomaly times of the
 //! last hour per asset.
@@ -30,6 +32,9 @@ pub struct PredictorConfig {
     pub emit_every: u64,
     /// Planning horizon for the failure probability, hours.
     pub horizon_hours: f64,
+    /// Least fraction of the way from baseline to limit a sensor must have travelled for its
+    /// trend to count as wear.
+    pub min_progress: f64,
     /// Model name.
     pub model: String,
     /// Model version.
@@ -43,6 +48,7 @@ impl Default for PredictorConfig {
             baseline_windows: 15,
             emit_every: 5,
             horizon_hours: 48.0,
+            min_progress: 0.15,
             model: "trend-rul".into(),
             model_version: "1".into(),
         }
@@ -175,14 +181,19 @@ impl AssetPredictor {
                 (_, Some(l)) if b < 0.0 => Some(l),
                 _ => None,
             };
-            for limit in [s.limits.high, s.limits.low].into_iter().flatten() {
+            let progress_to = |limit: f64| {
                 let span = limit - baseline;
                 if span.abs() > 0.0 {
-                    proximity = proximity.max(((fitted - baseline) / span).clamp(0.0, 1.0));
+                    ((fitted - baseline) / span).clamp(0.0, 1.0)
+                } else {
+                    0.0
                 }
+            };
+            for limit in [s.limits.high, s.limits.low].into_iter().flatten() {
+                proximity = proximity.max(progress_to(limit));
             }
             if let Some(limit) = towards {
-                if t >= 4.0 && r2 >= 0.5 {
+                if t >= 4.0 && r2 >= 0.5 && progress_to(limit) >= cfg.min_progress {
                     let hours = ((limit - fitted) / b).max(0.0);
                     let conf = r2 * (s.points.len() as f64 / cfg.trend_windows as f64).min(1.0);
                     reasons.push(format!(

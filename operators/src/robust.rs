@@ -151,7 +151,9 @@ impl RobustDetector {
         let lo = (med_mean - w.min) / point_scale;
         let (ext, observed) = if hi >= lo { (hi, w.max) } else { (lo, w.min) };
         consider((ext - 3.0).max(0.0) * 1.5, "excursion", observed, med_mean, point_scale);
-        if w.count >= 10 && w.std == 0.0 && med_std > 0.0 {
+        // A frozen value: every reading of the window equal (compared exactly, not through the std,
+        // which rounding keeps a hair above zero).
+        if w.count >= 10 && w.min == w.max && med_std > 0.0 {
             consider(self.cfg.threshold * 1.5, "stuck", w.std, med_std, spread_scale);
         }
         Some(best)

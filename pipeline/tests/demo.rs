@@ -1,0 +1,37 @@
+//! The demo end to end: a simulated fleet through the whole graph into the history, scored
+//! against the simulator's ground truth.
+
+mod common;
+
+use common::*;
+use vigil_connectors::simulator::FleetConfig;
+use vigil_pipeline::{demo, Summary};
+
+#[test]
+fn demo_finds_what_was_injected_and_rejects_exactly_the_bad_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet =
+        FleetConfig { assets: 10, sensors_per_asset: 6, hours: 1.5, bad_record_rate: 0.002, seed: 3, ..FleetConfig::default() };
+    let (stats, fleet) = demo(fleet, &options(dir.path(), 2, 1 << 20)).unwrap();
+    assert_eq!(stats.records_in, stats.accepted + stats.rejected_total());
+    // Every injected bad record is rejected, with the reason the simulator meant.
+    assert_eq!(stats.rejected, stats.injected_bad, "rejections by reason");
+    assert!(stats.rejected.len() >= 8, "most kinds of bad record occur: {:?}", stats.rejected);
+
+    let s = Summary::new("demo", vec![], String::new(), 2, 1.0, &stats, Some(&fleet.truth));
+    let score = s.ground_truth.clone().unwrap();
+    assert!(score.anomalies_injected >= 20, "{score:?}");
+    assert!(score.precision >= 0.9, "precision {score:?}");
+    assert!(score.recall >= 0.8, "recall {score:?}");
+    assert!(score.mean_detection_delay_s < 180.0, "delay {score:?}");
+    assert!(score.degrading_assets_proposed == score.degrading_assets, "every degrading asset gets a proposal: {score:?}");
+    assert!(score.proposals_without_degradation <= 1, "{score:?}");
+    assert_eq!(s.proposals, s.decision_requests, "every proposal of medium priority or above asks a person");
+
+    // The history holds what the summary says.
+    let rows = table_rows(dir.path(), "readings", &[]);
+    assert_eq!(rows.len() as u64, stats.accepted);
+    assert_eq!(table_rows(dir.path(), "anomalies", &[]).len(), stats.anomalies.len());
+    assert!(dir.path().join("_manifest/manifest.jsonl").exists());
+    assert!(!dir.path().join("_staging").join("t2").exists(), "staging is cleaned after the commit");
+}
