@@ -653,14 +653,19 @@ pub struct WriterConfig {
 }
 
 /// Buffers rows of one table and writes sorted, date-partitioned files into the staging area.
-pub struct TableWriter<R: HistoryRow> {
+///
+/// Sorting and encoding a full buffer happen on a background thread of the writer, so the
+/// worker that feeds it goes on with the stream while a file is written (a worker blocked for a
+/// second in Parquet encoding would hold back the watermark of the whole graph). At most one
+/// buffer is being written while the next fills; emptied buffers come back for reuse.
+pub struct TableWriter<R: HistoryRow + Send + 'static> {
     cfg: WriterConfig,
     buffered: BTreeMap<i64, Vec<R>>,
-    /// Emptied buffers kept for reuse, so large buffers are not allocated (and zeroed) per file.
-    spare: Vec<Vec<R>>,
     count: usize,
     seq: usize,
-    written: Vec<FileEntry>,
+    jobs: Option<std::sync::mpsc::SyncSender<(i64, usize, Vec<R>)>>,
+    returned: std::sync::mpsc::Receiver<Vec<R>>,
+    thread: Option<std::thread::JoinHandle<Result<Vec<FileEntry>>>>,
 }
 
 /// `YYYY-MM-DD` of a day number.
@@ -675,18 +680,50 @@ fn fsync_dir(dir: &Path) {
     }
 }
 
-impl<R: HistoryRow> TableWriter<R> {
+impl<R: HistoryRow + Send + 'static> TableWriter<R> {
     /// A writer for one worker.
     pub fn new(cfg: WriterConfig) -> Self {
-        TableWriter { cfg, buffered: BTreeMap::new(), spare: Vec::new(), count: 0, seq: 0, written: Vec::new() }
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<(i64, usize, Vec<R>)>(1);
+        let (back_tx, returned) = std::sync::mpsc::channel::<Vec<R>>();
+        let thread_cfg = cfg.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("vigil-{}-writer-{}", R::TABLE, cfg.worker))
+            .spawn(move || {
+                let mut written = Vec::new();
+                let mut first_error = None;
+                for (day, seq, mut rows) in job_rx {
+                    // After a failure the remaining buffers are dropped; the error is reported once.
+                    if first_error.is_none() {
+                        match write_sorted(&thread_cfg, day, seq, &rows) {
+                            Ok(e) => written.push(e),
+                            Err(e) => first_error = Some(e),
+                        }
+                    }
+                    rows.clear();
+                    let _ = back_tx.send(rows);
+                }
+                match first_error {
+                    Some(e) => Err(e),
+                    None => Ok(written),
+                }
+            })
+            .map_err(|e| ConnectorError::io(&cfg.data_dir, e));
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a history writer thread");
+                None
+            }
+        };
+        TableWriter { cfg, buffered: BTreeMap::new(), count: 0, seq: 0, jobs: Some(jobs), returned, thread }
     }
 
-    /// Buffers a row; writes files when the buffer is full.
+    /// Buffers a row; hands full buffers to the writer thread.
     pub fn push(&mut self, row: R) -> Result<()> {
         let day = row.partition_time().div_euclid(MS_PER_DAY);
-        let spare = &mut self.spare;
+        let returned = &self.returned;
         let cap = self.cfg.max_rows_per_file.min(1 << 20);
-        self.buffered.entry(day).or_insert_with(|| spare.pop().unwrap_or_else(|| Vec::with_capacity(cap))).push(row);
+        self.buffered.entry(day).or_insert_with(|| returned.try_recv().unwrap_or_else(|_| Vec::with_capacity(cap))).push(row);
         self.count += 1;
         if self.count >= self.cfg.max_rows_per_file {
             self.flush()?;
@@ -699,97 +736,109 @@ impl<R: HistoryRow> TableWriter<R> {
         self.count
     }
 
-    /// Writes every buffered row.
+    /// Hands every buffered row to the writer thread.
     pub fn flush(&mut self) -> Result<()> {
         let buffered = std::mem::take(&mut self.buffered);
         self.count = 0;
-        for (day, mut rows) in buffered {
-            // Sort references, not the rows themselves, and compare each distinct key string once:
-            // rows are sorted by the rank of their key among the file's distinct keys.
-            let mut ranks: std::collections::HashMap<&str, u32, ahash::RandomState> = Default::default();
-            for r in &rows {
-                let next = ranks.len() as u32;
-                ranks.entry(r.sort_key().0).or_insert(next);
+        for (day, rows) in buffered {
+            let seq = self.seq;
+            self.seq += 1;
+            let sent = self.jobs.as_ref().is_some_and(|j| j.send((day, seq, rows)).is_ok());
+            if !sent {
+                return Err(self.thread_failure());
             }
-            let mut distinct: Vec<(&str, u32)> = ranks.iter().map(|(k, v)| (*k, *v)).collect();
-            distinct.sort_unstable();
-            let mut rank_of = vec![0u32; distinct.len()];
-            for (rank, (_, first_seen)) in distinct.iter().enumerate() {
-                rank_of[*first_seen as usize] = rank as u32;
-            }
-            let mut keyed: Vec<(u32, EventTime, u64, &R)> = rows
-                .iter()
-                .map(|r| {
-                    let (k, t, tie) = r.sort_key();
-                    (rank_of[ranks[k] as usize], t, tie, r)
-                })
-                .collect();
-            keyed.sort_unstable_by_key(|e| (e.0, e.1, e.2));
-            let refs: Vec<&R> = keyed.into_iter().map(|e| e.3).collect();
-            drop(ranks);
-            let entry = self.write_file(day, &refs)?;
-            drop(refs);
-            self.written.push(entry);
-            rows.clear();
-            self.spare.push(rows);
         }
         Ok(())
     }
 
-    fn write_file(&mut self, day: i64, rows: &[&R]) -> Result<FileEntry> {
-        let date = date_of_day(day);
-        let name = format!("part-{}-{:03}-{:05}.parquet", self.cfg.run, self.cfg.worker, self.seq);
-        self.seq += 1;
-        let rel = format!("{}/date={}/{}", R::TABLE, date, name);
-        let staged_rel = format!("_staging/{}/{}", self.cfg.run, rel);
-        let staged = self.cfg.data_dir.join(&staged_rel);
-        let dir = staged.parent().map(Path::to_path_buf).unwrap_or_default();
-        fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
-        let tmp = staged.with_extension("parquet.tmp");
-        let file = File::create(&tmp).map_err(|e| ConnectorError::io(&tmp, e))?;
-        let sorting = vec![
-            SortingColumn { column_idx: sort_column::<R>(0), descending: false, nulls_first: false },
-            SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
-        ];
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(self.cfg.row_group_rows))
-            .set_sorting_columns(Some(sorting));
-        // Unique-per-row columns gain nothing from a dictionary; trying one first costs time.
-        let props =
-            R::unique_columns().iter().fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(*c), false)).build();
-        let mut w = ArrowWriter::try_new(file, R::schema(), Some(props)).map_err(|e| ConnectorError::parquet(&tmp, e))?;
-        let mut min_ts = EventTime::MAX;
-        let mut max_ts = EventTime::MIN;
-        for part in rows.chunks(self.cfg.row_group_rows.max(1)) {
-            let b = R::to_batch(part, &self.cfg.sources)?;
-            w.write(&b).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+    fn thread_failure(&mut self) -> ConnectorError {
+        self.jobs = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => ConnectorError::Arrow(format!("the {} writer thread stopped", R::TABLE)),
         }
-        for r in rows {
-            min_ts = min_ts.min(r.partition_time());
-            max_ts = max_ts.max(r.partition_time());
-        }
-        let file = w.into_inner().map_err(|e| ConnectorError::parquet(&tmp, e))?;
-        file.sync_all().map_err(|e| ConnectorError::io(&tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, &staged).map_err(|e| ConnectorError::io(&staged, e))?;
-        fsync_dir(&dir);
-        Ok(FileEntry {
-            table: R::TABLE.into(),
-            path: rel,
-            staged: staged_rel,
-            rows: rows.len() as u64,
-            min_ts,
-            max_ts,
-            sources: spans(rows, &self.cfg.sources),
-        })
     }
 
-    /// Flushes and returns the files written.
+    /// Writes what is buffered, waits for the writer thread, and returns the files written.
     pub fn finish(mut self) -> Result<Vec<FileEntry>> {
         self.flush()?;
-        Ok(self.written)
+        self.jobs = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => Err(ConnectorError::Arrow(format!("the {} writer thread failed", R::TABLE))),
+        }
     }
+}
+
+/// Sorts one buffer by (key, time, tie-breaker) and writes it as one staged file.
+fn write_sorted<R: HistoryRow>(cfg: &WriterConfig, day: i64, seq: usize, rows: &[R]) -> Result<FileEntry> {
+    // Sort references, not the rows themselves, and compare each distinct key string once:
+    // rows are sorted by the rank of their key among the file's distinct keys.
+    let mut ranks: std::collections::HashMap<&str, u32, ahash::RandomState> = Default::default();
+    for r in rows {
+        let next = ranks.len() as u32;
+        ranks.entry(r.sort_key().0).or_insert(next);
+    }
+    let mut distinct: Vec<(&str, u32)> = ranks.iter().map(|(k, v)| (*k, *v)).collect();
+    distinct.sort_unstable();
+    let mut rank_of = vec![0u32; distinct.len()];
+    for (rank, (_, first_seen)) in distinct.iter().enumerate() {
+        rank_of[*first_seen as usize] = rank as u32;
+    }
+    let mut keyed: Vec<(u32, EventTime, u64, &R)> = rows
+        .iter()
+        .map(|r| {
+            let (k, t, tie) = r.sort_key();
+            (rank_of[ranks[k] as usize], t, tie, r)
+        })
+        .collect();
+    keyed.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+    let refs: Vec<&R> = keyed.into_iter().map(|e| e.3).collect();
+    write_file(cfg, day, seq, &refs)
+}
+
+fn write_file<R: HistoryRow>(cfg: &WriterConfig, day: i64, seq: usize, rows: &[&R]) -> Result<FileEntry> {
+    let date = date_of_day(day);
+    let name = format!("part-{}-{:03}-{:05}.parquet", cfg.run, cfg.worker, seq);
+    let rel = format!("{}/date={}/{}", R::TABLE, date, name);
+    let staged_rel = format!("_staging/{}/{}", cfg.run, rel);
+    let staged = cfg.data_dir.join(&staged_rel);
+    let dir = staged.parent().map(Path::to_path_buf).unwrap_or_default();
+    fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
+    let tmp = staged.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|e| ConnectorError::io(&tmp, e))?;
+    let sorting = vec![
+        SortingColumn { column_idx: sort_column::<R>(0), descending: false, nulls_first: false },
+        SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
+    ];
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        .set_sorting_columns(Some(sorting));
+    // Unique-per-row columns gain nothing from a dictionary; trying one first costs time.
+    let props =
+        R::unique_columns().iter().fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(*c), false)).build();
+    let mut w = ArrowWriter::try_new(file, R::schema(), Some(props)).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+    for part in rows.chunks(cfg.row_group_rows.max(1)) {
+        let b = R::to_batch(part, &cfg.sources)?;
+        w.write(&b).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+    }
+    let min_ts = rows.iter().map(|r| r.partition_time()).min().unwrap_or(EventTime::MAX);
+    let max_ts = rows.iter().map(|r| r.partition_time()).max().unwrap_or(EventTime::MIN);
+    let file = w.into_inner().map_err(|e| ConnectorError::parquet(&tmp, e))?;
+    file.sync_all().map_err(|e| ConnectorError::io(&tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, &staged).map_err(|e| ConnectorError::io(&staged, e))?;
+    fsync_dir(&dir);
+    Ok(FileEntry {
+        table: R::TABLE.into(),
+        path: rel,
+        staged: staged_rel,
+        rows: rows.len() as u64,
+        min_ts,
+        max_ts,
+        sources: spans(rows, &cfg.sources),
+    })
 }
 
 /// Index of the sort columns in the schema: the key and the time column.

@@ -45,7 +45,7 @@ impl Scalar<'_> {
 #[derive(Debug, Clone)]
 pub enum Extra<'a> {
     /// JSON text of the value, as it was on input.
-    Json(&'a RawValue),
+    Json(&'a str),
     /// JSON text owned (escaped keys or values from other formats).
     JsonOwned(String),
 }
@@ -175,7 +175,121 @@ pub fn decode_cells<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>]) -
 }
 
 /// Decodes one JSON object.
+///
+/// Flat objects of strings without escapes, numbers, booleans and nulls — what sensors send —
+/// take a hand-written fast path; anything else (escapes, nesting, errors) goes through
+/// serde_json, which also words the errors.
 pub fn decode_json(bytes: &[u8]) -> Result<RawFields<'_>, DecodeError> {
+    if let Some(fields) = decode_flat(bytes) {
+        return Ok(fields);
+    }
+    decode_json_serde(bytes)
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// A string without escapes starting at the opening quote `b[i]`; returns it and the index after
+/// the closing quote.
+#[inline]
+fn plain_string(b: &[u8], i: usize) -> Option<(&str, usize)> {
+    let rest = &b[i + 1..];
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[end] != b'"' || rest[..end].iter().any(|c| *c < 0x20) {
+        return None;
+    }
+    let s = std::str::from_utf8(&rest[..end]).ok()?;
+    Some((s, i + 1 + end + 1))
+}
+
+/// The fast path of [`decode_json`]; `None` sends the record to serde_json.
+fn decode_flat(b: &[u8]) -> Option<RawFields<'_>> {
+    let mut out = RawFields::default();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key, next) = plain_string(b, i)?;
+            i = skip_ws(b, next);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let start = i;
+            let value = match *b.get(i)? {
+                b'"' => {
+                    let (s, next) = plain_string(b, i)?;
+                    i = next;
+                    Scalar::Str(Cow::Borrowed(s))
+                }
+                b't' if b[i..].starts_with(b"true") => {
+                    i += 4;
+                    Scalar::Bool(true)
+                }
+                b'f' if b[i..].starts_with(b"false") => {
+                    i += 5;
+                    Scalar::Bool(false)
+                }
+                b'n' if b[i..].starts_with(b"null") => {
+                    i += 4;
+                    Scalar::Null
+                }
+                b'-' | b'0'..=b'9' => {
+                    let len = b[i..].iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+                    let text = std::str::from_utf8(&b[i..i + len]).ok()?;
+                    // JSON numbers only: no leading '+', no "inf"/"nan", no leading zeros like "01".
+                    let digits = text.strip_prefix('-').unwrap_or(text);
+                    if digits.is_empty()
+                        || !digits.as_bytes()[0].is_ascii_digit()
+                        || (digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit())
+                    {
+                        return None;
+                    }
+                    let n: f64 = text.parse().ok()?;
+                    if !n.is_finite() {
+                        return None;
+                    }
+                    i += len;
+                    Scalar::Num(n)
+                }
+                _ => return None,
+            };
+            match Field::from_name(key) {
+                Some(f) => out.set(f, value),
+                None => {
+                    let text = std::str::from_utf8(&b[start..i]).ok()?;
+                    out.extras.push((Cow::Borrowed(key), Extra::Json(text)));
+                }
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(out)
+}
+
+/// Decodes one JSON object with serde_json.
+pub fn decode_json_serde(bytes: &[u8]) -> Result<RawFields<'_>, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fields = RawFields::deserialize(&mut de).map_err(|e| DecodeError(e.to_string()))?;
     de.end().map_err(|e| DecodeError(e.to_string()))?;
@@ -266,7 +380,7 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
                         }
                         None => {
                             let raw = map.next_value::<&'de RawValue>()?;
-                            out.extras.push((k, Extra::Json(raw)));
+                            out.extras.push((k, Extra::Json(raw.get())));
                         }
                     }
                 }
@@ -292,9 +406,30 @@ mod tests {
         assert_eq!(f.quality, Some(Scalar::Num(0.9)));
         assert_eq!(f.extras.len(), 2);
         match &f.extras[1].1 {
-            Extra::Json(raw) => assert_eq!(raw.get(), "[1,2]"),
+            Extra::Json(raw) => assert_eq!(*raw, "[1,2]"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn fast_path_and_serde_agree() {
+        let cases: [&[u8]; 9] = [
+            br#"{"sensor_id":"s1","value":1.5e2,"ts":"2026-01-01T00:00:00Z","ok":true,"n":null,"k":-0.25}"#,
+            br#" { "sensor_id" : "s\u00e9" , "value" : 3 } "#,
+            br#"{"value":{"x":1},"a":[1,2]}"#,
+            br#"{}"#,
+            br#"{"value":01}"#,
+            br#"{"value":+1}"#,
+            br#"{"value":1e400}"#,
+            br#"{"a":1,}"#,
+            br#"{"a":"b"c"}"#,
+        ];
+        for c in cases {
+            let serde = decode_json_serde(c).map(|f| format!("{f:?}")).map_err(|_| ());
+            let both = decode_json(c).map(|f| format!("{f:?}")).map_err(|_| ());
+            assert_eq!(serde, both, "{}", String::from_utf8_lossy(c));
+        }
+        assert!(decode_flat(cases[0]).is_some(), "the common shape takes the fast path");
     }
 
     #[test]

@@ -340,7 +340,7 @@ fn extras_to_json(extras: &[(std::borrow::Cow<'_, str>, Extra<'_>)]) -> Box<str>
         s.push_str(&serde_json::to_string(&**k).unwrap_or_else(|_| "\"?\"".into()));
         s.push(':');
         match v {
-            Extra::Json(raw) => s.push_str(raw.get()),
+            Extra::Json(raw) => s.push_str(raw),
             Extra::JsonOwned(t) => s.push_str(t),
         }
     }

@@ -59,7 +59,10 @@ impl WindowConfig {
 }
 
 /// Mergeable moments of a set of readings. Values are shifted by a per-sensor reference to keep
-/// the sums of squares accurate; times are seconds from the start of the pane or window.
+/// the sums of squares accurate. The time moments are centred (mean time, sum of squared time
+/// deviations, co-moment of time and value), updated with Welford's rule and merged with Chan's,
+/// so the slope stays exact however far from the window start the readings are, and is exactly 0
+/// when every reading has the same time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Moments {
     /// Number of readings.
@@ -70,9 +73,9 @@ pub struct Moments {
     pub min: f64,
     /// Maximum value.
     pub max: f64,
-    st: f64,
-    stt: f64,
-    stv: f64,
+    mean_t: f64,
+    m2_t: f64,
+    co_tv: f64,
     last_key: (EventTime, SourcePos),
     /// Value of the latest reading.
     pub last: f64,
@@ -86,9 +89,9 @@ impl Moments {
             sumsq: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            st: 0.0,
-            stt: 0.0,
-            stv: 0.0,
+            mean_t: 0.0,
+            m2_t: 0.0,
+            co_tv: 0.0,
             last_key: (EventTime::MIN, SourcePos::default()),
             last: f64::NAN,
         }
@@ -97,13 +100,15 @@ impl Moments {
     #[inline]
     fn add(&mut self, t_sec: f64, shifted: f64, value: f64, key: (EventTime, SourcePos)) {
         self.count += 1;
+        let n = self.count as f64;
         self.sum += shifted;
         self.sumsq += shifted * shifted;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        self.st += t_sec;
-        self.stt += t_sec * t_sec;
-        self.stv += t_sec * shifted;
+        let dt = t_sec - self.mean_t;
+        self.mean_t += dt / n;
+        self.m2_t += dt * (t_sec - self.mean_t);
+        self.co_tv += dt * (shifted - self.sum / n);
         if key >= self.last_key {
             self.last_key = key;
             self.last = value;
@@ -112,15 +117,23 @@ impl Moments {
 
     /// Adds `other`, whose times are `d` seconds later than this one's origin.
     fn merge(&mut self, other: &Moments, d: f64) {
-        let n = other.count as f64;
+        if other.count == 0 {
+            return;
+        }
+        let (na, nb) = (self.count as f64, other.count as f64);
+        let n = na + nb;
+        let mean_va = if self.count > 0 { self.sum / na } else { 0.0 };
+        let mean_vb = other.sum / nb;
+        let delta_t = other.mean_t + d - self.mean_t;
+        let delta_v = mean_vb - mean_va;
+        self.mean_t += delta_t * nb / n;
+        self.m2_t += other.m2_t + delta_t * delta_t * na * nb / n;
+        self.co_tv += other.co_tv + delta_t * delta_v * na * nb / n;
         self.count += other.count;
         self.sum += other.sum;
         self.sumsq += other.sumsq;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        self.st += other.st + n * d;
-        self.stt += other.stt + 2.0 * d * other.st + n * d * d;
-        self.stv += other.stv + d * other.sum;
         if other.last_key >= self.last_key {
             self.last_key = other.last_key;
             self.last = other.last;
@@ -136,8 +149,7 @@ impl Moments {
         let std = var.sqrt();
         let sq = self.sumsq + 2.0 * reference * self.sum + n * reference * reference;
         let rms = (sq / n).max(0.0).sqrt();
-        let denom = n * self.stt - self.st * self.st;
-        let slope = if self.count >= 2 && denom > 1e-12 * n * n { (n * self.stv - self.st * self.sum) / denom } else { 0.0 };
+        let slope = if self.m2_t > 0.0 { self.co_tv / self.m2_t } else { 0.0 };
         (mean, std, rms, slope)
     }
 }

@@ -207,7 +207,7 @@ pub struct HistoryConfig {
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        HistoryConfig { max_rows_per_file: 1 << 20, row_group_rows: 128 * 1024 }
+        HistoryConfig { max_rows_per_file: 512 * 1024, row_group_rows: 128 * 1024 }
     }
 }
 

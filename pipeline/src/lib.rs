@@ -50,7 +50,9 @@ fn discard(opts: &RunOptions) {
 /// Replays files through the dataflow into the history; returns the run's statistics.
 pub fn replay(inputs: &[PathBuf], order: ReplayOrder, opts: &RunOptions) -> Result<(RunStats, bool), RunError> {
     history::recover(&opts.data_dir).map_err(|e| RunError::History(e.to_string()))?;
+    tracing::debug!("planning");
     let the_plan = Arc::new(plan(inputs, opts.cfg.pipeline.chunk_bytes).map_err(|e| RunError::Input(e.to_string()))?);
+    tracing::debug!(chunks = the_plan.chunks.len(), "planned");
     let stats = run::run(Source::Files { plan: the_plan.clone(), order, sorted: None }, opts, registry(opts))?;
     if !stats.needs_sort {
         commit(opts, &stats)?;

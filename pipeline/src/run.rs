@@ -211,7 +211,7 @@ fn history_sink<'s, R>(
     stats: Shared,
     mut observe: impl FnMut(&R, &mut RunStats) + 'static,
 ) where
-    R: HistoryRow + 'static,
+    R: HistoryRow + Send + 'static,
 {
     let mut writer = Some(TableWriter::<R>::new(wcfg));
     stream.sink(Pipeline, R::TABLE, move |(input, frontier)| {
@@ -354,7 +354,9 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                 let mut known = 0usize;
                 let mut parsed: Vec<Result<SensorReading, RejectedReading>> = Vec::new();
                 let mut k = index;
+                let (mut waited_order, mut waited_lead, mut parsing) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
                 while k < plan.chunks.len() && !abort.load(Ordering::Relaxed) {
+                    let t_parse = Instant::now();
                     let chunk = plan.chunks[k];
                     let file = &plan.files[chunk.file as usize];
                     parsed.clear();
@@ -374,6 +376,8 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                         break;
                     }
                     records_in += parsed.len() as u64;
+                    parsing += t_parse.elapsed();
+                    let t_wait = Instant::now();
                     let local_max = parsed.iter().filter_map(|r| r.as_ref().ok().map(|r| r.ts)).max();
                     chunk_max[k].store(local_max.unwrap_or(EMPTY).max(EMPTY), Ordering::Release);
                     // Wait until every earlier chunk has published its maximum.
@@ -389,6 +393,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                         prefix_max = prefix_max.max(v);
                         known += 1;
                     }
+                    waited_order += t_wait.elapsed();
                     if abort.load(Ordering::Relaxed) {
                         break;
                     }
@@ -415,12 +420,15 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                     read_counter.fetch_add(1, Ordering::Relaxed);
                     // Throttle: stay within `max_lead` of the graph's progress.
                     let lead_floor = feed.time.saturating_sub(max_lead);
+                    let t_lead = Instant::now();
                     while probe.less_than(&lead_floor) && !abort.load(Ordering::Relaxed) {
                         worker.step_or_park(Some(Duration::from_micros(200)));
                     }
+                    waited_lead += t_lead.elapsed();
                     worker.step();
                     k += peers;
                 }
+                tracing::debug!(worker = index, ?parsing, ?waited_order, ?waited_lead, "source done");
             }
             Source::Simulator { fleet } => {
                 let mine: Vec<usize> = (index..fleet.sensors.len()).step_by(peers).collect();
@@ -481,6 +489,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
         rejected_in.close();
         registry_in.close();
         while worker.step_or_park(Some(Duration::from_millis(1))) {}
+        tracing::debug!(worker = index, "dataflow drained");
         let out = stats.borrow().clone();
         out
     })
