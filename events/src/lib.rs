@@ -83,7 +83,24 @@ pub fn stable_hash_str(s: &str) -> u64 {
 /// The derived id of a reading that arrived without one: a stable hash of sensor id, time and value.
 #[inline]
 pub fn derived_reading_hash(sensor_id: &str, ts: EventTime, value: f64) -> u64 {
-    StableHasher::default().write(sensor_id.as_bytes()).write(&[0xff]).write_i64(ts).write_u64(value.to_bits()).finish()
+    derived_reading_hash_keyed(stable_hash_str(sensor_id), ts, value)
+}
+
+/// [`derived_reading_hash`] given the sensor's stable hash (`stable_hash_str(sensor_id)`), which
+/// a decoder already has: three 64-bit words mixed, no pass over the bytes again.
+#[inline]
+pub fn derived_reading_hash_keyed(sensor_key: u64, ts: EventTime, value: f64) -> u64 {
+    #[inline]
+    fn mix(mut x: u64) -> u64 {
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+    let a = mix(sensor_key ^ 0x9e37_79b9_7f4a_7c15);
+    let b = mix(a ^ ts as u64);
+    mix(b ^ value.to_bits())
 }
 
 /// The kind of physical quantity a sensor measures.
@@ -126,7 +143,16 @@ impl SensorType {
 
     /// Parses a type name, case-insensitively; unknown names are `None`.
     pub fn parse(s: &str) -> Option<SensorType> {
-        let t = match s.trim().to_ascii_lowercase().as_str() {
+        let s = s.trim();
+        let mut buf = [0u8; 16];
+        if s.len() > buf.len() {
+            return None;
+        }
+        // Lowercase into a stack buffer: this runs once per reading.
+        for (d, c) in buf.iter_mut().zip(s.bytes()) {
+            *d = c.to_ascii_lowercase();
+        }
+        let t = match std::str::from_utf8(&buf[..s.len()]).unwrap_or("") {
             "temperature" | "temp" => SensorType::Temperature,
             "vibration" | "vib" => SensorType::Vibration,
             "pressure" => SensorType::Pressure,

@@ -194,21 +194,22 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// A string without escapes starting at the opening quote `b[i]`; returns it and the index after
-/// the closing quote.
+/// A string without escapes starting at the opening quote of `text` at byte `i`; returns it and
+/// the index after the closing quote. Quotes are ASCII, so the slice falls on char boundaries.
 #[inline]
-fn plain_string(b: &[u8], i: usize) -> Option<(&str, usize)> {
-    let rest = &b[i + 1..];
+fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let rest = &text.as_bytes()[i + 1..];
     let end = memchr::memchr2(b'"', b'\\', rest)?;
     if rest[end] != b'"' || rest[..end].iter().any(|c| *c < 0x20) {
         return None;
     }
-    let s = std::str::from_utf8(&rest[..end]).ok()?;
-    Some((s, i + 1 + end + 1))
+    text.get(i + 1..i + 1 + end).map(|s| (s, i + 1 + end + 1))
 }
 
 /// The fast path of [`decode_json`]; `None` sends the record to serde_json.
-fn decode_flat(b: &[u8]) -> Option<RawFields<'_>> {
+fn decode_flat(bytes: &[u8]) -> Option<RawFields<'_>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let b = bytes;
     let mut out = RawFields::default();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -222,7 +223,7 @@ fn decode_flat(b: &[u8]) -> Option<RawFields<'_>> {
             if b.get(i) != Some(&b'"') {
                 return None;
             }
-            let (key, next) = plain_string(b, i)?;
+            let (key, next) = plain_string(text, i)?;
             i = skip_ws(b, next);
             if b.get(i) != Some(&b':') {
                 return None;
@@ -231,7 +232,7 @@ fn decode_flat(b: &[u8]) -> Option<RawFields<'_>> {
             let start = i;
             let value = match *b.get(i)? {
                 b'"' => {
-                    let (s, next) = plain_string(b, i)?;
+                    let (s, next) = plain_string(text, i)?;
                     i = next;
                     Scalar::Str(Cow::Borrowed(s))
                 }
@@ -249,16 +250,16 @@ fn decode_flat(b: &[u8]) -> Option<RawFields<'_>> {
                 }
                 b'-' | b'0'..=b'9' => {
                     let len = b[i..].iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
-                    let text = std::str::from_utf8(&b[i..i + len]).ok()?;
+                    let num = text.get(i..i + len)?;
                     // JSON numbers only: no leading '+', no "inf"/"nan", no leading zeros like "01".
-                    let digits = text.strip_prefix('-').unwrap_or(text);
+                    let digits = num.strip_prefix('-').unwrap_or(num);
                     if digits.is_empty()
                         || !digits.as_bytes()[0].is_ascii_digit()
                         || (digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit())
                     {
                         return None;
                     }
-                    let n: f64 = text.parse().ok()?;
+                    let n: f64 = num.parse().ok()?;
                     if !n.is_finite() {
                         return None;
                     }
@@ -270,8 +271,7 @@ fn decode_flat(b: &[u8]) -> Option<RawFields<'_>> {
             match Field::from_name(key) {
                 Some(f) => out.set(f, value),
                 None => {
-                    let text = std::str::from_utf8(&b[start..i]).ok()?;
-                    out.extras.push((Cow::Borrowed(key), Extra::Json(text)));
+                    out.extras.push((Cow::Borrowed(key), Extra::Json(text.get(start..i)?)));
                 }
             }
             i = skip_ws(b, i);

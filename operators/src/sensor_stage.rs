@@ -180,13 +180,21 @@ struct SensorState {
 pub struct SensorStage {
     cfg: SensorStageConfig,
     sensors: HashMap<u64, SensorState, ahash::RandomState>,
-    registry: HashMap<Arc<str>, SensorSpec>,
+    /// Registry entries by sensor key, with the asset name ready to share.
+    registry: HashMap<u64, (SensorSpec, Option<Arc<str>>), ahash::RandomState>,
     pending: Vec<SensorReading>,
     ready: Vec<SensorReading>,
     pending_spare: Vec<SensorReading>,
     scratch: Vec<ClosedWindow>,
     watermark: EventTime,
     now_ms: Box<dyn Fn() -> i64>,
+}
+
+fn default_limits(cfg: &SensorStageConfig, t: SensorType) -> Limits {
+    cfg.limits.get(&t).copied().unwrap_or_else(|| {
+        let (low, high) = t.operating_limits();
+        Limits { low, high }
+    })
 }
 
 fn severity_of(score: f64, medium: f64, high: f64, critical: f64) -> Severity {
@@ -207,7 +215,7 @@ impl SensorStage {
         SensorStage {
             cfg,
             sensors: HashMap::default(),
-            registry: HashMap::new(),
+            registry: HashMap::default(),
             pending: Vec::new(),
             ready: Vec::new(),
             pending_spare: Vec::new(),
@@ -234,10 +242,9 @@ impl SensorStage {
 
     /// Applies a registry change (`diff` > 0 inserts, < 0 removes).
     pub fn apply_registry(&mut self, spec: SensorSpec, diff: isize) {
-        let key: Arc<str> = Arc::from(spec.sensor_id.as_str());
+        let hash = vigil_events::stable_hash_str(&spec.sensor_id);
         if diff > 0 {
             // Existing state keeps its detectors; limits and names follow the new spec.
-            let hash = vigil_events::stable_hash_str(&spec.sensor_id);
             if let Some(s) = self.sensors.get_mut(&hash) {
                 let (low, high) = spec.limits();
                 if low.is_some() || high.is_some() {
@@ -247,17 +254,11 @@ impl SensorStage {
                     s.asset_id = Arc::from(a.as_str());
                 }
             }
-            self.registry.insert(key, spec);
-        } else if self.registry.get(&key) == Some(&spec) {
-            self.registry.remove(&key);
+            let asset = spec.asset_id.as_deref().map(Arc::from);
+            self.registry.insert(hash, (spec, asset));
+        } else if self.registry.get(&hash).is_some_and(|(s, _)| s == &spec) {
+            self.registry.remove(&hash);
         }
-    }
-
-    fn default_limits(&self, t: SensorType) -> Limits {
-        self.cfg.limits.get(&t).copied().unwrap_or_else(|| {
-            let (low, high) = t.operating_limits();
-            Limits { low, high }
-        })
     }
 
     /// Processes every stashed reading earlier than `watermark` and closes the windows that end
@@ -290,11 +291,11 @@ impl SensorStage {
     }
 
     fn process(&mut self, mut r: SensorReading, out: &mut SensorOutputs) {
-        let spec = self.registry.get(&r.sensor_id);
-        if let Some(spec) = spec {
+        let spec = if self.registry.is_empty() { None } else { self.registry.get(&r.sensor_key) };
+        if let Some((spec, asset)) = spec {
             if r.asset_id == r.sensor_id {
-                if let Some(a) = &spec.asset_id {
-                    r.asset_id = Arc::from(a.as_str());
+                if let Some(a) = asset {
+                    r.asset_id = a.clone();
                 }
             }
             if r.sensor_type == SensorType::Other {
@@ -315,14 +316,15 @@ impl SensorStage {
                 return;
             }
         }
-        let spec_limits = spec.map(|s| s.limits()).filter(|(l, h)| l.is_some() || h.is_some());
-        let default_limits = self.default_limits(r.sensor_type);
         let cfg = &self.cfg;
         let state = self.sensors.entry(r.sensor_key).or_insert_with(|| SensorState {
             sensor_id: r.sensor_id.clone(),
             asset_id: r.asset_id.clone(),
             sensor_type: r.sensor_type,
-            limits: spec_limits.map_or(default_limits, |(low, high)| Limits { low, high }),
+            limits: match spec.map(|(s, _)| s.limits()) {
+                Some((low, high)) if low.is_some() || high.is_some() => Limits { low, high },
+                _ => default_limits(cfg, r.sensor_type),
+            },
             windows: SensorWindows::new(cfg.windows),
             dedupe: Dedupe::default(),
             hard: HardLimitDetector::default(),

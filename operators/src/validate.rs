@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use vigil_events::{
-    derived_reading_hash, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, RejectReason, RejectedReading,
+    derived_reading_hash_keyed, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, RejectReason, RejectedReading,
     SensorReading, SensorType, SourcePos,
 };
 
@@ -299,9 +299,9 @@ impl Validator {
                     let h = stable_hash_str(&s);
                     (Some(Arc::from(s.as_str())), h)
                 }
-                None => (None, derived_reading_hash(sensor, ts, value)),
+                None => (None, derived_reading_hash_keyed(sensor_key, ts, value)),
             },
-            _ => (None, derived_reading_hash(sensor, ts, value)),
+            _ => (None, derived_reading_hash_keyed(sensor_key, ts, value)),
         };
 
         let metadata = if f.extras.is_empty() { None } else { Some(extras_to_json(&f.extras)) };
@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(&*r.unit, "C");
         assert_eq!(r.quality, Some(0.5));
         assert_eq!(r.metadata.as_deref(), Some(r#"{"site":"n"}"#));
-        assert_eq!(r.id_hash, derived_reading_hash("s1", r.ts, 21.5));
+        assert_eq!(r.id_hash, vigil_events::derived_reading_hash("s1", r.ts, 21.5));
         assert_eq!(r.pos.offset, 3);
     }
 
