@@ -648,6 +648,9 @@ pub struct WriterConfig {
     pub max_rows_per_file: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// A file is also written once its rows span this much event time, so slow tables (features,
+    /// events) do not sit in memory until the row limit: memory stays flat over a long stream.
+    pub max_file_span_ms: i64,
     /// Source names, indexed by `SourcePos::source`.
     pub sources: Arc<Vec<String>>,
 }
@@ -656,17 +659,26 @@ pub struct WriterConfig {
 ///
 /// Sorting and encoding a full buffer happen on a background thread of the writer, so the
 /// worker that feeds it goes on with the stream while a file is written (a worker blocked for a
-/// second in Parquet encoding would hold back the watermark of the whole graph). At most one
-/// buffer is being written while the next fills; emptied buffers come back for reuse.
+/// second in Parquet encoding would hold back the watermark of the whole graph). Two buffers per
+/// table at most: one fills while the other is written, then they swap (double buffering), so
+/// memory is bounded by twice the file size whatever the length of the stream.
 pub struct TableWriter<R: HistoryRow + Send + 'static> {
     cfg: WriterConfig,
     buffered: BTreeMap<i64, Vec<R>>,
     count: usize,
+    /// Least partition time among the buffered rows.
+    first_time: EventTime,
+    /// Buffers allocated so far (at most [`BUFFERS`]).
+    allocated: usize,
     seq: usize,
     jobs: Option<std::sync::mpsc::SyncSender<(i64, usize, Vec<R>)>>,
     returned: std::sync::mpsc::Receiver<Vec<R>>,
     thread: Option<std::thread::JoinHandle<Result<Vec<FileEntry>>>>,
 }
+
+/// Buffers per table writer: one filling, one being written. A stream spanning a day boundary
+/// needs one per day for a moment; such buffers are allocated beyond this and then reused.
+const BUFFERS: usize = 2;
 
 /// `YYYY-MM-DD` of a day number.
 pub fn date_of_day(day: i64) -> String {
@@ -715,20 +727,58 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
                 None
             }
         };
-        TableWriter { cfg, buffered: BTreeMap::new(), count: 0, seq: 0, jobs: Some(jobs), returned, thread }
+        TableWriter {
+            cfg,
+            buffered: BTreeMap::new(),
+            count: 0,
+            first_time: EventTime::MAX,
+            allocated: 0,
+            seq: 0,
+            jobs: Some(jobs),
+            returned,
+            thread,
+        }
     }
 
     /// Buffers a row; hands full buffers to the writer thread.
     pub fn push(&mut self, row: R) -> Result<()> {
-        let day = row.partition_time().div_euclid(MS_PER_DAY);
-        let returned = &self.returned;
-        let cap = self.cfg.max_rows_per_file.min(1 << 20);
-        self.buffered.entry(day).or_insert_with(|| returned.try_recv().unwrap_or_else(|_| Vec::with_capacity(cap))).push(row);
+        let t = row.partition_time();
+        if self.count > 0 && t.saturating_sub(self.first_time) >= self.cfg.max_file_span_ms {
+            self.flush()?;
+        }
+        self.first_time = self.first_time.min(t);
+        let day = t.div_euclid(MS_PER_DAY);
+        if !self.buffered.contains_key(&day) {
+            let buffer = self.empty_buffer()?;
+            self.buffered.insert(day, buffer);
+        }
+        // The buffer for `day` was just ensured.
+        if let Some(b) = self.buffered.get_mut(&day) {
+            b.push(row);
+        }
         self.count += 1;
         if self.count >= self.cfg.max_rows_per_file {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// An empty buffer: a returned one, a new one while fewer than [`BUFFERS`] exist, or else the
+    /// next one the writer thread returns (waiting for it: back-pressure on the worker).
+    fn empty_buffer(&mut self) -> Result<Vec<R>> {
+        if let Ok(b) = self.returned.try_recv() {
+            return Ok(b);
+        }
+        // Allocate while fewer than BUFFERS exist, or when every buffer is filling (rows of
+        // several days at once): waiting then would wait for nothing.
+        if self.allocated < BUFFERS || self.allocated <= self.buffered.len() {
+            self.allocated += 1;
+            return Ok(Vec::with_capacity(self.cfg.max_rows_per_file.min(1 << 20)));
+        }
+        match self.returned.recv() {
+            Ok(b) => Ok(b),
+            Err(_) => Err(self.thread_failure()),
+        }
     }
 
     /// Rows buffered.
@@ -740,6 +790,7 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
     pub fn flush(&mut self) -> Result<()> {
         let buffered = std::mem::take(&mut self.buffered);
         self.count = 0;
+        self.first_time = EventTime::MAX;
         for (day, rows) in buffered {
             let seq = self.seq;
             self.seq += 1;
@@ -971,6 +1022,7 @@ mod tests {
             worker: 0,
             max_rows_per_file: 1000,
             row_group_rows: 100,
+            max_file_span_ms: i64::MAX,
             sources: Arc::new(vec!["in.jsonl".into()]),
         };
         let mut w = TableWriter::<SensorReading>::new(cfg);
@@ -1003,6 +1055,7 @@ mod tests {
             worker: 0,
             max_rows_per_file: 10,
             row_group_rows: 10,
+            max_file_span_ms: i64::MAX,
             sources: Arc::new(vec![]),
         };
         let mut w = TableWriter::<SensorReading>::new(mk("done"));

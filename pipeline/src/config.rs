@@ -81,7 +81,7 @@ impl Default for PipelineConfig {
             idle_timeout_ms: 60_000,
             dedupe_horizon_ms: 600_000,
             chunk_bytes: 4 << 20,
-            max_lead_ms: 600_000,
+            max_lead_ms: 120_000,
         }
     }
 }
@@ -203,11 +203,13 @@ pub struct HistoryConfig {
     pub max_rows_per_file: usize,
     /// Rows per row group.
     pub row_group_rows: usize,
+    /// A file is written once its rows span this much event time (keeps memory flat).
+    pub max_file_span_ms: i64,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        HistoryConfig { max_rows_per_file: 512 * 1024, row_group_rows: 128 * 1024 }
+        HistoryConfig { max_rows_per_file: 512 * 1024, row_group_rows: 128 * 1024, max_file_span_ms: 3_600_000 }
     }
 }
 

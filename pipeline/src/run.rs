@@ -284,6 +284,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
             worker: index,
             max_rows_per_file: cfg.history.max_rows_per_file,
             row_group_rows: cfg.history.row_group_rows,
+            max_file_span_ms: cfg.history.max_file_span_ms,
             sources: source_names.clone(),
         };
 

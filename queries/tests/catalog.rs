@@ -15,6 +15,7 @@ fn catalog_lists_tables_rows_and_partitions() {
         worker: 0,
         max_rows_per_file: 100,
         row_group_rows: 50,
+        max_file_span_ms: i64::MAX,
         sources: Arc::new(vec![]),
     };
     let mut w = TableWriter::<SensorReading>::new(cfg);
