@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
-    UInt32Builder, UInt64Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -86,7 +86,7 @@ impl HistoryRow for SensorReading {
             ts_field("ts", false),
             Field::new("quality", DataType::Float64, true),
             Field::new("metadata", DataType::Utf8, true),
-            Field::new("source", DataType::Utf8, false),
+            Field::new("source", source_type(), false),
             Field::new("source_offset", DataType::UInt64, false),
         ]))
     }
@@ -113,7 +113,7 @@ impl HistoryRow for SensorReading {
         let mut ts = ts_builder(n);
         let mut quality = Float64Builder::with_capacity(n);
         let mut meta = StringBuilder::new();
-        let mut source = StringBuilder::with_capacity(n, n * 8);
+        let mut source = Int32Builder::with_capacity(n);
         let mut offset = UInt64Builder::with_capacity(n);
         let mut hex = [0u8; 16];
         for r in rows {
@@ -129,9 +129,10 @@ impl HistoryRow for SensorReading {
             ts.append_value(r.ts);
             quality.append_option(r.quality);
             meta.append_option(r.metadata.as_deref());
-            source.append_value(source_name(sources, r.pos.source));
+            source.append_value(r.pos.source as i32);
             offset.append_value(r.pos.offset);
         }
+        let source = source_column(source.finish(), sources)?;
         batch(
             Self::schema(),
             vec![
@@ -144,11 +145,28 @@ impl HistoryRow for SensorReading {
                 Arc::new(ts.finish()),
                 Arc::new(quality.finish()),
                 Arc::new(meta.finish()),
-                Arc::new(source.finish()),
+                source,
                 Arc::new(offset.finish()),
             ],
         )
     }
+}
+
+/// The `source` column of the readings: a dictionary of the run's source names (a file path
+/// repeated on millions of rows costs nothing this way).
+fn source_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+fn source_column(keys: arrow::array::Int32Array, sources: &[String]) -> Result<ArrayRef> {
+    let n = sources.len() as i32;
+    // Positions name sources of this run only; a key outside the list would be a bug upstream.
+    let keys: arrow::array::Int32Array = keys.iter().map(|k| k.filter(|k| *k < n).or(Some(0))).collect();
+    let names = if sources.is_empty() { vec![String::new()] } else { sources.to_vec() };
+    let values: ArrayRef = Arc::new(arrow::array::StringArray::from(names));
+    arrow::array::DictionaryArray::try_new(keys, values)
+        .map(|d| Arc::new(d) as ArrayRef)
+        .map_err(|e| ConnectorError::Arrow(e.to_string()))
 }
 
 fn hex16(v: u64, buf: &mut [u8; 16]) -> &str {
