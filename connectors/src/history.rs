@@ -117,7 +117,7 @@ impl HistoryRow for SensorReading {
         let mut offset = UInt64Builder::with_capacity(n);
         let mut hex = [0u8; 16];
         for r in rows {
-            match &r.reading_id {
+            match r.reading_id() {
                 Some(given) => id.append_value(given),
                 None => id.append_value(hex16(r.id_hash, &mut hex)),
             }
@@ -127,8 +127,8 @@ impl HistoryRow for SensorReading {
             value.append_value(r.value);
             unit.append_value(&r.unit);
             ts.append_value(r.ts);
-            quality.append_option(r.quality);
-            meta.append_option(r.metadata.as_deref());
+            quality.append_option(r.quality());
+            meta.append_option(r.metadata());
             source.append_value(r.pos.source as i32);
             offset.append_value(r.pos.offset);
         }
@@ -1016,7 +1016,6 @@ mod tests {
 
     fn reading(sensor: &str, ts: EventTime, line: u64) -> SensorReading {
         SensorReading {
-            reading_id: None,
             id_hash: line,
             sensor_id: Arc::from(sensor),
             sensor_key: 0,
@@ -1025,8 +1024,7 @@ mod tests {
             value: line as f64,
             unit: Arc::from("C"),
             ts,
-            quality: None,
-            metadata: None,
+            extra: None,
             pos: SourcePos { source: 0, offset: line },
         }
     }

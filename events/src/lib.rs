@@ -249,10 +249,11 @@ pub struct SourcePos {
 }
 
 /// An accepted sensor reading.
+///
+/// Kept small (it is moved several times per reading on the hot path): the fields most readings
+/// lack — a given id, a quality, extra metadata — live behind one optional box.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SensorReading {
-    /// The id given on input, if any.
-    pub reading_id: Option<Arc<str>>,
     /// Dedupe key: the stable hash of the given id, or the derived hash of sensor, time and value.
     pub id_hash: u64,
     /// Sensor identifier.
@@ -269,18 +270,46 @@ pub struct SensorReading {
     pub unit: Arc<str>,
     /// Event time.
     pub ts: EventTime,
+    /// Where it came from.
+    pub pos: SourcePos,
+    /// Given id, quality and metadata, when the input had any.
+    pub extra: Option<Box<ReadingExtra>>,
+}
+
+/// The optional parts of a reading.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadingExtra {
+    /// The id given on input, if any.
+    pub reading_id: Option<Arc<str>>,
     /// Optional quality indicator given on input.
     pub quality: Option<f64>,
     /// Extra fields of the input record, as a JSON object.
     pub metadata: Option<Box<str>>,
-    /// Where it came from.
-    pub pos: SourcePos,
+}
+
+impl ReadingExtra {
+    /// `None` when there is nothing to keep.
+    pub fn boxed(self) -> Option<Box<ReadingExtra>> {
+        (self != ReadingExtra::default()).then(|| Box::new(self))
+    }
 }
 
 impl SensorReading {
+    /// The id given on input, if any.
+    pub fn reading_id(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|e| e.reading_id.as_ref())
+    }
+    /// The quality given on input, if any.
+    pub fn quality(&self) -> Option<f64> {
+        self.extra.as_ref().and_then(|e| e.quality)
+    }
+    /// Extra fields of the input record, as a JSON object.
+    pub fn metadata(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.metadata.as_deref())
+    }
     /// The reading id as stored: the given id, or the derived hash in hexadecimal.
     pub fn reading_id_string(&self) -> String {
-        match &self.reading_id {
+        match self.reading_id() {
             Some(id) => id.to_string(),
             None => format!("{:016x}", self.id_hash),
         }

@@ -331,7 +331,7 @@ impl SensorStage {
             robust: RobustDetector::new(cfg.robust),
             drift: DriftDetector::new(cfg.drift),
         });
-        let duplicate = match r.reading_id {
+        let duplicate = match r.reading_id() {
             // A derived id hashes the sensor, time and value: a duplicate has the same time.
             None => state.dedupe.is_duplicate_derived(r.id_hash, r.ts),
             Some(_) => state.dedupe.is_duplicate(r.id_hash, r.ts, cfg.dedupe_horizon_ms),

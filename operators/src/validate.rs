@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use vigil_events::{
-    derived_reading_hash_keyed, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, RejectReason, RejectedReading,
-    SensorReading, SensorType, SourcePos,
+    derived_reading_hash_keyed, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, ReadingExtra, RejectReason,
+    RejectedReading, SensorReading, SensorType, SourcePos,
 };
 
 use crate::decode::{decode_json, Extra, RawFields, Scalar};
@@ -307,7 +307,6 @@ impl Validator {
         let metadata = if f.extras.is_empty() { None } else { Some(extras_to_json(&f.extras)) };
 
         Ok(SensorReading {
-            reading_id,
             id_hash,
             sensor_id,
             sensor_key,
@@ -316,9 +315,8 @@ impl Validator {
             value,
             unit,
             ts,
-            quality,
-            metadata,
             pos,
+            extra: ReadingExtra { reading_id, quality, metadata }.boxed(),
         })
     }
 }
@@ -373,8 +371,8 @@ mod tests {
         assert_eq!(r.value, 21.5);
         assert_eq!(r.sensor_type, SensorType::Temperature);
         assert_eq!(&*r.unit, "C");
-        assert_eq!(r.quality, Some(0.5));
-        assert_eq!(r.metadata.as_deref(), Some(r#"{"site":"n"}"#));
+        assert_eq!(r.quality(), Some(0.5));
+        assert_eq!(r.metadata(), Some(r#"{"site":"n"}"#));
         assert_eq!(r.id_hash, vigil_events::derived_reading_hash("s1", r.ts, 21.5));
         assert_eq!(r.pos.offset, 3);
     }

@@ -273,7 +273,6 @@ fn make_reading(
         None => derived_reading_hash(sensor_id, ts, value),
     };
     SensorReading {
-        reading_id: id.map(Arc::from),
         id_hash,
         sensor_id: sensor_id.clone(),
         sensor_key: stable_hash_str(sensor_id),
@@ -282,8 +281,7 @@ fn make_reading(
         value,
         unit: Arc::from("u"),
         ts,
-        quality: None,
-        metadata: None,
+        extra: vigil_events::ReadingExtra { reading_id: id.map(Arc::from), ..Default::default() }.boxed(),
         pos: SourcePos::default(),
     }
 }

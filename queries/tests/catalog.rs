@@ -21,7 +21,6 @@ fn catalog_lists_tables_rows_and_partitions() {
     let mut w = TableWriter::<SensorReading>::new(cfg);
     for i in 0..250i64 {
         w.push(SensorReading {
-            reading_id: None,
             id_hash: i as u64,
             sensor_id: Arc::from("s"),
             sensor_key: 1,
@@ -30,8 +29,7 @@ fn catalog_lists_tables_rows_and_partitions() {
             value: i as f64,
             unit: Arc::from("mm/s"),
             ts: i * MS_PER_DAY / 100,
-            quality: None,
-            metadata: None,
+            extra: None,
             pos: SourcePos { source: 0, offset: i as u64 },
         })
         .unwrap();
