@@ -684,8 +684,8 @@ pub struct TableWriter<R: HistoryRow + Send + 'static> {
     cfg: WriterConfig,
     buffered: BTreeMap<i64, Vec<R>>,
     count: usize,
-    /// Least partition time among the buffered rows.
-    first_time: EventTime,
+    /// Least partition time among the buffered rows, per day buffer.
+    first_time: BTreeMap<i64, EventTime>,
     /// Buffers allocated so far (at most [`BUFFERS`]).
     allocated: usize,
     seq: usize,
@@ -749,7 +749,7 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
             cfg,
             buffered: BTreeMap::new(),
             count: 0,
-            first_time: EventTime::MAX,
+            first_time: BTreeMap::new(),
             allocated: 0,
             seq: 0,
             jobs: Some(jobs),
@@ -761,11 +761,14 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
     /// Buffers a row; hands full buffers to the writer thread.
     pub fn push(&mut self, row: R) -> Result<()> {
         let t = row.partition_time();
-        if self.count > 0 && t.saturating_sub(self.first_time) >= self.cfg.max_file_span_ms {
-            self.flush()?;
-        }
-        self.first_time = self.first_time.min(t);
         let day = t.div_euclid(MS_PER_DAY);
+        // The span is per day buffer: a stray row of another day (a far-future dead letter, say)
+        // must not cut the files of this one.
+        if self.first_time.get(&day).is_some_and(|f| t.saturating_sub(*f) >= self.cfg.max_file_span_ms) {
+            self.flush_day(day)?;
+        }
+        let first = self.first_time.entry(day).or_insert(t);
+        *first = (*first).min(t);
         if !self.buffered.contains_key(&day) {
             let buffer = self.empty_buffer()?;
             self.buffered.insert(day, buffer);
@@ -806,16 +809,23 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
 
     /// Hands every buffered row to the writer thread.
     pub fn flush(&mut self) -> Result<()> {
-        let buffered = std::mem::take(&mut self.buffered);
-        self.count = 0;
-        self.first_time = EventTime::MAX;
-        for (day, rows) in buffered {
-            let seq = self.seq;
-            self.seq += 1;
-            let sent = self.jobs.as_ref().is_some_and(|j| j.send((day, seq, rows)).is_ok());
-            if !sent {
-                return Err(self.thread_failure());
-            }
+        let days: Vec<i64> = self.buffered.keys().copied().collect();
+        for day in days {
+            self.flush_day(day)?;
+        }
+        Ok(())
+    }
+
+    /// Hands one day's buffer to the writer thread.
+    fn flush_day(&mut self, day: i64) -> Result<()> {
+        self.first_time.remove(&day);
+        let Some(rows) = self.buffered.remove(&day) else { return Ok(()) };
+        self.count -= rows.len();
+        let seq = self.seq;
+        self.seq += 1;
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send((day, seq, rows)).is_ok());
+        if !sent {
+            return Err(self.thread_failure());
         }
         Ok(())
     }
@@ -1060,6 +1070,33 @@ mod tests {
         assert_eq!(files[0].sources, vec![SourceSpan { source: "in.jsonl".into(), first: 1, last: 3, records: 3 }]);
         assert_eq!(read_manifest(dir.path()).unwrap().len(), 1);
         assert!(!dir.path().join("_staging").join("r1").exists());
+    }
+
+    #[test]
+    fn files_roll_by_span_per_day_and_stray_days_do_not_cut_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            data_dir: dir.path().to_path_buf(),
+            run: "span".into(),
+            worker: 0,
+            max_rows_per_file: 1_000_000,
+            row_group_rows: 1000,
+            max_file_span_ms: 3_600_000,
+            sources: Arc::new(vec![]),
+        };
+        let mut w = TableWriter::<SensorReading>::new(cfg);
+        // Three hours of a reading a minute, with a far-future row every ten minutes.
+        for m in 0..180i64 {
+            w.push(reading("a", m * 60_000, m as u64)).unwrap();
+            if m % 10 == 0 {
+                w.push(reading("a", 100 * 365 * MS_PER_DAY + m, 1000 + m as u64)).unwrap();
+            }
+        }
+        let files = w.finish().unwrap();
+        let day0 = files.iter().filter(|f| f.path.contains("date=1970-01-01")).count();
+        let far = files.iter().filter(|f| !f.path.contains("date=1970-01-01")).count();
+        assert_eq!((day0, far), (3, 1), "{files:#?}");
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 180 + 18);
     }
 
     #[test]
