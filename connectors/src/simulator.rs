@@ -18,7 +18,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
-use vigil_events::{format_rfc3339_ms, EventTime, SensorType, StableHasher};
+use vigil_events::{format_rfc3339_ms, EventTime, RejectReason, SensorType, StableHasher};
 
 /// Settings of a simulated fleet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,18 +155,18 @@ impl BadKind {
         BadKind::TooLate,
         BadKind::Oversized,
     ];
-    /// The reject reason code the pipeline must give it.
-    pub fn reason(self) -> &'static str {
+    /// The reason the pipeline must give it.
+    pub fn reason(self) -> RejectReason {
         match self {
-            BadKind::MalformedJson => "malformed_json",
-            BadKind::MissingField => "missing_field",
-            BadKind::BadType => "bad_type",
-            BadKind::NonFinite => "non_finite",
-            BadKind::OutOfRange => "out_of_range",
-            BadKind::FutureTs => "future_ts",
-            BadKind::Duplicate => "duplicate",
-            BadKind::TooLate => "too_late",
-            BadKind::Oversized => "oversized",
+            BadKind::MalformedJson => RejectReason::MalformedJson,
+            BadKind::MissingField => RejectReason::MissingField,
+            BadKind::BadType => RejectReason::BadType,
+            BadKind::NonFinite => RejectReason::NonFinite,
+            BadKind::OutOfRange => RejectReason::OutOfRange,
+            BadKind::FutureTs => RejectReason::FutureTs,
+            BadKind::Duplicate => RejectReason::Duplicate,
+            BadKind::TooLate => RejectReason::TooLate,
+            BadKind::Oversized => RejectReason::Oversized,
         }
     }
 }
