@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use vigil_events::Cell;
 
@@ -339,11 +338,6 @@ pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
         .build()
         .map_err(|e| ConnectorError::parquet(path, e))?;
     reader.map(|b| b.map_err(|e| ConnectorError::Parquet { path: path.display().to_string(), message: e.to_string() })).collect()
-}
-
-/// The data type of a column, for messages.
-pub fn describe_type(t: &DataType) -> String {
-    format!("{t}")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //!
 //! [`replay`] and [`demo`] are what `vigil replay` and `vigil demo` run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,9 +105,4 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 /// Paths as strings for the summary.
 pub fn names(paths: &[PathBuf]) -> Vec<String> {
     paths.iter().map(|p| p.display().to_string()).collect()
-}
-
-/// The data directory as given.
-pub fn display_dir(p: &Path) -> String {
-    p.display().to_string()
 }

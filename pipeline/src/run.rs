@@ -583,8 +583,3 @@ pub fn decode_record(
         }),
     }
 }
-
-/// Elapsed time helper for reports.
-pub fn elapsed_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64()
-}
