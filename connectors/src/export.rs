@@ -16,8 +16,40 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::files::Format;
-use crate::simulator::{write_json, Fleet, GroundTruth, SensorSim, SimRecord};
+use crate::simulator::{write_json, Fleet, GroundTruth, SensorSim, SimRecord, SimSensor};
 use crate::{ConnectorError, Result};
+
+/// What the simulation hands the format writer, in time order.
+enum Step<'a> {
+    /// One record of one sensor (index in the fleet) at tick time `tick_ts`.
+    Record { index: usize, sensor: &'a SimSensor, tick_ts: i64, record: &'a SimRecord },
+    /// Every sensor has had its turn at this tick; `last` on the final tick.
+    TickEnd { last: bool },
+}
+
+/// Steps every sensor through every tick, all sensors of a tick before the next tick, handing
+/// each record and each tick's end to `f`, and reporting progress now and then.
+fn simulate(fleet: &Fleet, progress: &mut impl FnMut(u64, u64), mut f: impl FnMut(Step<'_>) -> Result<()>) -> Result<()> {
+    let mut sims: Vec<SensorSim> = fleet.sensors.iter().map(|s| SensorSim::new(fleet, s)).collect();
+    let ticks = fleet.ticks();
+    let mut recs = Vec::new();
+    for t in 0..ticks {
+        let tick_ts = fleet.cfg.start_ms + t as i64 * fleet.cfg.interval_ms;
+        for (index, sensor) in fleet.sensors.iter().enumerate() {
+            recs.clear();
+            sims[index].step(fleet, sensor, t, &mut recs);
+            for record in &recs {
+                f(Step::Record { index, sensor, tick_ts, record })?;
+            }
+        }
+        f(Step::TickEnd { last: t + 1 == ticks })?;
+        if t % 600 == 0 {
+            progress(t, ticks);
+        }
+    }
+    progress(ticks, ticks);
+    Ok(())
+}
 
 /// Writes the fleet's readings to `path`, calling `progress(ticks_done, ticks_total)` now and
 /// then; returns the ground truth.
@@ -28,68 +60,50 @@ pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64
         fleet.cfg.bad_record_rate = 0.0;
     }
     let mut truth = fleet.truth.clone();
-    let mut sims: Vec<SensorSim> = fleet.sensors.iter().map(|s| SensorSim::new(&fleet, s)).collect();
-    let mut prev: Vec<Vec<u8>> = vec![Vec::new(); fleet.sensors.len()];
     let file = File::create(path).map_err(|e| ConnectorError::io(path, e))?;
-    let ticks = fleet.ticks();
-    let mut recs = Vec::new();
+    let io = |e: std::io::Error| ConnectorError::io(path, e);
     match format {
         Format::JsonLines => {
             let mut w = BufWriter::with_capacity(1 << 20, file);
             let mut line = Vec::with_capacity(256);
-            for t in 0..ticks {
-                let ts = fleet.cfg.start_ms + t as i64 * fleet.cfg.interval_ms;
-                for (i, s) in fleet.sensors.iter().enumerate() {
-                    recs.clear();
-                    sims[i].step(&fleet, s, t, &mut recs);
-                    for r in &recs {
-                        line.clear();
-                        write_json(s, r, ts, &mut prev[i], &mut line);
-                        w.write_all(&line).map_err(|e| ConnectorError::io(path, e))?;
-                        truth.records += 1;
-                        if let SimRecord::Bad(k) = r {
-                            *truth.bad_records.entry(k.reason().to_string()).or_default() += 1;
-                        }
+            let mut prev: Vec<Vec<u8>> = vec![Vec::new(); fleet.sensors.len()];
+            simulate(&fleet, &mut progress, |step| {
+                if let Step::Record { index, sensor, tick_ts, record } = step {
+                    line.clear();
+                    write_json(sensor, record, tick_ts, &mut prev[index], &mut line);
+                    w.write_all(&line).map_err(io)?;
+                    truth.records += 1;
+                    if let SimRecord::Bad(k) = record {
+                        *truth.bad_records.entry(k.reason().to_string()).or_default() += 1;
                     }
                 }
-                if t % 600 == 0 {
-                    progress(t, ticks);
-                }
-            }
-            w.flush().map_err(|e| ConnectorError::io(path, e))?;
-            w.get_ref().sync_all().map_err(|e| ConnectorError::io(path, e))?;
+                Ok(())
+            })?;
+            w.flush().map_err(io)?;
+            w.get_ref().sync_all().map_err(io)?;
         }
         Format::Csv { sep } => {
             let sep = sep as char;
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            writeln!(w, "ts{sep}sensor_id{sep}asset_id{sep}sensor_type{sep}value{sep}unit")
-                .map_err(|e| ConnectorError::io(path, e))?;
-            for t in 0..ticks {
-                for (i, s) in fleet.sensors.iter().enumerate() {
-                    recs.clear();
-                    sims[i].step(&fleet, s, t, &mut recs);
-                    for r in &recs {
-                        if let SimRecord::Reading { ts, value } = r {
-                            writeln!(
-                                w,
-                                "{}{sep}{}{sep}{}{sep}{}{sep}{}{sep}{}",
-                                vigil_events::format_rfc3339_ms(*ts),
-                                s.sensor_id,
-                                s.asset_id,
-                                s.sensor_type.as_str(),
-                                value,
-                                s.sensor_type.default_unit()
-                            )
-                            .map_err(|e| ConnectorError::io(path, e))?;
-                            truth.records += 1;
-                        }
-                    }
+            writeln!(w, "ts{sep}sensor_id{sep}asset_id{sep}sensor_type{sep}value{sep}unit").map_err(io)?;
+            simulate(&fleet, &mut progress, |step| {
+                if let Step::Record { sensor: s, record: SimRecord::Reading { ts, value }, .. } = step {
+                    writeln!(
+                        w,
+                        "{}{sep}{}{sep}{}{sep}{}{sep}{}{sep}{}",
+                        vigil_events::format_rfc3339_ms(*ts),
+                        s.sensor_id,
+                        s.asset_id,
+                        s.sensor_type.as_str(),
+                        value,
+                        s.sensor_type.default_unit()
+                    )
+                    .map_err(io)?;
+                    truth.records += 1;
                 }
-                if t % 600 == 0 {
-                    progress(t, ticks);
-                }
-            }
-            w.flush().map_err(|e| ConnectorError::io(path, e))?;
+                Ok(())
+            })?;
+            w.flush().map_err(io)?;
         }
         Format::Parquet => {
             let schema = Arc::new(Schema::new(vec![
@@ -113,43 +127,38 @@ pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64
                 StringBuilder::new(),
             );
             let mut rows = 0usize;
-            for t in 0..ticks {
-                for (i, s) in fleet.sensors.iter().enumerate() {
-                    recs.clear();
-                    sims[i].step(&fleet, s, t, &mut recs);
-                    for r in &recs {
-                        if let SimRecord::Reading { ts, value } = r {
-                            b.0.append_value(*ts);
-                            b.1.append_value(&s.sensor_id);
-                            b.2.append_value(&s.asset_id);
-                            b.3.append_value(s.sensor_type.as_str());
-                            b.4.append_value(*value);
-                            b.5.append_value(s.sensor_type.default_unit());
-                            rows += 1;
-                            truth.records += 1;
-                        }
+            simulate(&fleet, &mut progress, |step| {
+                match step {
+                    Step::Record { sensor: s, record: SimRecord::Reading { ts, value }, .. } => {
+                        b.0.append_value(*ts);
+                        b.1.append_value(&s.sensor_id);
+                        b.2.append_value(&s.asset_id);
+                        b.3.append_value(s.sensor_type.as_str());
+                        b.4.append_value(*value);
+                        b.5.append_value(s.sensor_type.default_unit());
+                        rows += 1;
+                        truth.records += 1;
                     }
+                    Step::TickEnd { last } if rows >= 256 * 1024 || last => {
+                        let cols: Vec<ArrayRef> = vec![
+                            Arc::new(b.0.finish()),
+                            Arc::new(b.1.finish()),
+                            Arc::new(b.2.finish()),
+                            Arc::new(b.3.finish()),
+                            Arc::new(b.4.finish()),
+                            Arc::new(b.5.finish()),
+                        ];
+                        let batch =
+                            RecordBatch::try_new(schema.clone(), cols).map_err(|e| ConnectorError::Arrow(e.to_string()))?;
+                        w.write(&batch).map_err(|e| ConnectorError::parquet(path, e))?;
+                        rows = 0;
+                    }
+                    _ => {}
                 }
-                if rows >= 256 * 1024 || t + 1 == ticks {
-                    let cols: Vec<ArrayRef> = vec![
-                        Arc::new(b.0.finish()),
-                        Arc::new(b.1.finish()),
-                        Arc::new(b.2.finish()),
-                        Arc::new(b.3.finish()),
-                        Arc::new(b.4.finish()),
-                        Arc::new(b.5.finish()),
-                    ];
-                    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| ConnectorError::Arrow(e.to_string()))?;
-                    w.write(&batch).map_err(|e| ConnectorError::parquet(path, e))?;
-                    rows = 0;
-                }
-                if t % 600 == 0 {
-                    progress(t, ticks);
-                }
-            }
+                Ok(())
+            })?;
             w.close().map_err(|e| ConnectorError::parquet(path, e))?;
         }
     }
-    progress(ticks, ticks);
     Ok(truth)
 }
