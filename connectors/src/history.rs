@@ -651,6 +651,41 @@ pub struct Commit {
     pub committed_at: i64,
     /// Files made visible.
     pub files: Vec<FileEntry>,
+    /// For a streaming run: where each partition resumes and the state to resume with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamMark>,
+}
+
+/// What a commit of a streaming run records besides its files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamMark {
+    /// Input topic.
+    pub topic: String,
+    /// The instance that committed (its checkpoints are its own).
+    pub instance: String,
+    /// Cut number within the run.
+    pub cut: u64,
+    /// For every partition the instance owned at the cut: the next offset to read. Every record
+    /// before it is in this or an earlier commit's files, or in the checkpoint's state.
+    pub next_offsets: BTreeMap<i32, i64>,
+    /// The greatest event time read from each of those partitions (what their lateness is
+    /// measured from).
+    pub max_event_time: BTreeMap<i32, EventTime>,
+    /// Operator state at the cut, relative to the data dir.
+    pub checkpoint: Option<String>,
+}
+
+/// Where each partition of `topic` resumes according to the manifest: the greatest next offset
+/// any commit recorded for it.
+pub fn resume_offsets(commits: &[Commit], topic: &str) -> BTreeMap<i32, i64> {
+    let mut out: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in commits.iter().filter_map(|c| c.stream.as_ref()).filter(|m| m.topic == topic) {
+        for (p, o) in &m.next_offsets {
+            let e = out.entry(*p).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+    }
+    out
 }
 
 /// Settings of the writers.
@@ -689,9 +724,17 @@ pub struct TableWriter<R: HistoryRow + Send + 'static> {
     /// Buffers allocated so far (at most [`BUFFERS`]).
     allocated: usize,
     seq: usize,
-    jobs: Option<std::sync::mpsc::SyncSender<(i64, usize, Vec<R>)>>,
+    jobs: Option<std::sync::mpsc::SyncSender<Job<R>>>,
     returned: std::sync::mpsc::Receiver<Vec<R>>,
     thread: Option<std::thread::JoinHandle<Result<Vec<FileEntry>>>>,
+}
+
+/// Work for a writer thread.
+enum Job<R> {
+    /// Write one day's rows as file number `seq`.
+    Write(i64, usize, Vec<R>),
+    /// Reply with the files written since the last sync (or the first error).
+    Sync(std::sync::mpsc::Sender<Result<Vec<FileEntry>>>),
 }
 
 /// Buffers per table writer: one filling, one being written. A stream spanning a day boundary
@@ -713,7 +756,7 @@ fn fsync_dir(dir: &Path) {
 impl<R: HistoryRow + Send + 'static> TableWriter<R> {
     /// A writer for one worker.
     pub fn new(cfg: WriterConfig) -> Self {
-        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<(i64, usize, Vec<R>)>(1);
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Job<R>>(1);
         let (back_tx, returned) = std::sync::mpsc::channel::<Vec<R>>();
         let thread_cfg = cfg.clone();
         let thread = std::thread::Builder::new()
@@ -721,16 +764,28 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
             .spawn(move || {
                 let mut written = Vec::new();
                 let mut first_error = None;
-                for (day, seq, mut rows) in job_rx {
-                    // After a failure the remaining buffers are dropped; the error is reported once.
-                    if first_error.is_none() {
-                        match write_sorted(&thread_cfg, day, seq, &rows) {
-                            Ok(e) => written.push(e),
-                            Err(e) => first_error = Some(e),
+                for job in job_rx {
+                    match job {
+                        Job::Write(day, seq, mut rows) => {
+                            // After a failure the remaining buffers are dropped; the error is reported
+                            // (at the next sync, or at the end) and the run must not commit.
+                            if first_error.is_none() {
+                                match write_sorted(&thread_cfg, day, seq, &rows) {
+                                    Ok(e) => written.push(e),
+                                    Err(e) => first_error = Some(e),
+                                }
+                            }
+                            rows.clear();
+                            let _ = back_tx.send(rows);
+                        }
+                        Job::Sync(reply) => {
+                            let result = match &first_error {
+                                Some(e) => Err(ConnectorError::Arrow(e.to_string())),
+                                None => Ok(std::mem::take(&mut written)),
+                            };
+                            let _ = reply.send(result);
                         }
                     }
-                    rows.clear();
-                    let _ = back_tx.send(rows);
                 }
                 match first_error {
                     Some(e) => Err(e),
@@ -823,7 +878,7 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
         self.count -= rows.len();
         let seq = self.seq;
         self.seq += 1;
-        let sent = self.jobs.as_ref().is_some_and(|j| j.send((day, seq, rows)).is_ok());
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(Job::Write(day, seq, rows)).is_ok());
         if !sent {
             return Err(self.thread_failure());
         }
@@ -835,6 +890,22 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(Err(e))) => e,
             _ => ConnectorError::Arrow(format!("the {} writer thread stopped", R::TABLE)),
+        }
+    }
+
+    /// Writes what is buffered, waits until the writer thread has written it, and returns the
+    /// files written since the last call: every row pushed so far is then in a durable staged
+    /// file. The writer stays open (a streaming run calls this at every cut).
+    pub fn sync(&mut self) -> Result<Vec<FileEntry>> {
+        self.flush()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(Job::Sync(tx)).is_ok());
+        if !sent {
+            return Err(self.thread_failure());
+        }
+        match rx.recv() {
+            Ok(r) => r,
+            Err(_) => Err(self.thread_failure()),
         }
     }
 
@@ -950,7 +1021,22 @@ pub fn manifest_path(data_dir: &Path) -> PathBuf {
 
 /// Makes staged files visible: appends the commit to the manifest (fsync), then moves the files.
 pub fn commit(data_dir: &Path, run: &str, files: Vec<FileEntry>, now_ms: i64) -> Result<Commit> {
-    let c = Commit { run: run.to_string(), committed_at: now_ms, files };
+    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: None };
+    append_commit(data_dir, &c)?;
+    let staging = data_dir.join("_staging").join(run);
+    let _ = fs::remove_dir_all(staging);
+    Ok(c)
+}
+
+/// Commits one segment of a streaming run: the manifest line (files, offsets, checkpoint) is
+/// appended and fsynced, then the files are published. The run's staging area stays.
+pub fn commit_segment(data_dir: &Path, run: &str, files: Vec<FileEntry>, stream: StreamMark, now_ms: i64) -> Result<Commit> {
+    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: Some(stream) };
+    append_commit(data_dir, &c)?;
+    Ok(c)
+}
+
+fn append_commit(data_dir: &Path, c: &Commit) -> Result<()> {
     let path = manifest_path(data_dir);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir, e))?;
@@ -958,12 +1044,30 @@ pub fn commit(data_dir: &Path, run: &str, files: Vec<FileEntry>, now_ms: i64) ->
     let mut line = serde_json::to_vec(&c).map_err(|e| ConnectorError::Arrow(e.to_string()))?;
     line.push(b'\n');
     let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ConnectorError::io(&path, e))?;
+    // Several processes may share a data dir: one appends at a time, whole lines.
+    f.lock().map_err(|e| ConnectorError::io(&path, e))?;
     f.write_all(&line).map_err(|e| ConnectorError::io(&path, e))?;
     f.sync_all().map_err(|e| ConnectorError::io(&path, e))?;
-    publish(data_dir, &c)?;
-    let staging = data_dir.join("_staging").join(run);
-    let _ = fs::remove_dir_all(staging);
-    Ok(c)
+    let _ = f.unlock();
+    publish(data_dir, c)
+}
+
+/// Holds a run's staging area: while held, [`recover`] in another process leaves it alone.
+pub struct StagingLock {
+    _file: File,
+}
+
+impl StagingLock {
+    /// Takes the lock of run `run` (creating `_staging/<run>.lock`).
+    pub fn acquire(data_dir: &Path, run: &str) -> Result<StagingLock> {
+        let dir = data_dir.join("_staging");
+        fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
+        let path = dir.join(format!("{run}.lock"));
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| ConnectorError::io(&path, e))?;
+        file.try_lock().map_err(|e| ConnectorError::io(&path, std::io::Error::other(e.to_string())))?;
+        Ok(StagingLock { _file: file })
+    }
 }
 
 fn publish(data_dir: &Path, c: &Commit) -> Result<()> {
@@ -1012,7 +1116,19 @@ pub fn recover(data_dir: &Path) -> Result<(usize, usize)> {
     let staging = data_dir.join("_staging");
     if let Ok(entries) = fs::read_dir(&staging) {
         for e in entries.flatten() {
-            let _ = fs::remove_dir_all(e.path());
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "lock") {
+                continue;
+            }
+            // A run still alive (in this or another process) holds its lock: leave it alone.
+            let lock = staging.join(format!("{}.lock", e.file_name().to_string_lossy()));
+            if let Ok(f) = OpenOptions::new().write(true).open(&lock) {
+                if f.try_lock().is_err() {
+                    continue;
+                }
+                let _ = fs::remove_file(&lock);
+            }
+            let _ = fs::remove_dir_all(&path);
             discarded += 1;
         }
     }
@@ -1115,7 +1231,7 @@ mod tests {
         w.push(reading("a", 1, 1)).unwrap();
         let files = w.finish().unwrap();
         // Crash after the manifest line but before the renames.
-        let c = Commit { run: "done".into(), committed_at: 0, files: files.clone() };
+        let c = Commit { run: "done".into(), committed_at: 0, files: files.clone(), stream: None };
         let mut line = serde_json::to_vec(&c).unwrap();
         line.push(b'\n');
         fs::create_dir_all(dir.path().join("_manifest")).unwrap();

@@ -15,6 +15,7 @@ use std::path::Path;
 pub mod export;
 pub mod files;
 pub mod history;
+pub mod kafka;
 pub mod simulator;
 
 /// Errors of the connectors. `retryable` says whether trying again can help.

@@ -20,6 +20,26 @@ pub use time::{format_rfc3339_ms, parse_timestamp, parse_timestamp_str, TimeErro
 /// Event time: milliseconds since the Unix epoch, UTC.
 pub type EventTime = i64;
 
+/// A timestamp of the dataflow: an event-time watermark in its high bits and a cut number in
+/// its low [`CUT_BITS`] bits. Operators read the watermark with [`watermark_of`]; a streaming
+/// run advances the cut number to make every worker reach a consistent point (all input sent so
+/// far processed) without moving the watermark, which would change results.
+pub type DataflowTime = i64;
+
+/// Bits of a [`DataflowTime`] that number cuts at one watermark.
+pub const CUT_BITS: u32 = 16;
+
+/// The dataflow time at the start of watermark `w` (cut 0). Watermarks beyond the range a
+/// dataflow time can hold (about ±4,400 years around 1970) are clamped.
+pub fn dataflow_time(w: EventTime) -> DataflowTime {
+    w.clamp(i64::MIN >> CUT_BITS, i64::MAX >> CUT_BITS) << CUT_BITS
+}
+
+/// The event-time watermark of a dataflow time.
+pub fn watermark_of(t: DataflowTime) -> EventTime {
+    t >> CUT_BITS
+}
+
 /// Version stamped on every event this build emits.
 pub const EVENT_VERSION: u32 = 1;
 
@@ -652,6 +672,18 @@ pub fn event_id(kind: &str, parts: &[&str], ts: EventTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dataflow_times_order_like_watermarks() {
+        use super::{dataflow_time, watermark_of};
+        for w in [i64::MIN, -5, 0, 1, 1_790_000_000_000, i64::MAX] {
+            let t = dataflow_time(w);
+            assert_eq!(watermark_of(t + 1), watermark_of(t));
+            assert!(dataflow_time(w.saturating_add(1)) >= t);
+        }
+        assert_eq!(watermark_of(dataflow_time(1_790_000_000_123)), 1_790_000_000_123);
+        assert!(dataflow_time(-1) < dataflow_time(0));
+    }
+
     use super::*;
 
     #[test]

@@ -50,11 +50,18 @@ pub struct AssetOutputs {
     pub decisions: Vec<HumanDecisionRequested>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct AssetState {
     mv: Option<AssetMahalanobis>,
     predictor: AssetPredictor,
     schedule: AssetSchedule,
+}
+
+/// A serialisable copy of an [`AssetStage`]'s state (see [`AssetStage::checkpoint`]).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct AssetStageCheckpoint {
+    assets: Vec<(Arc<str>, AssetState)>,
+    pending: Vec<AssetInput>,
 }
 
 /// The per-asset stage of one worker.
@@ -76,6 +83,23 @@ impl AssetStage {
     /// An empty stage.
     pub fn new(cfg: AssetStageConfig) -> Self {
         AssetStage { cfg, assets: HashMap::new(), pending: Vec::new() }
+    }
+
+    /// The stage's state: per-asset state and the inputs waiting for the watermark.
+    pub fn checkpoint(&self) -> AssetStageCheckpoint {
+        let mut assets: Vec<(Arc<str>, AssetState)> = self.assets.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assets.sort_by(|a, b| a.0.cmp(&b.0));
+        AssetStageCheckpoint { assets, pending: self.pending.clone() }
+    }
+
+    /// Takes over the part of a checkpoint whose assets `mine` accepts.
+    pub fn restore(&mut self, cp: &AssetStageCheckpoint, mine: impl Fn(&str) -> bool) {
+        for (k, s) in &cp.assets {
+            if mine(k) {
+                self.assets.insert(k.clone(), s.clone());
+            }
+        }
+        self.pending.extend(cp.pending.iter().filter(|i| mine(i.asset_id())).cloned());
     }
 
     /// Stashes an input until the watermark passes it.

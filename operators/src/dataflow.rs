@@ -1,17 +1,24 @@
 //! Thin timely wrappers around the pure stages.
 //!
-//! Timestamps are event-time watermarks in milliseconds (`i64`): every record travels at a time
-//! no later than its own event time, so an input frontier `F` means no record with event time
-//! below `F` is still to come. Each wrapper stashes its input in its stage, and when the frontier
+//! Timestamps are [`DataflowTime`]s: an event-time watermark in milliseconds with a cut number
+//! below it. Every record travels at a time whose watermark is no later than its own event time,
+//! so an input frontier `F` means no record with event time below `watermark_of(F)` is still to
+//! come. Each wrapper stashes its input in its stage, and when the frontier
 //! advances asks the stage for everything the new frontier completes, emitting it at the time of
 //! the capability it held (the previous frontier), then downgrading to the new frontier.
+//!
+//! The stages are shared with the caller (`Rc<RefCell<_>>`, both on the worker's thread) so that a
+//! streaming run can checkpoint their state at a cut and restore it before the first record.
 //!
 //! - [`SensorStageExt::sensor_stage`]: readings exchanged by sensor, plus the registry as a
 //!   differential collection, into the per-sensor stage; six output streams.
 //! - [`AssetStageExt::asset_stage`]: asset inputs exchanged by asset into the per-asset stage;
 //!   four output streams.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use timely::dataflow::channels::pact::Exchange;
+
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
@@ -19,12 +26,12 @@ use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
 use vigil_events::{
-    stable_hash_str, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted,
+    stable_hash_str, watermark_of, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted,
     MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures,
 };
 
-use crate::asset_stage::{AssetOutputs, AssetStage, AssetStageConfig};
-use crate::sensor_stage::{AssetInput, SensorOutputs, SensorSpec, SensorStage, SensorStageConfig};
+use crate::asset_stage::{AssetOutputs, AssetStage};
+use crate::sensor_stage::{AssetInput, SensorOutputs, SensorSpec, SensorStage};
 
 /// The streams the sensor stage produces.
 pub struct SensorStreams<'scope> {
@@ -83,8 +90,7 @@ pub trait SensorStageExt<'scope> {
     fn sensor_stage(
         self,
         registry: StreamVec<'scope, EventTime, (SensorSpec, EventTime, isize)>,
-        cfg: SensorStageConfig,
-        now_ms: fn() -> i64,
+        stage: Rc<RefCell<SensorStage>>,
     ) -> SensorStreams<'scope>;
 }
 
@@ -92,8 +98,7 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
     fn sensor_stage(
         self,
         registry: StreamVec<'scope, EventTime, (SensorSpec, EventTime, isize)>,
-        cfg: SensorStageConfig,
-        now_ms: fn() -> i64,
+        stage: Rc<RefCell<SensorStage>>,
     ) -> SensorStreams<'scope> {
         let mut builder = OperatorBuilder::new("SensorStage".to_owned(), self.scope());
         let mut readings_in = builder.new_input(self, Exchange::new(|r: &SensorReading| r.sensor_key));
@@ -116,10 +121,10 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
 
         builder.build(move |capabilities| {
             let mut caps = capabilities;
-            let mut stage = SensorStage::new(cfg, Box::new(now_ms));
             let mut out = SensorOutputs::default();
             let mut last: Option<EventTime> = Some(EventTime::MIN);
             move |frontiers| {
+                let mut stage = stage.borrow_mut();
                 registry_in.for_each(|_cap, data| {
                     for (spec, _t, diff) in data.drain(..) {
                         stage.apply_registry(spec, diff);
@@ -134,7 +139,7 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
                 if frontier == last || caps.is_empty() {
                     return;
                 }
-                stage.advance(frontier, &mut out);
+                stage.advance(frontier.map(watermark_of), &mut out);
                 if !out.is_empty() {
                     let (mut h0, mut h1, mut h2, mut h3, mut h4, mut h5) =
                         (o0.activate(), o1.activate(), o2.activate(), o3.activate(), o4.activate(), o5.activate());
@@ -157,11 +162,11 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
 /// The per-asset stage as a timely operator.
 pub trait AssetStageExt<'scope> {
     /// Runs the per-asset stage.
-    fn asset_stage(self, cfg: AssetStageConfig) -> AssetStreams<'scope>;
+    fn asset_stage(self, stage: Rc<RefCell<AssetStage>>) -> AssetStreams<'scope>;
 }
 
 impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> {
-    fn asset_stage(self, cfg: AssetStageConfig) -> AssetStreams<'scope> {
+    fn asset_stage(self, stage: Rc<RefCell<AssetStage>>) -> AssetStreams<'scope> {
         let mut builder = OperatorBuilder::new("AssetStage".to_owned(), self.scope());
         let mut input = builder.new_input(self, Exchange::new(|i: &AssetInput| stable_hash_str(i.asset_id())));
         let (o0, anomalies) = builder.new_output();
@@ -173,10 +178,10 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
 
         builder.build(move |capabilities| {
             let mut caps = capabilities;
-            let mut stage = AssetStage::new(cfg);
             let mut out = AssetOutputs::default();
             let mut last: Option<EventTime> = Some(EventTime::MIN);
             move |frontiers| {
+                let mut stage = stage.borrow_mut();
                 input.for_each(|_cap, data| {
                     for i in data.drain(..) {
                         stage.push(i);
@@ -186,7 +191,7 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
                 if frontier == last || caps.is_empty() {
                     return;
                 }
-                stage.advance(frontier, &mut out);
+                stage.advance(frontier.map(watermark_of), &mut out);
                 {
                     let (mut h0, mut h1, mut h2, mut h3) = (o0.activate(), o1.activate(), o2.activate(), o3.activate());
                     h0.session(&caps[0]).give_iterator(out.anomalies.drain(..));

@@ -15,7 +15,7 @@ use std::collections::{HashSet, VecDeque};
 use vigil_events::EventTime;
 
 /// Seen ids of one sensor.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Dedupe {
     seen: HashSet<u64, ahash::RandomState>,
     order: VecDeque<(EventTime, u64)>,

@@ -18,7 +18,7 @@ use vigil_events::EventTime;
 use crate::window::ClosedWindow;
 
 /// Settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriftConfig {
     /// Windows in the reference and the current sample.
     pub window: usize,
@@ -54,7 +54,7 @@ pub struct DriftFinding {
 }
 
 /// Per-sensor drift state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DriftDetector {
     cfg: DriftConfig,
     reference: Vec<f64>,

@@ -29,7 +29,7 @@ pub struct LimitBreach {
 }
 
 /// Per-sensor excursion state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct HardLimitDetector {
     in_breach: bool,
 }

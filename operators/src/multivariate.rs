@@ -9,7 +9,7 @@
 //! State: a mean vector and a covariance matrix of the asset's sensor count, and a counter.
 
 /// Settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MultivariateConfig {
     /// Weight of a new window in the running mean and covariance.
     pub alpha: f64,
@@ -37,7 +37,7 @@ pub struct MultivariateFinding {
 }
 
 /// Per-asset state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AssetMahalanobis {
     cfg: MultivariateConfig,
     mean: Vec<f64>,

@@ -22,7 +22,7 @@ use vigil_events::EventTime;
 use crate::limits::Limits;
 
 /// Settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PredictorConfig {
     /// Windows in each sensor's trend.
     pub trend_windows: usize,
@@ -72,7 +72,7 @@ pub struct Prediction {
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct SensorTrend {
     points: VecDeque<(f64, f64)>,
     baseline_sum: f64,
@@ -111,7 +111,7 @@ pub fn fit_line(points: &VecDeque<(f64, f64)>) -> Option<(f64, f64, f64, f64)> {
 }
 
 /// Per-asset predictor state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AssetPredictor {
     sensors: BTreeMap<Arc<str>, SensorTrend>,
     anomalies: VecDeque<EventTime>,

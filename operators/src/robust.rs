@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use crate::window::ClosedWindow;
 
 /// Settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RobustConfig {
     /// Windows in the rolling baseline.
     pub baseline: usize,
@@ -49,7 +49,7 @@ pub struct RobustFinding {
 }
 
 /// Per-sensor detector state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RobustDetector {
     cfg: RobustConfig,
     means: VecDeque<f64>,

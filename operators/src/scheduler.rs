@@ -11,7 +11,7 @@ use vigil_events::{EventTime, Severity};
 use crate::predictor::Prediction;
 
 /// Settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerConfig {
     /// Propose when the RUL is under this many hours.
     pub rul_horizon_hours: f64,
@@ -38,7 +38,7 @@ impl Default for SchedulerConfig {
 }
 
 /// A proposal the policy made.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     /// Sequence number of the proposal for the asset (1-based).
     pub seq: u32,
@@ -57,7 +57,7 @@ pub struct Proposal {
 }
 
 /// Per-asset scheduling state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AssetSchedule {
     open: Option<u32>,
     seq: u32,

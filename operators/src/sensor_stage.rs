@@ -164,6 +164,7 @@ impl SensorOutputs {
     }
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct SensorState {
     sensor_id: Arc<str>,
     asset_id: Arc<str>,
@@ -174,6 +175,21 @@ struct SensorState {
     hard: HardLimitDetector,
     robust: RobustDetector,
     drift: DriftDetector,
+}
+
+/// A serialisable copy of a [`SensorStage`]'s state (see [`SensorStage::checkpoint`]).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct SensorStageCheckpoint {
+    watermark: EventTime,
+    sensors: Vec<(u64, SensorState)>,
+    pending: Vec<SensorReading>,
+}
+
+impl SensorStageCheckpoint {
+    /// Readings waiting for the watermark.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 /// The per-sensor stage of one worker.
@@ -223,6 +239,26 @@ impl SensorStage {
             watermark: EventTime::MIN,
             now_ms,
         }
+    }
+
+    /// The stage's state: per-sensor state, the readings waiting for the watermark, and the
+    /// watermark. The registry is not part of it (it is re-applied from its own input).
+    pub fn checkpoint(&self) -> SensorStageCheckpoint {
+        let mut sensors: Vec<(u64, SensorState)> = self.sensors.iter().map(|(k, v)| (*k, v.clone())).collect();
+        sensors.sort_by_key(|(k, _)| *k);
+        SensorStageCheckpoint { watermark: self.watermark, sensors, pending: self.pending.clone() }
+    }
+
+    /// Takes over the part of a checkpoint whose sensor keys `mine` accepts (several checkpoints,
+    /// one per worker of the run that wrote them, may be restored into one stage).
+    pub fn restore(&mut self, cp: &SensorStageCheckpoint, mine: impl Fn(u64) -> bool) {
+        self.watermark = self.watermark.max(cp.watermark);
+        for (k, s) in &cp.sensors {
+            if mine(*k) {
+                self.sensors.insert(*k, s.clone());
+            }
+        }
+        self.pending.extend(cp.pending.iter().filter(|r| mine(r.sensor_key)).cloned());
     }
 
     /// Readings waiting for the watermark.

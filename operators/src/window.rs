@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use vigil_events::{EventTime, SourcePos, WindowKind};
 
 /// Window sizes in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowConfig {
     /// Tumbling window size.
     pub tumbling_ms: i64,
@@ -63,7 +63,7 @@ impl WindowConfig {
 /// deviations, co-moment of time and value), updated with Welford's rule and merged with Chan's,
 /// so the slope stays exact however far from the window start the readings are, and is exactly 0
 /// when every reading has the same time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moments {
     /// Number of readings.
     pub count: u64,
@@ -154,7 +154,7 @@ impl Moments {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pane {
     start: EventTime,
     m: Moments,
@@ -188,7 +188,7 @@ pub struct ClosedWindow {
 }
 
 /// The open windows of one sensor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SensorWindows {
     cfg: WindowConfig,
     pane_ms: i64,

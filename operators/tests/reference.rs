@@ -588,7 +588,7 @@ fn capture<T: Clone + 'static>(
     let sinks = sinks.clone();
     stream.inspect_core(move |event| {
         let Ok((stamp, data)) = event else { return };
-        let sent_at = stamp.iter().copied().max().unwrap_or(EventTime::MIN);
+        let sent_at = vigil_events::watermark_of(stamp.iter().copied().max().unwrap_or(EventTime::MIN));
         let mut records = sinks.records.lock().unwrap();
         let records = records.entry(name).or_default();
         for x in data {
@@ -613,7 +613,8 @@ fn run_dataflow(input: Arc<Vec<(EventTime, SensorReading)>>, specs: Arc<Vec<Sens
         worker.dataflow::<EventTime, _, _>(|scope| {
             let readings = scope.input_from(&mut readings_in);
             let registry = registry_in.to_collection(scope).inner;
-            let s = readings.sensor_stage(registry, SensorStageConfig::default(), || 0);
+            let stage = std::rc::Rc::new(std::cell::RefCell::new(SensorStage::new(SensorStageConfig::default(), Box::new(|| 0))));
+            let s = readings.sensor_stage(registry, stage);
             capture(s.readings, &shared, "readings", |r| format!("{r:?}"), |r| r.ts);
             capture(s.rejected, &shared, "rejected", fmt_rejected, |r| r.ts.unwrap_or(EventTime::MAX));
             capture(s.features, &shared, "features", |f| format!("{f:?}"), |f| f.window_end);
@@ -633,8 +634,8 @@ fn run_dataflow(input: Arc<Vec<(EventTime, SensorReading)>>, specs: Arc<Vec<Sens
         for (i, (wm, r)) in input.iter().enumerate() {
             if *wm > time {
                 time = *wm;
-                readings_in.advance_to(time);
-                registry_in.advance_to(time);
+                readings_in.advance_to(vigil_events::dataflow_time(time));
+                registry_in.advance_to(vigil_events::dataflow_time(time));
                 registry_in.flush();
             }
             if i % peers == index {

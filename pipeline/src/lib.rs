@@ -18,6 +18,8 @@ use vigil_operators::sensor_stage::SensorSpec;
 use vigil_operators::validate::Validator;
 
 pub mod config;
+pub(crate) mod graph;
+pub mod outputs;
 pub mod progress;
 pub mod run;
 pub mod sort;

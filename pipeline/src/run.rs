@@ -13,28 +13,16 @@
 //! that watermark means the file is not in order within the lateness: the run stops and is
 //! redone from a sorted copy ([`crate::sort`]), so the result never depends on the file's order.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use differential_dataflow::input::InputSession;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::{Concat, Input, Probe};
-use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
-
 use vigil_connectors::files::{ChunkReader, Plan, Record};
-use vigil_connectors::history::{FileEntry, HistoryRow, TableWriter, WriterConfig};
+use vigil_connectors::history::{FileEntry, WriterConfig};
 use vigil_connectors::simulator::{write_json, Fleet, SensorSim, SimRecord};
-use vigil_events::{
-    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectReason,
-    RejectedReading, SensorReading, Severity, SourcePos, WindowFeatures, WindowKind,
-};
-use vigil_operators::dataflow::{AssetStageExt, SensorStageExt};
+use vigil_events::{dataflow_time, EventTime, RejectReason, RejectedReading, SensorReading, Severity, SourcePos};
 use vigil_operators::decode::decode_cells;
 use vigil_operators::sensor_stage::SensorSpec;
 use vigil_operators::validate::Validator;
@@ -203,40 +191,6 @@ pub enum RunError {
     Input(String),
 }
 
-type Shared = Rc<RefCell<RunStats>>;
-
-fn history_sink<'s, R>(
-    stream: StreamVec<'s, EventTime, R>,
-    wcfg: WriterConfig,
-    stats: Shared,
-    mut observe: impl FnMut(&R, &mut RunStats) + 'static,
-) where
-    R: HistoryRow + Send + 'static,
-{
-    let mut writer = Some(TableWriter::<R>::new(wcfg));
-    stream.sink(Pipeline, R::TABLE, move |(input, frontier)| {
-        input.for_each(|_cap, data| {
-            let mut st = stats.borrow_mut();
-            for r in data.drain(..) {
-                observe(&r, &mut st);
-                if let Some(w) = writer.as_mut() {
-                    if let Err(e) = w.push(r) {
-                        st.errors.push(e.to_string());
-                    }
-                }
-            }
-        });
-        if frontier.is_empty() {
-            if let Some(w) = writer.take() {
-                match w.finish() {
-                    Ok(files) => stats.borrow_mut().files.extend(files),
-                    Err(e) => stats.borrow_mut().errors.push(e.to_string()),
-                }
-            }
-        }
-    });
-}
-
 /// Chunk maxima shared by the workers: not yet published, or published (possibly "empty").
 const NOT_READY: i64 = i64::MIN;
 const EMPTY: i64 = i64::MIN + 1;
@@ -273,11 +227,6 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
         let peers = worker.peers();
         let opts = &opts2;
         let cfg = &opts.cfg;
-        let stats: Shared = Rc::new(RefCell::new(RunStats::default()));
-        let mut readings_in: InputHandleVec<EventTime, SensorReading> = InputHandleVec::new();
-        let mut rejected_in: InputHandleVec<EventTime, RejectedReading> = InputHandleVec::new();
-        let mut registry_in: InputSession<EventTime, SensorSpec, isize> = InputSession::new();
-        let probe = ProbeHandle::new();
         let wcfg = |_: &str| WriterConfig {
             data_dir: opts.data_dir.clone(),
             run: opts.run_id.clone(),
@@ -287,65 +236,14 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
             max_file_span_ms: cfg.history.max_file_span_ms,
             sources: source_names.clone(),
         };
-
-        worker.dataflow::<EventTime, _, _>(|scope| {
-            let readings = scope.input_from(&mut readings_in);
-            let rejected_src = scope.input_from(&mut rejected_in);
-            let registry = registry_in.to_collection(scope).inner;
-            let s = readings.sensor_stage(registry, cfg.sensor_stage_config(), opts.now_ms);
-            let a = s.asset.asset_stage(cfg.asset_stage_config());
-            a.predictions.clone().probe_with(&probe);
-            s.features.clone().probe_with(&probe);
-
-            history_sink(s.readings, wcfg("readings"), stats.clone(), |_r: &SensorReading, st| st.accepted += 1);
-            history_sink(rejected_src.concat(s.rejected), wcfg("rejected"), stats.clone(), |r: &RejectedReading, st| {
-                *st.rejected.entry(r.reason.as_str().to_string()).or_default() += 1
-            });
-            history_sink(s.features, wcfg("features"), stats.clone(), |f: &WindowFeatures, st| match f.kind {
-                WindowKind::Tumbling => st.tumbling_windows += 1,
-                WindowKind::Hopping => st.hopping_windows += 1,
-            });
-            history_sink(s.anomalies.concat(a.anomalies), wcfg("anomalies"), stats.clone(), |a: &AnomalyDetected, st| {
-                st.anomalies.push(AnomalyBrief {
-                    sensor_id: a.sensor_id.to_string(),
-                    asset_id: a.asset_id.to_string(),
-                    detector: a.detector.clone(),
-                    severity: a.severity,
-                    ts: a.ts,
-                })
-            });
-            history_sink(s.drift, wcfg("drift"), stats.clone(), |d: &DriftDetected, st| {
-                st.drift.push(DriftBrief {
-                    sensor_id: d.sensor_id.to_string(),
-                    statistic: d.statistic.clone(),
-                    ts: d.current_end,
-                })
-            });
-            history_sink(a.predictions, wcfg("predictions"), stats.clone(), |_p: &MaintenancePredicted, st| st.predictions += 1);
-            history_sink(a.schedule, wcfg("schedule"), stats.clone(), |p: &MaintenanceScheduled, st| {
-                st.proposals.push(ProposalBrief { asset_id: p.asset_id.to_string(), ts: p.ts, priority: p.priority })
-            });
-            history_sink(a.decisions, wcfg("decision_requests"), stats.clone(), |_d: &HumanDecisionRequested, st| {
-                st.decision_requests += 1
-            });
-        });
-
-        if index == 0 {
-            for spec in &registry {
-                registry_in.insert(spec.clone());
-            }
-        }
-        registry_in.flush();
+        let mut feed = crate::graph::build(worker, cfg, opts.now_ms, wcfg, None);
+        crate::graph::load_registry(&mut feed, index, &registry);
+        let stats = feed.stats.clone();
+        let probe = feed.probe.clone();
 
         let mut validator = Validator::new(cfg.validate_config(), Box::new(opts.now_ms));
         let lateness = cfg.pipeline.lateness_ms;
         let max_lead = cfg.pipeline.max_lead_ms;
-        let mut feed = Feed {
-            readings_in: &mut readings_in,
-            rejected_in: &mut rejected_in,
-            registry_in: &mut registry_in,
-            time: EventTime::MIN,
-        };
         let mut records_in = 0u64;
 
         match &source {
@@ -420,7 +318,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                     }
                     read_counter.fetch_add(1, Ordering::Relaxed);
                     // Throttle: stay within `max_lead` of the graph's progress.
-                    let lead_floor = feed.time.saturating_sub(max_lead);
+                    let lead_floor = dataflow_time(feed.watermark().saturating_sub(max_lead));
                     let t_lead = Instant::now();
                     while probe.less_than(&lead_floor) && !abort.load(Ordering::Relaxed) {
                         worker.step_or_park(Some(Duration::from_micros(200)));
@@ -474,7 +372,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
                     read_counter.fetch_add(mine.len() as u64, Ordering::Relaxed);
                     if t % 10 == 9 {
                         feed.advance(max_seen.saturating_sub(lateness));
-                        let lead_floor = feed.time.saturating_sub(max_lead);
+                        let lead_floor = dataflow_time(feed.watermark().saturating_sub(max_lead));
                         while probe.less_than(&lead_floor) {
                             worker.step_or_park(Some(Duration::from_micros(200)));
                         }
@@ -486,9 +384,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
         }
         stats.borrow_mut().records_in = records_in;
 
-        readings_in.close();
-        rejected_in.close();
-        registry_in.close();
+        drop(feed.close());
         while worker.step_or_park(Some(Duration::from_millis(1))) {}
         tracing::debug!(worker = index, "dataflow drained");
         let out = stats.borrow().clone();
@@ -510,30 +406,13 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
     Ok(total)
 }
 
-/// Inputs of one worker, advanced together.
-struct Feed<'a> {
-    readings_in: &'a mut InputHandleVec<EventTime, SensorReading>,
-    rejected_in: &'a mut InputHandleVec<EventTime, RejectedReading>,
-    registry_in: &'a mut InputSession<EventTime, SensorSpec, isize>,
-    time: EventTime,
-}
-
-impl Feed<'_> {
-    fn advance(&mut self, t: EventTime) {
-        if t > self.time {
-            self.time = t;
-            self.readings_in.advance_to(t);
-            self.rejected_in.advance_to(t);
-            self.registry_in.advance_to(t);
-            self.registry_in.flush();
-        }
-    }
-    fn reject(&mut self, r: RejectedReading) {
+impl crate::graph::Graph {
+    pub(crate) fn reject(&mut self, r: RejectedReading) {
         self.rejected_in.send(r);
     }
 }
 
-fn too_late(r: SensorReading, max_seen: EventTime, lateness: i64, now_ms: fn() -> i64) -> RejectedReading {
+pub(crate) fn too_late(r: SensorReading, max_seen: EventTime, lateness: i64, now_ms: fn() -> i64) -> RejectedReading {
     let wm = max_seen.saturating_sub(lateness);
     let raw = serde_json::json!({
         "sensor_id": &*r.sensor_id, "asset_id": &*r.asset_id, "sensor_type": r.sensor_type.as_str(),

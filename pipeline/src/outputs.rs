@@ -1,0 +1,171 @@
+//! The Kafka output topics of a streaming run.
+//!
+//! Inputs: the events the history sinks receive (anomalies, drift, predictions, proposals,
+//! decision requests, dead letters). Output: one JSON record per event on its topic, keyed by
+//! asset (predictions, proposals, decision requests, anomalies) or sensor (drift, dead letters).
+//! Delivery is at least once: a cut waits for every record to be acknowledged before it commits,
+//! and a restart from the last commit re-emits what followed it with the same `event_id`s, so
+//! consumers deduplicate by `event_id`. State: the producer's queue, and a count of failures.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_connectors::kafka::{JsonProducer, KafkaConnectorError};
+use vigil_events::{
+    event_id, AnomalyDetected, DriftDetected, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectedReading,
+};
+
+/// Output topic names (an empty name turns that output off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputTopics {
+    /// Anomalies.
+    pub anomalies: String,
+    /// Drift.
+    pub drift: String,
+    /// Predictions.
+    pub predictions: String,
+    /// Maintenance proposals (schedule changes).
+    pub schedule: String,
+    /// Human decision requests.
+    pub decisions: String,
+    /// Dead letters: rejected records with their original bytes, partition, offset and reason.
+    pub rejected: String,
+}
+
+impl Default for OutputTopics {
+    fn default() -> Self {
+        OutputTopics {
+            anomalies: "vigil.anomalies".into(),
+            drift: "vigil.drift".into(),
+            predictions: "vigil.predictions".into(),
+            schedule: "vigil.schedule".into(),
+            decisions: "vigil.decisions".into(),
+            rejected: "vigil.dead-letters".into(),
+        }
+    }
+}
+
+impl OutputTopics {
+    /// Every configured topic.
+    pub fn all(&self) -> Vec<&str> {
+        [&self.anomalies, &self.drift, &self.predictions, &self.schedule, &self.decisions, &self.rejected]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+/// A dead letter as published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Stable id: the same record rejected again gets the same id.
+    pub event_id: String,
+    /// Input topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: u64,
+    /// Reason code.
+    pub reason: String,
+    /// Human-readable detail.
+    pub detail: String,
+    /// The original bytes (UTF-8; invalid sequences replaced).
+    pub raw: String,
+    /// Sensor, when it could be read.
+    pub sensor_id: Option<String>,
+    /// When it was rejected (RFC 3339).
+    pub rejected_at: String,
+}
+
+/// The producer and the topics.
+pub struct Outputs {
+    producer: JsonProducer,
+    topics: OutputTopics,
+    input_topic: String,
+    failures: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl Outputs {
+    /// Connects to `brokers`.
+    pub fn new(brokers: &str, topics: OutputTopics, input_topic: &str) -> Result<Self, KafkaConnectorError> {
+        Ok(Outputs {
+            producer: JsonProducer::new(brokers)?,
+            topics,
+            input_topic: input_topic.to_string(),
+            failures: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    fn send<T: Serialize>(&self, topic: &str, key: &str, event: &T) {
+        if topic.is_empty() {
+            return;
+        }
+        let result = serde_json::to_vec(event)
+            .map_err(|e| KafkaConnectorError::Client(e.to_string()))
+            .and_then(|payload| self.producer.send(topic, key.as_bytes(), &payload));
+        match result {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if self.failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::error!(topic, error = %e, "cannot publish to an output topic");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn anomaly(&self, a: &AnomalyDetected) {
+        self.send(&self.topics.anomalies, &a.asset_id, a);
+    }
+    pub(crate) fn drift(&self, d: &DriftDetected) {
+        self.send(&self.topics.drift, &d.sensor_id, d);
+    }
+    pub(crate) fn prediction(&self, p: &MaintenancePredicted) {
+        self.send(&self.topics.predictions, &p.asset_id, p);
+    }
+    pub(crate) fn schedule(&self, s: &MaintenanceScheduled) {
+        self.send(&self.topics.schedule, &s.asset_id, s);
+    }
+    pub(crate) fn decision(&self, d: &HumanDecisionRequested) {
+        self.send(&self.topics.decisions, &d.asset_id, d);
+    }
+    pub(crate) fn rejected(&self, r: &RejectedReading) {
+        let partition = r.pos.source as i32;
+        let letter = DeadLetter {
+            event_id: event_id("dead_letter", &[&self.input_topic, &partition.to_string(), &r.pos.offset.to_string()], 0),
+            topic: self.input_topic.clone(),
+            partition,
+            offset: r.pos.offset,
+            reason: r.reason.as_str().to_string(),
+            detail: r.detail.clone(),
+            raw: String::from_utf8_lossy(&r.raw).into_owned(),
+            sensor_id: r.sensor_id.as_deref().map(str::to_string),
+            rejected_at: vigil_events::format_rfc3339_ms(r.rejected_at),
+        };
+        let key = r.sensor_id.as_deref().map_or_else(|| format!("partition-{partition}"), str::to_string);
+        self.send(&self.topics.rejected, &key, &letter);
+    }
+
+    /// Waits until everything sent is acknowledged. Fails if a send failed since the last flush
+    /// (the cut must not commit: the restart re-emits).
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaConnectorError> {
+        self.producer.flush(timeout)?;
+        let failed = self.failures.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            return Err(KafkaConnectorError::Broker(format!("{failed} output records could not be queued")));
+        }
+        Ok(())
+    }
+
+    /// Records published so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
