@@ -51,6 +51,49 @@ fn simulate(fleet: &Fleet, progress: &mut impl FnMut(u64, u64), mut f: impl FnMu
     Ok(())
 }
 
+/// Produces the fleet's readings to a Kafka topic as JSON, keyed by sensor, in time order; at
+/// `rate` readings per second when given (else as fast as the broker takes them). Bad records are
+/// injected as in JSON lines, except oversized ones: a broker refuses messages above its own limit
+/// (1 MB by default) before Vigil could see them. Waits for every acknowledgement; returns the
+/// ground truth of what was produced.
+pub fn produce_fleet(
+    fleet: &Fleet,
+    producer: &crate::kafka::JsonProducer,
+    topic: &str,
+    rate: Option<f64>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<GroundTruth> {
+    let mut truth = fleet.truth.clone();
+    let mut line = Vec::with_capacity(256);
+    let mut prev: Vec<Vec<u8>> = vec![Vec::new(); fleet.sensors.len()];
+    let start = std::time::Instant::now();
+    simulate(fleet, &mut progress, |step| {
+        if let Step::Record { index, sensor, tick_ts, record } = step {
+            if matches!(record, SimRecord::Bad(crate::simulator::BadKind::Oversized)) {
+                return Ok(());
+            }
+            line.clear();
+            write_json(sensor, record, tick_ts, &mut prev[index], &mut line);
+            let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+            producer.send(topic, sensor.sensor_id.as_bytes(), payload)?;
+            truth.records += 1;
+            if let SimRecord::Bad(k) = record {
+                *truth.bad_records.entry(k.reason().to_string()).or_default() += 1;
+            }
+            if let Some(r) = rate.filter(|r| *r > 0.0) {
+                let due = std::time::Duration::from_secs_f64(truth.records as f64 / r);
+                let elapsed = start.elapsed();
+                if due > elapsed + std::time::Duration::from_millis(2) {
+                    std::thread::sleep(due - elapsed);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    producer.flush(std::time::Duration::from_secs(120))?;
+    Ok(truth)
+}
+
 /// Writes the fleet's readings to `path`, calling `progress(ticks_done, ticks_total)` now and
 /// then; returns the ground truth.
 pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64)) -> Result<GroundTruth> {

@@ -161,8 +161,8 @@ pub enum Polled {
 
 /// The streaming run's side of partition ownership.
 pub trait PartitionOwner: Send + Sync {
-    /// Partitions were assigned: where each starts (`None`: the group's committed offset, else the
-    /// earliest).
+    /// Partitions were assigned: where each starts (`None`: at the beginning — the history has
+    /// nothing of that partition yet).
     fn assigned(&self, partitions: &[i32]) -> BTreeMap<i32, Option<i64>>;
     /// Partitions are about to be taken away: make everything read from them durable first.
     fn revoking(&self, partitions: &[i32]);
@@ -174,7 +174,15 @@ pub struct GroupContext {
     owner: Arc<dyn PartitionOwner>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news, not an error (it also arrives through `poll`).
+        if matches!(error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
+        tracing::warn!(error = %error, reason, "kafka client");
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -186,7 +194,7 @@ impl ConsumerContext for GroupContext {
                 for p in &partitions {
                     let offset = match starts.get(p).copied().flatten() {
                         Some(o) => Offset::Offset(o),
-                        None => Offset::Stored,
+                        None => Offset::Beginning,
                     };
                     if let Err(e) = assignment.add_partition_offset(&self.topic, *p, offset) {
                         tracing::error!(partition = p, error = %e, "cannot set the start offset");
@@ -219,16 +227,20 @@ pub struct GroupSource {
 }
 
 impl GroupSource {
-    /// Joins `group` on `topic`. `extra` overrides client settings (`key`, `value`).
+    /// Joins `group` on `topic` as static member `member` (a restarted process with the same
+    /// name takes its place at once instead of waiting for the old session to time out). `extra`
+    /// overrides client settings (`key`, `value`).
     pub fn new(
         brokers: &str,
         group: &str,
+        member: &str,
         topic: &str,
         owner: Arc<dyn PartitionOwner>,
         extra: &BTreeMap<String, String>,
     ) -> Result<Self> {
         let mut c = base_config(brokers);
         c.set("group.id", group)
+            .set("group.instance.id", member)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -238,7 +250,12 @@ impl GroupSource {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "50")
-            .set("queued.min.messages", "200000");
+            .set("queued.min.messages", "20000")
+            // Modest fetches (standard settings; `[kafka.consumer]` overrides them): a slow broker
+            // assembling a 50 MB fetch response can outlast the client's patience, and the fetch
+            // is then retried forever. 1 MiB a fetch still keeps a consumer far ahead of the graph.
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "262144");
         for (k, v) in extra {
             c.set(k, v);
         }
@@ -269,6 +286,24 @@ impl GroupSource {
             .assignment()
             .map(|t| t.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect())
             .unwrap_or_default()
+    }
+
+    /// Stops fetching `pause` and fetches `resume` again (records already fetched still arrive).
+    pub fn pause_resume(&self, pause: &[i32], resume: &[i32]) -> Result<()> {
+        let tpl = |ps: &[i32]| {
+            let mut t = TopicPartitionList::new();
+            for p in ps {
+                t.add_partition(&self.topic, *p);
+            }
+            t
+        };
+        if !pause.is_empty() {
+            self.consumer.pause(&tpl(pause))?;
+        }
+        if !resume.is_empty() {
+            self.consumer.resume(&tpl(resume))?;
+        }
+        Ok(())
     }
 
     /// Commits `next_offsets` to the group (asynchronously unless `sync`).

@@ -40,6 +40,9 @@ pub enum ConnectorError {
     /// Arrow data could not be built.
     #[error("arrow: {0}")]
     Arrow(String),
+    /// Kafka failed.
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaConnectorError),
     /// The extension names no supported format.
     #[error("{0}: unknown format (use .jsonl, .csv, .tsv or .parquet)")]
     UnknownFormat(String),

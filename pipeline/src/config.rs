@@ -51,8 +51,50 @@ pub struct VigilConfig {
     pub maintenance: MaintenanceConfig,
     /// Parquet history.
     pub history: HistoryConfig,
+    /// Kafka input and output topics (`vigil run`, `vigil simulate --brokers`).
+    pub kafka: KafkaConfig,
     /// Sensor registry entries (which sensors belong to which asset, limits, criticality).
     pub registry: Vec<RegistryEntry>,
+}
+
+/// Kafka input and output topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Input topic of readings (JSON, one reading a message).
+    pub topic: String,
+    /// Partitions of the input topic when Vigil creates it.
+    pub partitions: i32,
+    /// Consumer group.
+    pub group: String,
+    /// This instance's name: instances sharing a data dir need different names.
+    pub instance: String,
+    /// Time between cuts (history files committed, offsets committed, state checkpointed).
+    pub commit_interval_ms: u64,
+    /// Whether to publish to the output topics.
+    pub publish: bool,
+    /// Output topics.
+    pub outputs: crate::outputs::OutputTopics,
+    /// Extra librdkafka consumer settings (e.g. `"security.protocol" = "SSL"`).
+    pub consumer: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "vigil.readings".into(),
+            partitions: 8,
+            group: "vigil".into(),
+            instance: "vigil".into(),
+            commit_interval_ms: 5_000,
+            publish: true,
+            outputs: crate::outputs::OutputTopics::default(),
+            consumer: Default::default(),
+        }
+    }
 }
 
 /// Event time, watermarks and parallelism.

@@ -10,7 +10,6 @@
 //! stages' state.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -253,13 +252,4 @@ where
         }
     });
     handle
-}
-
-/// Files by table, for logs.
-pub(crate) fn files_by_table(files: &[FileEntry]) -> BTreeMap<&str, usize> {
-    let mut m = BTreeMap::new();
-    for f in files {
-        *m.entry(f.table.as_str()).or_default() += 1;
-    }
-    m
 }

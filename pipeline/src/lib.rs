@@ -23,6 +23,7 @@ pub mod outputs;
 pub mod progress;
 pub mod run;
 pub mod sort;
+pub mod stream;
 pub mod summary;
 
 pub use run::{ReplayOrder, RunError, RunOptions, RunStats, Source};

@@ -1,12 +1,14 @@
-//! The `vigil` command: `demo`, `simulate`, `replay`.
+//! The `vigil` command: `demo`, `simulate`, `replay`, `run`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use vigil_connectors::simulator::{Fleet, FleetConfig};
 use vigil_pipeline::config::VigilConfig;
 use vigil_pipeline::run::system_now_ms;
+use vigil_pipeline::stream::{run_stream, StreamControl, StreamError, StreamOptions, StreamStats};
 use vigil_pipeline::{demo, names, new_run_id, replay, timed, ReplayOrder, RunOptions, Summary};
 
 #[global_allocator]
@@ -65,11 +67,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write simulated readings to a file (.jsonl, .csv, .parquet) and the ground truth.
+    /// Write simulated readings to a file (.jsonl, .csv, .parquet) or a Kafka topic, and the ground truth.
     Simulate {
         /// Output file; the format comes from the extension.
+        #[arg(long, required_unless_present = "brokers", conflicts_with = "brokers")]
+        out: Option<PathBuf>,
+        /// Produce to Kafka instead (bootstrap servers).
         #[arg(long)]
-        out: PathBuf,
+        brokers: Option<String>,
+        /// Topic (default: `[kafka] topic`); created with `[kafka] partitions` if missing.
+        #[arg(long, requires = "brokers")]
+        topic: Option<String>,
+        /// Readings per second (default: as fast as the broker takes them).
+        #[arg(long, requires = "brokers")]
+        rate: Option<f64>,
         /// Ground-truth labels (JSON).
         #[arg(long)]
         labels: Option<PathBuf>,
@@ -94,6 +105,36 @@ enum Command {
         #[arg(long, value_enum, default_value = "time")]
         order: OrderArg,
         /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consume readings from Kafka continuously into the history (exactly once) and the output topics.
+    Run {
+        /// Bootstrap servers (default: `[kafka] brokers`).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Input topic (default: `[kafka] topic`).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Consumer group (default: `[kafka] group`).
+        #[arg(long)]
+        group: Option<String>,
+        /// Instance name (default: `[kafka] instance`); instances sharing a data dir need different names.
+        #[arg(long)]
+        instance: Option<String>,
+        /// History directory.
+        #[arg(long, default_value = "./vigil-data")]
+        data_dir: PathBuf,
+        /// Timely worker threads.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Stop once every partition is read to its end, closing every window (a bounded topic).
+        #[arg(long)]
+        stop_at_end: bool,
+        /// Do not publish to the output topics.
+        #[arg(long)]
+        no_publish: bool,
+        /// Print the summary as one JSON object when it stops.
         #[arg(long)]
         json: bool,
     },
@@ -174,15 +215,35 @@ fn run() -> anyhow::Result<()> {
             print(&summary, json)?;
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
         }
-        Command::Simulate { out, labels, fleet, bad_rate } => {
+        Command::Simulate { out, brokers, topic, rate, labels, fleet, bad_rate } => {
             let fleet = Fleet::new(fleet_config(&fleet, bad_rate)?);
-            eprintln!("vigil simulate: {} readings to {}", fleet.readings(), out.display());
-            let truth = vigil_connectors::export::write_fleet(&fleet, &out, |done, total| {
+            let progress = |done: u64, total: u64| {
                 if done % 3600 == 0 || done == total {
                     eprintln!("  {:5.1}%", 100.0 * done as f64 / total.max(1) as f64);
                 }
-            })
-            .with_context(|| format!("writing {}", out.display()))?;
+            };
+            let truth = match (out, brokers) {
+                (Some(out), _) => {
+                    eprintln!("vigil simulate: {} readings to {}", fleet.readings(), out.display());
+                    vigil_connectors::export::write_fleet(&fleet, &out, progress)
+                        .with_context(|| format!("writing {}", out.display()))?
+                }
+                (None, Some(brokers)) => {
+                    let topic = topic.unwrap_or_else(|| cfg.kafka.topic.clone());
+                    eprintln!("vigil simulate: {} readings to Kafka topic {topic} on {brokers}", fleet.readings());
+                    vigil_connectors::kafka::ensure_topic(
+                        &brokers,
+                        &topic,
+                        cfg.kafka.partitions,
+                        std::time::Duration::from_secs(30),
+                    )
+                    .with_context(|| format!("creating topic {topic}"))?;
+                    let producer = vigil_connectors::kafka::JsonProducer::new(&brokers)?;
+                    vigil_connectors::export::produce_fleet(&fleet, &producer, &topic, rate, progress)
+                        .with_context(|| format!("producing to {topic}"))?
+                }
+                (None, None) => anyhow::bail!("give --out FILE or --brokers B"),
+            };
             if let Some(l) = labels {
                 std::fs::write(&l, serde_json::to_vec_pretty(&truth)?).with_context(|| format!("writing {}", l.display()))?;
             }
@@ -200,6 +261,116 @@ fn run() -> anyhow::Result<()> {
             print(&summary, json)?;
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
         }
+        Command::Run { brokers, topic, group, instance, data_dir, workers, stop_at_end, no_publish, json } => {
+            let k = &cfg.kafka;
+            let opts = StreamOptions {
+                workers: workers.unwrap_or(cfg.pipeline.workers).max(1),
+                data_dir: data_dir.clone(),
+                brokers: brokers.unwrap_or_else(|| k.brokers.clone()),
+                topic: topic.unwrap_or_else(|| k.topic.clone()),
+                group: group.unwrap_or_else(|| k.group.clone()),
+                instance: instance.unwrap_or_else(|| k.instance.clone()),
+                outputs: (k.publish && !no_publish).then(|| k.outputs.clone()),
+                stop_at_end,
+                commit_interval: std::time::Duration::from_millis(k.commit_interval_ms.max(10)),
+                idle_timeout: std::time::Duration::from_millis(cfg.pipeline.idle_timeout_ms.max(0) as u64),
+                now_ms: system_now_ms,
+                consumer: k.consumer.clone(),
+                cfg: cfg.clone(),
+            };
+            let control = Arc::new(StreamControl::default());
+            stop_on_signal(control.clone());
+            eprintln!(
+                "vigil run: topic {} on {} (group {}, instance {}), {} workers, history in {}",
+                opts.topic,
+                opts.brokers,
+                opts.group,
+                opts.instance,
+                opts.workers,
+                data_dir.display()
+            );
+            let registry = cfg.registry.iter().map(vigil_pipeline::config::RegistryEntry::spec).collect();
+            let (res, secs) = timed(|| run_until_stopped(&opts, registry, control.clone()));
+            let stats = res?;
+            let summary = Summary::new(
+                "run",
+                vec![opts.topic.clone()],
+                data_dir.display().to_string(),
+                opts.workers,
+                secs,
+                &stats.run,
+                None,
+            );
+            print(&summary, json)?;
+        }
     }
     Ok(())
+}
+
+/// SIGTERM or Ctrl-C asks the run to stop (a last cut, then exit 0).
+fn stop_on_signal(control: Arc<StreamControl>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        });
+        eprintln!("vigil run: stopping (last commit, then exit)");
+        control.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+/// Runs the stream; after a history failure (disk full, unwritable data dir) waits until the data
+/// dir takes writes again and starts over from the last commit.
+fn run_until_stopped(
+    opts: &StreamOptions,
+    registry: Vec<vigil_operators::sensor_stage::SensorSpec>,
+    control: Arc<StreamControl>,
+) -> anyhow::Result<StreamStats> {
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        match run_stream(opts, registry.clone(), control.clone()) {
+            Ok(s) => return Ok(s),
+            Err(StreamError::History(e)) => {
+                eprintln!("vigil run: history cannot be written ({e}); consuming stopped, retrying from the last commit");
+                loop {
+                    if control.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        anyhow::bail!("stopped while the history could not be written: {e}");
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                    if data_dir_writable(&opts.data_dir) {
+                        break;
+                    }
+                }
+                eprintln!("vigil run: the data dir takes writes again; resuming");
+                backoff = std::time::Duration::from_secs(1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether a 1 MiB file can be written and synced in the data dir.
+fn data_dir_writable(dir: &std::path::Path) -> bool {
+    use std::io::Write;
+    let probe = dir.join(".vigil-write-probe");
+    let ok = std::fs::File::create(&probe)
+        .and_then(|mut f| {
+            f.write_all(&vec![0u8; 1 << 20])?;
+            f.sync_all()
+        })
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
 }

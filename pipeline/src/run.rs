@@ -150,7 +150,7 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    fn merge(&mut self, o: RunStats) {
+    pub(crate) fn merge(&mut self, o: RunStats) {
         self.records_in += o.records_in;
         self.accepted += o.accepted;
         for (k, v) in o.rejected {

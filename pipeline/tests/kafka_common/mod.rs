@@ -1,0 +1,195 @@
+//! Helpers of the Kafka tests: a real broker (started by `scripts/kafka.sh start`, which the
+//! README's test command runs), the real `vigil` binary as child processes, and a plain rdkafka
+//! consumer to read output topics.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// The broker's address; the test fails (it does not skip) when nothing answers there.
+pub fn broker() -> String {
+    let b = std::env::var("VIGIL_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    assert!(
+        TcpStream::connect_timeout(&b.parse().expect("VIGIL_TEST_BROKERS is host:port"), Duration::from_secs(2)).is_ok(),
+        "no Kafka broker on {b}: start one with `scripts/kafka.sh start` (scripts/test.sh does)"
+    );
+    b
+}
+
+/// A name no other test run uses.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// A configuration file with this test's own output topics and commit interval.
+pub fn config(dir: &Path, prefix: &str, commit_interval_ms: u64) -> PathBuf {
+    let path = dir.join("vigil.toml");
+    let text = format!(
+        r#"
+[kafka]
+commit_interval_ms = {commit_interval_ms}
+
+[kafka.outputs]
+anomalies = "{prefix}.anomalies"
+drift = "{prefix}.drift"
+predictions = "{prefix}.predictions"
+schedule = "{prefix}.schedule"
+decisions = "{prefix}.decisions"
+rejected = "{prefix}.dead-letters"
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn vigil() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.env("VIGIL_LOG", "warn,librdkafka=off,rdkafka=off");
+    c
+}
+
+/// What `vigil simulate --labels` wrote.
+#[derive(Debug, serde::Deserialize)]
+pub struct Truth {
+    pub records: u64,
+    pub bad_records: BTreeMap<String, u64>,
+}
+
+/// Produces a simulated fleet to `topic` (created with 8 partitions); returns its ground truth.
+pub fn simulate(dir: &Path, topic: &str, assets: usize, hours: f64, bad_rate: f64, rate: Option<u64>) -> Truth {
+    let labels = dir.join(format!("{topic}-truth.json"));
+    let mut c = vigil();
+    c.args(["simulate", "--brokers", &broker(), "--topic", topic, "--labels"]).arg(&labels).args([
+        "--assets",
+        &assets.to_string(),
+        "--hours",
+        &hours.to_string(),
+        "--bad-rate",
+        &bad_rate.to_string(),
+    ]);
+    if let Some(r) = rate {
+        c.args(["--rate", &r.to_string()]);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&std::fs::read(&labels).unwrap()).unwrap()
+}
+
+/// Starts `vigil run` as a child process.
+pub fn spawn_run(
+    cfg: &Path,
+    data_dir: &Path,
+    topic: &str,
+    group: &str,
+    instance: &str,
+    workers: usize,
+    stop_at_end: bool,
+) -> Child {
+    let mut c = vigil();
+    c.arg("--config").arg(cfg).args(["run", "--brokers", &broker(), "--topic", topic, "--group", group, "--instance", instance]);
+    c.arg("--data-dir").arg(data_dir).args(["--workers", &workers.to_string(), "--json"]);
+    if stop_at_end {
+        c.arg("--stop-at-end");
+    }
+    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Runs `vigil run --stop-at-end` to completion; returns its JSON summary.
+pub fn run_to_end(cfg: &Path, data_dir: &Path, topic: &str, group: &str, instance: &str, workers: usize) -> serde_json::Value {
+    let child = spawn_run(cfg, data_dir, topic, group, instance, workers, true);
+    let out = wait_with_timeout(child, Duration::from_secs(300));
+    assert!(out.status.success(), "vigil run failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("timed out after {timeout:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM; returns the exit status and how long the child took to exit.
+pub fn terminate(child: Child) -> (std::process::Output, Duration) {
+    let start = Instant::now();
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill -TERM failed");
+    let out = wait_with_timeout(child, Duration::from_secs(30));
+    (out, start.elapsed())
+}
+
+/// Every message of `topic`: (partition, offset, payload).
+pub fn consume_all(topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in &parts {
+        let (_, high) = c.fetch_watermarks(topic, *p, Duration::from_secs(10)).unwrap();
+        ends.insert(*p, high);
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let total: i64 = ends.values().sum();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (out.len() as i64) < total && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push((m.partition(), m.offset(), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    assert_eq!(out.len() as i64, total, "read {} of {total} messages of {topic}", out.len());
+    out
+}
+
+/// (source, offset) of every row of an input table, checking none is stored twice.
+pub fn positions(data_dir: &Path, table: &str) -> BTreeSet<(String, u64)> {
+    let rows = crate::common::table_rows(data_dir, table, &[]);
+    let mut set = BTreeSet::new();
+    for r in &rows {
+        let field = |name: &str| {
+            r.split('|')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {r}"))
+                .to_string()
+        };
+        let pos = (field("source"), field("source_offset").parse::<u64>().unwrap());
+        assert!(set.insert(pos.clone()), "{table}: {pos:?} stored twice");
+    }
+    set
+}
+
+/// Where the manifest says each partition of `topic` resumes, summed.
+pub fn committed_total(data_dir: &Path, topic: &str) -> i64 {
+    let commits = vigil_connectors::history::read_manifest(data_dir).unwrap();
+    vigil_connectors::history::resume_offsets(&commits, topic).values().sum()
+}
+
+/// The topic's end offsets, summed.
+pub fn end_total(topic: &str) -> i64 {
+    vigil_connectors::kafka::end_offsets(&broker(), topic, Duration::from_secs(10)).unwrap().values().sum()
+}
