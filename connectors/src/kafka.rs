@@ -227,20 +227,19 @@ pub struct GroupSource {
 }
 
 impl GroupSource {
-    /// Joins `group` on `topic` as static member `member` (a restarted process with the same
-    /// name takes its place at once instead of waiting for the old session to time out). `extra`
-    /// overrides client settings (`key`, `value`).
+    /// Joins `group` on `topic`; as static member `member` when given (a restarted process with
+    /// the same name takes its place at once instead of waiting for the old session to time out).
+    /// `extra` overrides client settings (`key`, `value`).
     pub fn new(
         brokers: &str,
         group: &str,
-        member: &str,
+        member: Option<&str>,
         topic: &str,
         owner: Arc<dyn PartitionOwner>,
         extra: &BTreeMap<String, String>,
     ) -> Result<Self> {
         let mut c = base_config(brokers);
         c.set("group.id", group)
-            .set("group.instance.id", member)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -256,6 +255,9 @@ impl GroupSource {
             // is then retried forever. 1 MiB a fetch still keeps a consumer far ahead of the graph.
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "262144");
+        if let Some(m) = member {
+            c.set("group.instance.id", m);
+        }
         for (k, v) in extra {
             c.set(k, v);
         }

@@ -73,6 +73,9 @@ pub struct KafkaConfig {
     pub instance: String,
     /// Time between cuts (history files committed, offsets committed, state checkpointed).
     pub commit_interval_ms: u64,
+    /// Join the group as a static member named after the instance (`group.instance.id`): a
+    /// restarted instance takes its partitions back at once instead of after the session timeout.
+    pub static_membership: bool,
     /// Whether to publish to the output topics.
     pub publish: bool,
     /// Output topics.
@@ -90,6 +93,7 @@ impl Default for KafkaConfig {
             group: "vigil".into(),
             instance: "vigil".into(),
             commit_interval_ms: 5_000,
+            static_membership: true,
             publish: true,
             outputs: crate::outputs::OutputTopics::default(),
             consumer: Default::default(),

@@ -270,6 +270,7 @@ fn run() -> anyhow::Result<()> {
                 topic: topic.unwrap_or_else(|| k.topic.clone()),
                 group: group.unwrap_or_else(|| k.group.clone()),
                 instance: instance.unwrap_or_else(|| k.instance.clone()),
+                static_membership: k.static_membership,
                 outputs: (k.publish && !no_publish).then(|| k.outputs.clone()),
                 stop_at_end,
                 commit_interval: std::time::Duration::from_millis(k.commit_interval_ms.max(10)),

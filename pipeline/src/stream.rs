@@ -67,6 +67,8 @@ pub struct StreamOptions {
     /// This instance's name (its checkpoints are its own; two instances sharing a data dir need
     /// different names).
     pub instance: String,
+    /// Join the group as a static member named after the instance.
+    pub static_membership: bool,
     /// Output topics, if any.
     pub outputs: Option<OutputTopics>,
     /// Stop once every assigned partition is read to its end, closing every window (a bounded
@@ -633,7 +635,7 @@ pub fn run_stream(
         shared: shared.clone(),
         coordinator: Mutex::new(Some(coordinator.clone())),
     });
-    let source = match GroupSource::new(&opts.brokers, &opts.group, &opts.instance, &opts.topic, owner.clone(), &opts.consumer) {
+    let source = match GroupSource::new(&opts.brokers, &opts.group, opts.static_membership.then_some(opts.instance.as_str()), &opts.topic, owner.clone(), &opts.consumer) {
         Ok(s) => s,
         Err(e) => {
             shared.abort.store(true, Ordering::Relaxed);

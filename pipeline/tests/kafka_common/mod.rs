@@ -33,11 +33,17 @@ pub fn unique(name: &str) -> String {
 
 /// A configuration file with this test's own output topics and commit interval.
 pub fn config(dir: &Path, prefix: &str, commit_interval_ms: u64) -> PathBuf {
+    config_with(dir, prefix, commit_interval_ms, true)
+}
+
+/// [`config`], choosing static or dynamic group membership.
+pub fn config_with(dir: &Path, prefix: &str, commit_interval_ms: u64, static_membership: bool) -> PathBuf {
     let path = dir.join("vigil.toml");
     let text = format!(
         r#"
 [kafka]
 commit_interval_ms = {commit_interval_ms}
+static_membership = {static_membership}
 
 [kafka.outputs]
 anomalies = "{prefix}.anomalies"
