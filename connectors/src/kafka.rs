@@ -246,8 +246,7 @@ impl GroupSource {
             .set("enable.partition.eof", "true")
             // Eager rebalancing: every revocation passes through `PartitionOwner::revoking`.
             .set("partition.assignment.strategy", "range,roundrobin")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            .set("session.timeout.ms", "30000")
             .set("fetch.wait.max.ms", "50")
             .set("queued.min.messages", "20000")
             // Modest fetches (standard settings; `[kafka.consumer]` overrides them): a slow broker

@@ -38,6 +38,9 @@ struct FleetArgs {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Event time of the first reading (RFC 3339).
+    #[arg(long, default_value = "2026-01-01T00:00:00Z")]
+    start: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -149,6 +152,7 @@ fn fleet_config(a: &FleetArgs, bad_rate: f64) -> anyhow::Result<FleetConfig> {
         sensors_per_asset: a.sensors_per_asset,
         hours: a.hours,
         seed: a.seed,
+        start_ms: vigil_events::parse_timestamp_str(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
         bad_record_rate: bad_rate,
         ..FleetConfig::default()
     })

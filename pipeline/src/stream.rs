@@ -635,7 +635,14 @@ pub fn run_stream(
         shared: shared.clone(),
         coordinator: Mutex::new(Some(coordinator.clone())),
     });
-    let source = match GroupSource::new(&opts.brokers, &opts.group, opts.static_membership.then_some(opts.instance.as_str()), &opts.topic, owner.clone(), &opts.consumer) {
+    let source = match GroupSource::new(
+        &opts.brokers,
+        &opts.group,
+        opts.static_membership.then_some(opts.instance.as_str()),
+        &opts.topic,
+        owner.clone(),
+        &opts.consumer,
+    ) {
         Ok(s) => s,
         Err(e) => {
             shared.abort.store(true, Ordering::Relaxed);
@@ -647,6 +654,8 @@ pub fn run_stream(
     tracing::info!(topic = %opts.topic, group = %opts.group, instance = %opts.instance, workers, run = %run_id, "consuming");
 
     let mut last_cut = Instant::now();
+    // Offsets committed to the group are informational (lag monitoring): every few seconds is plenty.
+    let mut last_group_commit = Instant::now();
     let mut last_flush = Instant::now();
     let mut last_error_log: Option<Instant> = None;
     let mut reached_end = false;
@@ -691,11 +700,14 @@ pub fn run_stream(
                 coordinator.failed(e);
                 break;
             }
-            if let Ok(offsets) = coordinator.last_offsets.lock().map(|o| o.clone()) {
-                if let Err(e) = source.commit(&offsets, false) {
-                    tracing::debug!(error = %e, "offset commit to the group failed (the manifest holds them)");
+            if last_group_commit.elapsed() >= Duration::from_secs(5) {
+                if let Ok(offsets) = coordinator.last_offsets.lock().map(|o| o.clone()) {
+                    if let Err(e) = source.commit(&offsets, false) {
+                        tracing::debug!(error = %e, "offset commit to the group failed (the manifest holds them)");
+                    }
+                    control.lag.store(source.lag(&offsets, Duration::from_millis(500)).unwrap_or(-1), Ordering::Relaxed);
                 }
-                control.lag.store(source.lag(&offsets, Duration::from_millis(500)).unwrap_or(-1), Ordering::Relaxed);
+                last_group_commit = Instant::now();
             }
             last_cut = Instant::now();
         }

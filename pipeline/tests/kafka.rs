@@ -88,11 +88,10 @@ fn kill_nine_at_random_moments_loses_and_repeats_nothing() {
         // Alternate the worker count: state moves between workers on restore.
         let mut child = spawn_run(&cfg, &crashed, &topic, &group, "c", 1 + kills % 2, true);
         std::thread::sleep(Duration::from_millis(rng.random_range(2_000..12_000)));
-        if child.try_wait().unwrap().is_some() {
+        if child.try_wait().is_some() {
             break; // finished before the kill
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill(); // SIGKILL
         kills += 1;
     }
     assert!(kills >= 5, "only {kills} kills landed while the run was going");

@@ -73,7 +73,16 @@ pub struct Truth {
 
 /// Produces a simulated fleet to `topic` (created with 8 partitions); returns its ground truth.
 pub fn simulate(dir: &Path, topic: &str, assets: usize, hours: f64, bad_rate: f64, rate: Option<u64>) -> Truth {
-    let labels = dir.join(format!("{topic}-truth.json"));
+    simulate_with(dir, topic, assets, hours, bad_rate, rate, "2026-01-01T00:00:00Z")
+}
+
+/// [`simulate`] from event time `start` (RFC 3339), as fast as the broker takes them.
+pub fn simulate_from(dir: &Path, topic: &str, assets: usize, hours: f64, bad_rate: f64, start: &str) -> Truth {
+    simulate_with(dir, topic, assets, hours, bad_rate, None, start)
+}
+
+fn simulate_with(dir: &Path, topic: &str, assets: usize, hours: f64, bad_rate: f64, rate: Option<u64>, start: &str) -> Truth {
+    let labels = dir.join(format!("{topic}-{start}-truth.json"));
     let mut c = vigil();
     c.args(["simulate", "--brokers", &broker(), "--topic", topic, "--labels"]).arg(&labels).args([
         "--assets",
@@ -83,12 +92,41 @@ pub fn simulate(dir: &Path, topic: &str, assets: usize, hours: f64, bad_rate: f6
         "--bad-rate",
         &bad_rate.to_string(),
     ]);
+    c.args(["--start", start]);
     if let Some(r) = rate {
         c.args(["--rate", &r.to_string()]);
     }
     let out = c.output().unwrap();
     assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&std::fs::read(&labels).unwrap()).unwrap()
+}
+
+/// A child process killed when dropped (a failing test leaves no `vigil run` behind).
+pub struct Running(Option<Child>);
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Starts `vigil run` as a child process.
@@ -100,20 +138,20 @@ pub fn spawn_run(
     instance: &str,
     workers: usize,
     stop_at_end: bool,
-) -> Child {
+) -> Running {
     let mut c = vigil();
     c.arg("--config").arg(cfg).args(["run", "--brokers", &broker(), "--topic", topic, "--group", group, "--instance", instance]);
     c.arg("--data-dir").arg(data_dir).args(["--workers", &workers.to_string(), "--json"]);
     if stop_at_end {
         c.arg("--stop-at-end");
     }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    Running(Some(c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
 }
 
 /// Runs `vigil run --stop-at-end` to completion; returns its JSON summary.
 pub fn run_to_end(cfg: &Path, data_dir: &Path, topic: &str, group: &str, instance: &str, workers: usize) -> serde_json::Value {
     let child = spawn_run(cfg, data_dir, topic, group, instance, workers, true);
-    let out = wait_with_timeout(child, Duration::from_secs(300));
+    let out = wait_with_timeout(child.take(), Duration::from_secs(300));
     assert!(out.status.success(), "vigil run failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
@@ -134,7 +172,8 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::process::O
 }
 
 /// Sends SIGTERM; returns the exit status and how long the child took to exit.
-pub fn terminate(child: Child) -> (std::process::Output, Duration) {
+pub fn terminate(child: Running) -> (std::process::Output, Duration) {
+    let child = child.take();
     let start = Instant::now();
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill -TERM failed");
@@ -195,7 +234,14 @@ pub fn committed_total(data_dir: &Path, topic: &str) -> i64 {
     vigil_connectors::history::resume_offsets(&commits, topic).values().sum()
 }
 
-/// The topic's end offsets, summed.
+/// The topic's end offsets, summed (retrying while a just-restarted broker settles).
 pub fn end_total(topic: &str) -> i64 {
-    vigil_connectors::kafka::end_offsets(&broker(), topic, Duration::from_secs(10)).unwrap().values().sum()
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match vigil_connectors::kafka::end_offsets(&broker(), topic, Duration::from_secs(10)) {
+            Ok(ends) => return ends.values().sum(),
+            Err(e) if Instant::now() > deadline => panic!("end offsets of {topic}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
 }
