@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what the tests need, then runs them.
-# (The Rust toolchain is the machine's; the tests need nothing else yet. The Kafka broker
-# joins here with the Kafka issue.)
+# The whole test suite, from a fresh machine: installs what the tests need (a C toolchain for
+# librdkafka, the Kafka broker), starts the broker, runs the tests, stops the broker.
+#
+# The tests' broker is its own: Tansu on 127.0.0.1:19092 with data under
+# ~/.cache/vigil/kafka-test, reset at every run (a broker you run on 9092 is left alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install the Rust toolchain (https://rustup.rs)" >&2
   exit 1
 fi
-if ! command -v cc >/dev/null 2>&1; then
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential >/dev/null
   fi
 fi
+
+export VIGIL_KAFKA_LISTEN="${VIGIL_KAFKA_LISTEN:-127.0.0.1:19092}"
+export VIGIL_KAFKA_DIR="${VIGIL_KAFKA_DIR:-$HOME/.cache/vigil/kafka-test}"
+export VIGIL_TEST_BROKERS="$VIGIL_KAFKA_LISTEN"
+scripts/kafka.sh install
+scripts/kafka.sh reset
+scripts/kafka.sh start
+trap 'scripts/kafka.sh stop' EXIT
+
 cargo test --workspace --all-targets

@@ -103,11 +103,12 @@ impl Graph {
         self.sinks.iter().all(|s| s.frontier().is_none_or(|f| f >= t))
     }
 
-    /// Closes the inputs.
-    pub(crate) fn close(self) -> (Rc<RefCell<SensorStage>>, Rc<RefCell<AssetStage>>, Vec<Rc<dyn SinkHandle>>, Shared) {
-        let Graph { readings_in, rejected_in, registry_in, sensor, asset, sinks, stats, .. } = self;
+    /// Closes the inputs (everything in flight then flows out to the sinks); returns the
+    /// statistics the sinks keep filling.
+    pub(crate) fn close(self) -> Shared {
+        let Graph { readings_in, rejected_in, registry_in, stats, .. } = self;
         drop((readings_in, rejected_in, registry_in));
-        (sensor, asset, sinks, stats)
+        stats
     }
 }
 

@@ -222,7 +222,7 @@ fn run() -> anyhow::Result<()> {
         Command::Simulate { out, brokers, topic, rate, labels, fleet, bad_rate } => {
             let fleet = Fleet::new(fleet_config(&fleet, bad_rate)?);
             let progress = |done: u64, total: u64| {
-                if done % 3600 == 0 || done == total {
+                if done.is_multiple_of(3600) || done == total {
                     eprintln!("  {:5.1}%", 100.0 * done as f64 / total.max(1) as f64);
                 }
             };

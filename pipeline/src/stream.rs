@@ -967,8 +967,7 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
 
     if matches!(cut, Some((u64::MAX, _, _))) {
         // End of a bounded topic: close the inputs and let everything flow out.
-        let stats = graph.stats.clone();
-        drop(graph.close());
+        let stats = graph.close();
         while worker.step_or_park(Some(Duration::from_millis(1))) {}
         let out = stats.borrow().clone();
         let error = (!out.errors.is_empty()).then(|| out.errors.join("; "));
@@ -1022,10 +1021,9 @@ fn ingest(
     {
         let Ok(parts) = shared.partitions.lock() else { return };
         for r in &batch {
-            if !scratch.contains_key(&r.partition) {
-                let (m, n) = parts.get(&r.partition).map_or((EventTime::MIN, 0), |p| (p.max_seen, p.next_offset));
-                scratch.insert(r.partition, (m, n));
-            }
+            scratch
+                .entry(r.partition)
+                .or_insert_with(|| parts.get(&r.partition).map_or((EventTime::MIN, 0), |p| (p.max_seen, p.next_offset)));
         }
     }
     let floor = graph.watermark();
