@@ -22,7 +22,7 @@ use vigil_events::{
 
 use crate::dedupe::Dedupe;
 use crate::drift::{DriftConfig, DriftDetector};
-use crate::limits::{HardLimitDetector, Limits};
+use crate::limits::{HardLimitDetector, LimitBreach, Limits};
 use crate::robust::{RobustConfig, RobustDetector};
 use crate::window::{ClosedWindow, SensorWindows, WindowConfig};
 
@@ -204,6 +204,87 @@ pub struct SensorStage {
     scratch: Vec<ClosedWindow>,
     watermark: EventTime,
     now_ms: Box<dyn Fn() -> i64>,
+}
+
+/// The hard-limit anomaly of a breach by reading `r` (the same event, same `event_id`, whether
+/// the stage or [`ArrivalLimitAlerts`] finds it).
+fn hard_limit_event(r: &SensorReading, asset_id: &Arc<str>, b: &LimitBreach) -> AnomalyDetected {
+    let severity = if b.score >= 1.1 { Severity::Critical } else { Severity::High };
+    AnomalyDetected {
+        event_id: event_id("anomaly", &["hard_limit", &r.sensor_id], r.ts),
+        correlation_id: r.reading_id_string(),
+        event_version: EVENT_VERSION,
+        sensor_id: r.sensor_id.clone(),
+        asset_id: asset_id.clone(),
+        detector: "hard_limit".into(),
+        detector_version: HARD_LIMIT_VERSION,
+        score: b.score,
+        severity,
+        ts: r.ts,
+        window_start: None,
+        explanation:
+            serde_json::json!({"value": b.value, "limit": b.limit, "side": b.side, "sensor_type": r.sensor_type.as_str()})
+                .to_string(),
+    }
+}
+
+/// Hard-limit alerts in arrival order, for a stream's low-latency alert path.
+///
+/// The stage checks limits when the watermark passes a reading (event-time order, after
+/// dedupe), which is what the history keeps; that waits for the allowed lateness. This checks
+/// each accepted reading the moment it arrives, with the same limits and the same one-event-per-
+/// excursion rule, and gives the same event (same `event_id`) for the same breach, so an output
+/// topic can carry the alert within milliseconds and consumers drop the stage's copy by
+/// `event_id`. Readings of a sensor arriving out of order may make it report an excursion on a
+/// different reading than the stage: an extra alert, never a missing one in the history.
+/// State: one flag per sensor.
+pub struct ArrivalLimitAlerts {
+    cfg: SensorStageConfig,
+    registry: HashMap<u64, (SensorSpec, Option<Arc<str>>), ahash::RandomState>,
+    detectors: HashMap<u64, HardLimitDetector, ahash::RandomState>,
+}
+
+impl ArrivalLimitAlerts {
+    /// Limits from `cfg` by sensor type, overridden per sensor by the registry.
+    pub fn new(cfg: SensorStageConfig, registry: &[SensorSpec]) -> Self {
+        let registry = registry
+            .iter()
+            .map(|s| (vigil_events::stable_hash_str(&s.sensor_id), (s.clone(), s.asset_id.as_deref().map(Arc::from))))
+            .collect();
+        ArrivalLimitAlerts { cfg, registry, detectors: HashMap::default() }
+    }
+
+    /// Checks one accepted reading.
+    pub fn observe(&mut self, r: &SensorReading) -> Option<AnomalyDetected> {
+        let spec = self.registry.get(&r.sensor_key);
+        let mut sensor_type = r.sensor_type;
+        if let Some((spec, _)) = spec {
+            // As the stage does: the registry's valid range rejects, its type fills in `other`.
+            let (lo, hi) = spec.valid_range();
+            if lo.is_some_and(|lo| r.value < lo) || hi.is_some_and(|hi| r.value > hi) {
+                return None;
+            }
+            if sensor_type == SensorType::Other {
+                sensor_type = spec.sensor_type.unwrap_or(sensor_type);
+            }
+        }
+        let limits = match spec.map(|(s, _)| s.limits()) {
+            Some((low, high)) if low.is_some() || high.is_some() => Limits { low, high },
+            _ => default_limits(&self.cfg, sensor_type),
+        };
+        let b = self.detectors.entry(r.sensor_key).or_default().observe(r.value, limits)?;
+        let asset = match spec {
+            Some((_, Some(a))) if r.asset_id == r.sensor_id => a.clone(),
+            _ => r.asset_id.clone(),
+        };
+        if sensor_type == r.sensor_type {
+            Some(hard_limit_event(r, &asset, &b))
+        } else {
+            let mut typed = r.clone();
+            typed.sensor_type = sensor_type;
+            Some(hard_limit_event(&typed, &asset, &b))
+        }
+    }
 }
 
 fn default_limits(cfg: &SensorStageConfig, t: SensorType) -> Limits {
@@ -389,24 +470,7 @@ impl SensorStage {
             return;
         }
         if let Some(b) = state.hard.observe(r.value, state.limits) {
-            let severity = if b.score >= 1.1 { Severity::Critical } else { Severity::High };
-            let rid = r.reading_id_string();
-            out.anomalies.push(AnomalyDetected {
-                event_id: event_id("anomaly", &["hard_limit", &r.sensor_id], r.ts),
-                correlation_id: rid,
-                event_version: EVENT_VERSION,
-                sensor_id: r.sensor_id.clone(),
-                asset_id: state.asset_id.clone(),
-                detector: "hard_limit".into(),
-                detector_version: HARD_LIMIT_VERSION,
-                score: b.score,
-                severity,
-                ts: r.ts,
-                window_start: None,
-                explanation:
-                    serde_json::json!({"value": b.value, "limit": b.limit, "side": b.side, "sensor_type": r.sensor_type.as_str()})
-                        .to_string(),
-            });
+            out.anomalies.push(hard_limit_event(&r, &state.asset_id, &b));
             out.asset.push(AssetInput::Anomaly { asset_id: state.asset_id.clone(), ts: r.ts });
         }
         if state.asset_id != r.asset_id {

@@ -714,3 +714,30 @@ fn slope_is_zero_when_every_reading_of_a_window_has_one_time() {
         out.iter().filter(|x| x.slope != 0.0).map(|x| (x.kind, x.start, x.slope)).collect();
     assert!(wrong.is_empty(), "nonzero slopes with a single event time: {wrong:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Arrival-order hard-limit alerts give the stage's events (same ids), ahead of the watermark.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn arrival_limit_alerts_include_every_hard_limit_event_of_the_stage() {
+    use vigil_operators::sensor_stage::ArrivalLimitAlerts;
+    for seed in [3u64, 5] {
+        let fleet = fleet(seed, 5, 120);
+        let stage_events: BTreeSet<String> =
+            run_at_once(&fleet).anomalies.iter().filter(|a| a.detector == "hard_limit").map(|a| format!("{a:?}")).collect();
+        assert!(!stage_events.is_empty(), "seed {seed}: no hard-limit events to compare");
+        // In event-time order (what a partition delivers when the producer sends in order).
+        let mut ordered = fleet.readings.clone();
+        ordered.sort_by_key(|r| (r.ts, r.pos));
+        let mut alerts = ArrivalLimitAlerts::new(SensorStageConfig::default(), &fleet.specs);
+        let early: BTreeSet<String> = ordered.iter().filter_map(|r| alerts.observe(r)).map(|a| format!("{a:?}")).collect();
+        let missing: Vec<&String> = stage_events.difference(&early).collect();
+        assert!(
+            missing.is_empty(),
+            "seed {seed}: the arrival path misses {} of the stage's alerts: {:?}",
+            missing.len(),
+            missing.first()
+        );
+    }
+}

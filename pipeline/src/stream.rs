@@ -866,6 +866,9 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
         max_file_span_ms: cfg.history.max_file_span_ms,
         sources: sources.clone(),
     };
+    // Hard-limit alerts go out the moment a reading arrives (the history's copy follows the watermark).
+    let mut alerts =
+        outputs.clone().map(|o| (vigil_operators::sensor_stage::ArrivalLimitAlerts::new(cfg.sensor_stage_config(), registry), o));
     let mut graph = crate::graph::build(worker, cfg, opts.now_ms, wcfg, outputs);
     crate::graph::load_registry(&mut graph, index, registry);
     if let Some(cp) = checkpoint {
@@ -902,7 +905,7 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
                     Ok(ToWorker::Records(batch)) => {
                         busy = true;
                         validator.tick();
-                        ingest(&mut graph, &mut validator, &shared, batch, lateness, opts.now_ms, &mut batch_max);
+                        ingest(&mut graph, &mut validator, &shared, batch, lateness, opts.now_ms, &mut batch_max, &mut alerts);
                     }
                     Ok(ToWorker::Cut(id)) => {
                         cut = Some((id, None, false));
@@ -1008,6 +1011,7 @@ fn cut_part(graph: &crate::graph::Graph) -> CutPart {
 }
 
 /// Validates a batch of records and sends them into the graph, applying each partition's lateness.
+#[allow(clippy::too_many_arguments)]
 fn ingest(
     graph: &mut crate::graph::Graph,
     validator: &mut Validator,
@@ -1016,6 +1020,7 @@ fn ingest(
     lateness: i64,
     now_ms: fn() -> i64,
     scratch: &mut BTreeMap<i32, (EventTime, i64)>,
+    alerts: &mut Option<(vigil_operators::sensor_stage::ArrivalLimitAlerts, Arc<Outputs>)>,
 ) {
     scratch.clear();
     {
@@ -1043,6 +1048,11 @@ fn ingest(
                     graph.reject(too_late(reading, state.0.max(floor.saturating_add(lateness)), lateness, now_ms));
                 } else {
                     state.0 = state.0.max(reading.ts);
+                    if let Some((a, out)) = alerts.as_mut() {
+                        if let Some(alert) = a.observe(&reading) {
+                            out.anomaly(&alert);
+                        }
+                    }
                     graph.readings_in.send(reading);
                 }
             }
