@@ -172,9 +172,20 @@ pub trait PartitionOwner: Send + Sync {
 pub struct GroupContext {
     topic: String,
     owner: Arc<dyn PartitionOwner>,
+    /// Records behind the partitions' ends, from the client's statistics (-1: not known yet).
+    lag: std::sync::atomic::AtomicI64,
 }
 
 impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Per-partition consumer lag (end offset minus the next offset to fetch), every
+        // `statistics.interval.ms`, without a request to the broker.
+        if let Some(t) = statistics.topics.get(&self.topic) {
+            let lag: i64 = t.partitions.iter().filter(|(p, _)| **p >= 0).map(|(_, p)| p.consumer_lag.max(0)).sum();
+            self.lag.store(lag, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // The end of a partition is news, not an error (it also arrives through `poll`).
         if matches!(error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
@@ -244,6 +255,7 @@ impl GroupSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "true")
+            .set("statistics.interval.ms", "1000")
             // Eager rebalancing: every revocation passes through `PartitionOwner::revoking`.
             .set("partition.assignment.strategy", "range,roundrobin")
             .set("session.timeout.ms", "30000")
@@ -261,7 +273,7 @@ impl GroupSource {
             c.set(k, v);
         }
         let consumer: BaseConsumer<GroupContext> = c
-            .create_with_context(GroupContext { topic: topic.to_string(), owner })
+            .create_with_context(GroupContext { topic: topic.to_string(), owner, lag: std::sync::atomic::AtomicI64::new(-1) })
             .map_err(|e| KafkaConnectorError::Client(e.to_string()))?;
         consumer.subscribe(&[topic])?;
         Ok(GroupSource { consumer, topic: topic.to_string() })
@@ -320,17 +332,11 @@ impl GroupSource {
         Ok(())
     }
 
-    /// Records behind the end of the assigned partitions (asks the broker; `None` if it does not answer).
-    pub fn lag(&self, next_offsets: &BTreeMap<i32, i64>, timeout: Duration) -> Option<i64> {
-        let mut lag = 0;
-        for p in self.assigned() {
-            let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout).ok()?;
-            {
-                let next = next_offsets.get(&p).copied().unwrap_or(0);
-                lag += (high - next).max(0);
-            }
-        }
-        Some(lag)
+    /// Records behind the end of the assigned partitions, as of the client's last statistics
+    /// (at most a second old; `None` before the first). Never waits for the broker.
+    pub fn lag(&self) -> Option<i64> {
+        let l = self.consumer.context().lag.load(std::sync::atomic::Ordering::Relaxed);
+        (l >= 0).then_some(l)
     }
 
     /// Leaves the group (revocations run first) and closes the client.

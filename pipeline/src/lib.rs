@@ -85,17 +85,23 @@ pub fn replay(inputs: &[PathBuf], order: ReplayOrder, opts: &RunOptions) -> Resu
 pub fn demo(fleet_cfg: FleetConfig, opts: &RunOptions) -> Result<(RunStats, Fleet), RunError> {
     history::recover(&opts.data_dir).map_err(|e| RunError::History(e.to_string()))?;
     let fleet = Fleet::new(fleet_cfg);
-    let mut specs = registry(opts);
+    let specs = fleet_registry(&opts.cfg, &fleet);
+    let fleet = Arc::new(fleet);
+    let stats = run::run(Source::Simulator { fleet: fleet.clone() }, opts, specs)?;
+    commit(opts, &stats)?;
+    Ok((stats, Arc::try_unwrap(fleet).unwrap_or_else(|f| (*f).clone())))
+}
+
+/// The configured registry plus the simulated fleet's sensors (asset and type of each).
+pub fn fleet_registry(cfg: &config::VigilConfig, fleet: &Fleet) -> Vec<SensorSpec> {
+    let mut specs: Vec<SensorSpec> = cfg.registry.iter().map(config::RegistryEntry::spec).collect();
     specs.extend(fleet.sensors.iter().map(|s| SensorSpec {
         sensor_id: s.sensor_id.clone(),
         asset_id: Some(s.asset_id.clone()),
         sensor_type: Some(s.sensor_type),
         ..SensorSpec::default()
     }));
-    let fleet = Arc::new(fleet);
-    let stats = run::run(Source::Simulator { fleet: fleet.clone() }, opts, specs)?;
-    commit(opts, &stats)?;
-    Ok((stats, Arc::try_unwrap(fleet).unwrap_or_else(|f| (*f).clone())))
+    specs
 }
 
 /// Measures a closure's wall time in seconds.

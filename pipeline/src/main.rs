@@ -66,6 +66,10 @@ enum Command {
         /// Fraction of records made bad (malformed, out of range, duplicates, ...).
         #[arg(long, default_value_t = 0.001)]
         bad_rate: f64,
+        /// Run through Kafka instead of the embedded channel: produce the fleet to a new topic on
+        /// these brokers, then consume it with `vigil run` to its end (events go to the output topics).
+        #[arg(long)]
+        brokers: Option<String>,
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
@@ -194,7 +198,11 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = VigilConfig::load(cli.config.as_deref()).context("loading the configuration")?;
     match cli.command {
-        Command::Demo { data_dir, workers, fleet, bad_rate, json } => {
+        Command::Demo { data_dir, workers, fleet, bad_rate, brokers: Some(brokers), json } => {
+            let fc = fleet_config(&fleet, bad_rate)?;
+            kafka_demo(&cfg, fc, &brokers, data_dir, workers, json)?;
+        }
+        Command::Demo { data_dir, workers, fleet, bad_rate, brokers: None, json } => {
             let fc = fleet_config(&fleet, bad_rate)?;
             let opts = options(cfg, data_dir.clone(), workers, true);
             eprintln!(
@@ -275,6 +283,7 @@ fn run() -> anyhow::Result<()> {
                 group: group.unwrap_or_else(|| k.group.clone()),
                 instance: instance.unwrap_or_else(|| k.instance.clone()),
                 static_membership: k.static_membership,
+                input_partitions: k.partitions,
                 outputs: (k.publish && !no_publish).then(|| k.outputs.clone()),
                 stop_at_end,
                 commit_interval: std::time::Duration::from_millis(k.commit_interval_ms.max(10)),
@@ -309,6 +318,60 @@ fn run() -> anyhow::Result<()> {
             print(&summary, json)?;
         }
     }
+    Ok(())
+}
+
+/// `vigil demo --brokers`: the fleet through a Kafka topic and `vigil run` to its end.
+fn kafka_demo(
+    cfg: &VigilConfig,
+    fc: FleetConfig,
+    brokers: &str,
+    data_dir: PathBuf,
+    workers: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let fleet = Fleet::new(fc);
+    let run_id = new_run_id(system_now_ms());
+    let topic = format!("vigil.demo-{run_id}");
+    let workers = workers.unwrap_or(cfg.pipeline.workers).max(1);
+    eprintln!("vigil demo: {} readings through Kafka topic {topic} on {brokers}, {workers} workers", fleet.readings());
+    let (produced, secs_produce) = timed(|| -> anyhow::Result<_> {
+        vigil_connectors::kafka::ensure_topic(brokers, &topic, cfg.kafka.partitions, std::time::Duration::from_secs(30))?;
+        let producer = vigil_connectors::kafka::JsonProducer::new(brokers)?;
+        Ok(vigil_connectors::export::produce_fleet(&fleet, &producer, &topic, None, |_, _| {})?)
+    });
+    let truth = produced.context("producing the fleet")?;
+    eprintln!("  produced {} records in {secs_produce:.1} s; consuming", truth.records);
+    let k = &cfg.kafka;
+    let opts = StreamOptions {
+        workers,
+        data_dir: data_dir.clone(),
+        brokers: brokers.to_string(),
+        topic: topic.clone(),
+        group: format!("vigil-demo-{run_id}"),
+        instance: "demo".into(),
+        static_membership: false,
+        input_partitions: k.partitions,
+        outputs: k.publish.then(|| k.outputs.clone()),
+        stop_at_end: true,
+        commit_interval: std::time::Duration::from_millis(k.commit_interval_ms.max(10)),
+        idle_timeout: std::time::Duration::from_millis(cfg.pipeline.idle_timeout_ms.max(0) as u64),
+        now_ms: system_now_ms,
+        consumer: k.consumer.clone(),
+        cfg: cfg.clone(),
+    };
+    let control = Arc::new(StreamControl::default());
+    stop_on_signal(control.clone());
+    let registry = vigil_pipeline::fleet_registry(cfg, &fleet);
+    let (res, secs) = timed(|| run_stream(&opts, registry, control));
+    let stats = res.context("consuming the demo topic")?;
+    let mut fleet_truth = fleet.truth.clone();
+    fleet_truth.records = truth.records;
+    fleet_truth.bad_records = truth.bad_records.clone();
+    let summary =
+        Summary::new("demo (kafka)", vec![topic], data_dir.display().to_string(), workers, secs, &stats.run, Some(&fleet_truth));
+    print(&summary, json)?;
+    anyhow::ensure!(stats.run.records_in == truth.records, "read {} of {} records", stats.run.records_in, truth.records);
     Ok(())
 }
 

@@ -69,6 +69,8 @@ pub struct StreamOptions {
     pub instance: String,
     /// Join the group as a static member named after the instance.
     pub static_membership: bool,
+    /// Partitions of the input topic if it has to be created.
+    pub input_partitions: i32,
     /// Output topics, if any.
     pub outputs: Option<OutputTopics>,
     /// Stop once every assigned partition is read to its end, closing every window (a bounded
@@ -157,6 +159,9 @@ struct Checkpoint {
 struct Partition {
     owned: bool,
     max_seen: EventTime,
+    /// The greatest event time of the first batch read (alignment's reference before every
+    /// partition has been read).
+    first_seen: EventTime,
     next_offset: i64,
     last_arrival: Instant,
     assigned_at: Instant,
@@ -249,6 +254,7 @@ impl PartitionOwner for Owner {
                 let e = parts.entry(p).or_insert(Partition {
                     owned: true,
                     max_seen: EventTime::MIN,
+                    first_seen: EventTime::MIN,
                     next_offset: 0,
                     last_arrival: now,
                     assigned_at: now,
@@ -442,6 +448,7 @@ impl Coordinator {
             why,
             files = n_files,
             waiting = pending_readings,
+            lag = self.control.lag.load(Ordering::Relaxed),
             watermark = %vigil_events::format_rfc3339_ms(watermark_of(cut_time)),
             took_ms = started.elapsed().as_millis() as u64,
             "committed"
@@ -541,6 +548,7 @@ pub fn run_stream(
                 Partition {
                     owned: false,
                     max_seen: *max_seen,
+                    first_seen: *max_seen,
                     next_offset: *next,
                     last_arrival: now,
                     assigned_at: now,
@@ -661,6 +669,7 @@ pub fn run_stream(
     let mut reached_end = false;
     let mut seen_assignment = false;
     let max_lead = opts.cfg.pipeline.max_lead_ms;
+    let mut ended: std::collections::HashSet<i32> = std::collections::HashSet::new();
     loop {
         if control.stop.load(Ordering::Relaxed) || coordinator.has_failed() {
             break;
@@ -668,11 +677,20 @@ pub fn run_stream(
         match source.poll(Duration::from_millis(20)) {
             Polled::Record(r) => {
                 control.records_in.fetch_add(1, Ordering::Relaxed);
+                if ended.remove(&r.partition) {
+                    // More data after an end (a live topic): the partition is not at its end any more.
+                    if let Ok(mut parts) = shared.partitions.lock() {
+                        if let Some(e) = parts.get_mut(&r.partition) {
+                            e.at_end = false;
+                        }
+                    }
+                }
                 coordinator.route(r);
                 control.is_ready();
             }
             Polled::PartitionEnd(p) => {
                 coordinator.flush_all();
+                ended.insert(p);
                 if let Ok(mut parts) = shared.partitions.lock() {
                     if let Some(e) = parts.get_mut(&p) {
                         e.at_end = true;
@@ -705,7 +723,7 @@ pub fn run_stream(
                     if let Err(e) = source.commit(&offsets, false) {
                         tracing::debug!(error = %e, "offset commit to the group failed (the manifest holds them)");
                     }
-                    control.lag.store(source.lag(&offsets, Duration::from_millis(500)).unwrap_or(-1), Ordering::Relaxed);
+                    control.lag.store(source.lag().unwrap_or(-1), Ordering::Relaxed);
                 }
                 last_group_commit = Instant::now();
             }
@@ -754,15 +772,26 @@ pub fn run_stream(
 /// so memory) stay bounded when partitions are read at different speeds (a backlog, a restart).
 fn align(source: &GroupSource, shared: &Shared, max_lead: i64) {
     let Ok(mut paused) = shared.paused.lock() else { return };
-    let Some(w) = shared.watermark() else {
-        // Held by a partition not read yet: pause nothing (it may need the others to be polled).
+    let watermark = shared.watermark();
+    let Ok(parts) = shared.partitions.lock() else { return };
+    // Before every partition has been read the watermark is held; the partitions already read
+    // then run at most `max_lead` beyond where the earliest of them started, so one partition
+    // fetched late does not make the others pile up in memory.
+    let reference = watermark.or_else(|| {
+        parts
+            .values()
+            .filter(|p| p.owned && p.first_seen > EventTime::MIN)
+            .map(|p| p.first_seen.saturating_sub(shared.lateness))
+            .min()
+    });
+    let Some(w) = reference else {
+        drop(parts);
         if !paused.is_empty() {
             let _ = source.pause_resume(&[], &paused);
             paused.clear();
         }
         return;
     };
-    let Ok(parts) = shared.partitions.lock() else { return };
     let mut pause = Vec::new();
     let mut resume = Vec::new();
     for (p, s) in parts.iter().filter(|(_, s)| s.owned) {
@@ -1064,6 +1093,9 @@ fn ingest(
         for (p, (m, n)) in scratch.iter() {
             if let Some(e) = parts.get_mut(p) {
                 e.max_seen = e.max_seen.max(*m);
+                if e.first_seen == EventTime::MIN {
+                    e.first_seen = e.max_seen;
+                }
                 e.next_offset = e.next_offset.max(*n);
                 e.last_arrival = now;
             }
