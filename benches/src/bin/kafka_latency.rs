@@ -7,7 +7,14 @@
 //!   window could close: when every partition had a message with event time ≥ window end +
 //!   lateness (the watermark passing the window).
 //!
-//! Usage: `kafka_latency BROKERS INPUT_TOPIC ANOMALIES_TOPIC LATENESS_MS`. Prints p50/p99/max.
+//! Window events are robust anomalies and predictions (both emitted when a window closes; their
+//! `ts` is the window's end).
+//!
+//! Create the input topic with `message.timestamp.type=LogAppendTime` (`--log-append-time`
+//! below does) so an input message's timestamp is when it became readable on the broker.
+//!
+//! Usage: `kafka_latency BROKERS INPUT_TOPIC ANOMALIES_TOPIC PREDICTIONS_TOPIC LATENESS_MS`.
+//! Prints p50/p99/max.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -55,10 +62,28 @@ fn percentiles(name: &str, mut v: Vec<i64>) {
     println!("{name}: n={} p50_ms={} p99_ms={} max_ms={}", v.len(), p(0.5), p(0.99), v[v.len() - 1]);
 }
 
+/// `kafka_latency create BROKERS TOPIC`: 8 partitions, timestamps set by the broker on append.
+fn create(brokers: &str, topic: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let topic = NewTopic::new(topic, 8, TopicReplication::Fixed(1)).set("message.timestamp.type", "LogAppendTime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    for r in rt.block_on(admin.create_topics(&[topic], &AdminOptions::new()))? {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let [brokers, input, anomalies, lateness] = &a[..] else {
-        return Err("usage: kafka_latency BROKERS INPUT_TOPIC ANOMALIES_TOPIC LATENESS_MS".into());
+    if let [cmd, brokers, topic] = &a[..] {
+        if cmd == "create" {
+            return create(brokers, topic);
+        }
+    }
+    let [brokers, input, anomalies, predictions, lateness] = &a[..] else {
+        return Err("usage: kafka_latency BROKERS INPUT_TOPIC ANOMALIES_TOPIC PREDICTIONS_TOPIC LATENESS_MS".into());
     };
     let lateness: i64 = lateness.parse()?;
     // Input: reading id → message time; per partition, (event time, message time) in order.
@@ -91,7 +116,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut seen = std::collections::HashSet::new();
     let (mut hard, mut window) = (Vec::new(), Vec::new());
-    for (_, t, payload) in read_all(brokers, anomalies)? {
+    let mut events = read_all(brokers, anomalies)?;
+    events.extend(read_all(brokers, predictions)?);
+    for (_, t, payload) in events {
         let v: serde_json::Value = serde_json::from_slice(&payload)?;
         // The first copy of each event counts (the stage's copy of an arrival alert follows).
         if !seen.insert(v["event_id"].as_str().unwrap_or_default().to_string()) {
@@ -103,7 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     hard.push(t - sent);
                 }
             }
-            Some("robust_zscore") => {
+            Some("robust_zscore") | None => {
                 if let Some(ready) = v["ts"].as_i64().and_then(ready_at) {
                     window.push(t - ready);
                 }
