@@ -109,7 +109,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ready_at = |w: i64| -> Option<i64> {
         let mut at = i64::MIN;
         for v in parts.values() {
-            let i = v.partition_point(|(m, _)| *m < w + lateness);
+            // A window closes once the watermark (max event time − lateness) is past its end.
+            let i = v.partition_point(|(m, _)| *m <= w + lateness);
             at = at.max(v.get(i)?.1);
         }
         Some(at)
