@@ -195,3 +195,28 @@ fn a_second_instance_joining_and_leaving_loses_and_repeats_nothing() {
         consume_all(&topic).into_iter().map(|(p, o, _)| (format!("{topic}/{p}"), o as u64)).collect();
     assert_eq!(readings.union(&rejected).cloned().collect::<BTreeSet<_>>(), expected);
 }
+
+#[test]
+fn demo_through_kafka_reads_every_record_and_scores_against_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("demo");
+    let cfg = config(dir.path(), &prefix, 1_000);
+    let data = dir.path().join("history");
+    let out = vigil()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["demo", "--brokers", &broker(), "--assets", "4", "--hours", "0.25", "--bad-rate", "0.003", "--json"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = s["records_in"].as_u64().unwrap();
+    assert_eq!(records, s["accepted"].as_u64().unwrap() + s["rejected"].as_u64().unwrap(), "{s}");
+    assert!(records > 20_000, "{s}");
+    let readings = positions(&data, "readings");
+    let rejected = positions(&data, "rejected");
+    assert_eq!(readings.len() as u64 + rejected.len() as u64, records);
+    assert!(s["windows"].as_object().unwrap().values().any(|v| v.as_u64().unwrap_or(0) > 0), "{s}");
+}
