@@ -51,6 +51,11 @@ fn base_config(brokers: &str) -> ClientConfig {
 
 /// Creates `topic` with `partitions` partitions unless it exists.
 pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<()> {
+    ensure_topics(brokers, &[topic], partitions, timeout)
+}
+
+/// Creates each of `topics` with `partitions` partitions unless it exists (one request).
+pub fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32, timeout: Duration) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> =
         base_config(brokers).create().map_err(|e| KafkaConnectorError::Client(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -58,8 +63,8 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32, timeout: Durati
         .build()
         .map_err(|e| KafkaConnectorError::Client(e.to_string()))?;
     let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = rt.block_on(admin.create_topics(&[new], &opts))?;
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let results = rt.block_on(admin.create_topics(&new, &opts))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -72,6 +77,10 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32, timeout: Durati
 /// The number of partitions of `topic` (0 when it does not exist).
 pub fn partition_count(brokers: &str, topic: &str, timeout: Duration) -> Result<usize> {
     let c: BaseConsumer = base_config(brokers).create().map_err(|e| KafkaConnectorError::Client(e.to_string()))?;
+    count_partitions(&c, topic, timeout)
+}
+
+fn count_partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<usize> {
     let md = c.fetch_metadata(Some(topic), timeout)?;
     Ok(md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len()))
 }
@@ -79,7 +88,7 @@ pub fn partition_count(brokers: &str, topic: &str, timeout: Duration) -> Result<
 /// The end (high watermark) of every partition of `topic`.
 pub fn end_offsets(brokers: &str, topic: &str, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
     let c: BaseConsumer = base_config(brokers).create().map_err(|e| KafkaConnectorError::Client(e.to_string()))?;
-    let n = partition_count(brokers, topic, timeout)?;
+    let n = count_partitions(&c, topic, timeout)?;
     let mut out = BTreeMap::new();
     for p in 0..n as i32 {
         let (_, high) = c.fetch_watermarks(topic, p, timeout)?;
@@ -127,11 +136,6 @@ impl JsonProducer {
     /// Waits until every queued record is acknowledged (or `timeout`).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.inner.flush(timeout).map_err(Into::into)
-    }
-
-    /// Records queued and not yet acknowledged.
-    pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
     }
 }
 

@@ -274,23 +274,15 @@ fn run() -> anyhow::Result<()> {
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
         }
         Command::Run { brokers, topic, group, instance, data_dir, workers, stop_at_end, no_publish, json } => {
-            let k = &cfg.kafka;
+            let base = StreamOptions::from_config(&cfg, data_dir.clone(), workers);
             let opts = StreamOptions {
-                workers: workers.unwrap_or(cfg.pipeline.workers).max(1),
-                data_dir: data_dir.clone(),
-                brokers: brokers.unwrap_or_else(|| k.brokers.clone()),
-                topic: topic.unwrap_or_else(|| k.topic.clone()),
-                group: group.unwrap_or_else(|| k.group.clone()),
-                instance: instance.unwrap_or_else(|| k.instance.clone()),
-                static_membership: k.static_membership,
-                input_partitions: k.partitions,
-                outputs: (k.publish && !no_publish).then(|| k.outputs.clone()),
+                brokers: brokers.unwrap_or(base.brokers.clone()),
+                topic: topic.unwrap_or(base.topic.clone()),
+                group: group.unwrap_or(base.group.clone()),
+                instance: instance.unwrap_or(base.instance.clone()),
+                outputs: base.outputs.clone().filter(|_| !no_publish),
                 stop_at_end,
-                commit_interval: std::time::Duration::from_millis(k.commit_interval_ms.max(10)),
-                idle_timeout: std::time::Duration::from_millis(cfg.pipeline.idle_timeout_ms.max(0) as u64),
-                now_ms: system_now_ms,
-                consumer: k.consumer.clone(),
-                cfg: cfg.clone(),
+                ..base
             };
             let control = Arc::new(StreamControl::default());
             stop_on_signal(control.clone());
@@ -342,23 +334,14 @@ fn kafka_demo(
     });
     let truth = produced.context("producing the fleet")?;
     eprintln!("  produced {} records in {secs_produce:.1} s; consuming", truth.records);
-    let k = &cfg.kafka;
     let opts = StreamOptions {
-        workers,
-        data_dir: data_dir.clone(),
         brokers: brokers.to_string(),
         topic: topic.clone(),
         group: format!("vigil-demo-{run_id}"),
         instance: "demo".into(),
         static_membership: false,
-        input_partitions: k.partitions,
-        outputs: k.publish.then(|| k.outputs.clone()),
         stop_at_end: true,
-        commit_interval: std::time::Duration::from_millis(k.commit_interval_ms.max(10)),
-        idle_timeout: std::time::Duration::from_millis(cfg.pipeline.idle_timeout_ms.max(0) as u64),
-        now_ms: system_now_ms,
-        consumer: k.consumer.clone(),
-        cfg: cfg.clone(),
+        ..StreamOptions::from_config(cfg, data_dir.clone(), Some(workers))
     };
     let control = Arc::new(StreamControl::default());
     stop_on_signal(control.clone());

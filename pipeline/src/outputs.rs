@@ -87,7 +87,6 @@ pub struct Outputs {
     topics: OutputTopics,
     input_topic: String,
     failures: AtomicU64,
-    sent: AtomicU64,
 }
 
 impl Outputs {
@@ -98,7 +97,6 @@ impl Outputs {
             topics,
             input_topic: input_topic.to_string(),
             failures: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
         })
     }
 
@@ -109,14 +107,9 @@ impl Outputs {
         let result = serde_json::to_vec(event)
             .map_err(|e| KafkaConnectorError::Client(e.to_string()))
             .and_then(|payload| self.producer.send(topic, key.as_bytes(), &payload));
-        match result {
-            Ok(()) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                if self.failures.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::error!(topic, error = %e, "cannot publish to an output topic");
-                }
+        if let Err(e) = result {
+            if self.failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::error!(topic, error = %e, "cannot publish to an output topic");
             }
         }
     }
@@ -162,10 +155,5 @@ impl Outputs {
             return Err(KafkaConnectorError::Broker(format!("{failed} output records could not be queued")));
         }
         Ok(())
-    }
-
-    /// Records published so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 }

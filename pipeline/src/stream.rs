@@ -86,6 +86,31 @@ pub struct StreamOptions {
     pub consumer: BTreeMap<String, String>,
 }
 
+impl StreamOptions {
+    /// The settings `[kafka]` and `[pipeline]` give, with the wall clock; `workers` overrides
+    /// `pipeline.workers`.
+    pub fn from_config(cfg: &VigilConfig, data_dir: PathBuf, workers: Option<usize>) -> Self {
+        let k = &cfg.kafka;
+        StreamOptions {
+            workers: workers.unwrap_or(cfg.pipeline.workers).max(1),
+            data_dir,
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            group: k.group.clone(),
+            instance: k.instance.clone(),
+            static_membership: k.static_membership,
+            input_partitions: k.partitions,
+            outputs: k.publish.then(|| k.outputs.clone()),
+            stop_at_end: false,
+            commit_interval: Duration::from_millis(k.commit_interval_ms.max(10)),
+            idle_timeout: Duration::from_millis(cfg.pipeline.idle_timeout_ms.max(0) as u64),
+            now_ms: crate::run::system_now_ms,
+            consumer: k.consumer.clone(),
+            cfg: cfg.clone(),
+        }
+    }
+}
+
 /// What a running stream reports, and how to stop it.
 #[derive(Default)]
 pub struct StreamControl {
@@ -177,8 +202,8 @@ enum ToWorker {
 /// A worker's share of a cut.
 struct CutPart {
     files: Vec<FileEntry>,
-    sensor: SensorStageCheckpoint,
-    asset: AssetStageCheckpoint,
+    /// The stages' state (none in the final part of a bounded topic: everything was flushed).
+    state: Option<(SensorStageCheckpoint, AssetStageCheckpoint)>,
     error: Option<String>,
 }
 
@@ -194,8 +219,6 @@ struct Shared {
     resumed: AtomicU64,
     /// Stop now, without flushing (after the last cut, or on failure).
     abort: AtomicBool,
-    /// Close the inputs: flush every window (end of a bounded topic).
-    finish: AtomicBool,
     /// Partitions paused by watermark alignment (an assignment resumes everything).
     paused: Mutex<Vec<i32>>,
     lateness: i64,
@@ -380,79 +403,92 @@ impl Coordinator {
         for tx in &self.to_workers {
             tx.send(ToWorker::Cut(id)).map_err(|_| StreamError::Dataflow("a worker stopped".into()))?;
         }
-        let mut files = Vec::new();
-        let mut sensor = Vec::new();
-        let mut asset = Vec::new();
-        let mut errors = Vec::new();
-        {
-            let rx = self.parts_rx.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
-            for _ in 0..self.to_workers.len() {
-                let (_, part) = loop {
-                    match rx.recv_timeout(Duration::from_secs(30)) {
-                        Ok(p) => break p,
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                            tracing::warn!(cut = id, "a cut is taking more than 30 s");
-                        }
-                        Err(_) => return Err(StreamError::Dataflow("a worker stopped during a cut".into())),
-                    }
-                };
-                files.extend(part.files);
-                sensor.push(part.sensor);
-                asset.push(part.asset);
-                errors.extend(part.error);
-            }
-        }
-        if !errors.is_empty() {
-            return Err(StreamError::History(errors.join("; ")));
-        }
-        if let Some(o) = &self.outputs {
-            o.flush(Duration::from_secs(60)).map_err(|e| StreamError::Kafka(format!("output topics: {e}")))?;
-        }
-        let (partitions, next_offsets, max_event_time) = {
-            let parts = self.shared.partitions.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
-            let mut all = BTreeMap::new();
-            let mut next = BTreeMap::new();
-            let mut maxes = BTreeMap::new();
-            for (p, s) in parts.iter().filter(|(_, s)| s.owned) {
-                all.insert(*p, (s.max_seen, s.next_offset));
-                next.insert(*p, s.next_offset);
-                if s.max_seen > EventTime::MIN {
-                    maxes.insert(*p, s.max_seen);
-                }
-            }
-            (all, next, maxes)
-        };
+        let (files, states) = self.collect_parts(id)?;
+        let (sensor, asset): (Vec<_>, Vec<_>) = states.into_iter().unzip();
+        let partitions = self.positions()?;
         let cut_time = self.shared.cut_time.load(Ordering::Acquire);
         let cp = Checkpoint { cut_time, partitions, sensor, asset };
         let rel = self.write_checkpoint(id, &cp)?;
-        let pending_readings: usize = cp.sensor.iter().map(SensorStageCheckpoint::pending).sum();
-        let mark = StreamMark {
-            topic: self.opts.topic.clone(),
-            instance: self.opts.instance.clone(),
-            cut: id,
-            next_offsets: next_offsets.clone(),
-            max_event_time,
-            checkpoint: Some(rel),
-        };
         let n_files = files.len();
-        history::commit_segment(&self.opts.data_dir, &self.run_id, files, mark, (self.opts.now_ms)())
-            .map_err(|e| StreamError::History(e.to_string()))?;
+        self.commit(id, files, &cp.partitions, Some(rel))?;
         self.shared.resumed.store(id, Ordering::Release);
-        self.control.cuts.fetch_add(1, Ordering::Relaxed);
         self.prune_checkpoints();
-        if let Ok(mut l) = self.last_offsets.lock() {
-            *l = next_offsets;
-        }
         tracing::info!(
             cut = id,
             why,
             files = n_files,
-            waiting = pending_readings,
+            waiting = cp.sensor.iter().map(SensorStageCheckpoint::pending).sum::<usize>(),
             lag = self.control.lag.load(Ordering::Relaxed),
             watermark = %vigil_events::format_rfc3339_ms(watermark_of(cut_time)),
             took_ms = started.elapsed().as_millis() as u64,
             "committed"
         );
+        Ok(())
+    }
+
+    /// Every worker's part of cut `id` (`u64::MAX`: the final one): their files and stage states.
+    #[allow(clippy::type_complexity)]
+    fn collect_parts(
+        &self,
+        id: u64,
+    ) -> Result<(Vec<FileEntry>, Vec<(SensorStageCheckpoint, AssetStageCheckpoint)>), StreamError> {
+        let mut files = Vec::new();
+        let mut states = Vec::new();
+        let mut errors = Vec::new();
+        let rx = self.parts_rx.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
+        for _ in 0..self.to_workers.len() {
+            let (_, part) = loop {
+                match rx.recv_timeout(Duration::from_secs(30)) {
+                    Ok(p) => break p,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        tracing::warn!(cut = id, "a cut is taking more than 30 s");
+                    }
+                    Err(_) => return Err(StreamError::Dataflow("a worker stopped during a cut".into())),
+                }
+            };
+            files.extend(part.files);
+            states.extend(part.state);
+            errors.extend(part.error);
+        }
+        if !errors.is_empty() {
+            return Err(StreamError::History(errors.join("; ")));
+        }
+        Ok((files, states))
+    }
+
+    /// Owned partitions: (greatest event time read, next offset).
+    fn positions(&self) -> Result<BTreeMap<i32, (EventTime, i64)>, StreamError> {
+        let parts = self.shared.partitions.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
+        Ok(parts.iter().filter(|(_, s)| s.owned).map(|(p, s)| (*p, (s.max_seen, s.next_offset))).collect())
+    }
+
+    /// Waits for the output topics' acknowledgements, then appends the manifest line (files,
+    /// positions, checkpoint) and publishes the files.
+    fn commit(
+        &self,
+        id: u64,
+        files: Vec<FileEntry>,
+        positions: &BTreeMap<i32, (EventTime, i64)>,
+        checkpoint: Option<String>,
+    ) -> Result<(), StreamError> {
+        if let Some(o) = &self.outputs {
+            o.flush(Duration::from_secs(60)).map_err(|e| StreamError::Kafka(format!("output topics: {e}")))?;
+        }
+        let next_offsets: BTreeMap<i32, i64> = positions.iter().map(|(p, (_, n))| (*p, *n)).collect();
+        let mark = StreamMark {
+            topic: self.opts.topic.clone(),
+            instance: self.opts.instance.clone(),
+            cut: id,
+            next_offsets: next_offsets.clone(),
+            max_event_time: positions.iter().filter(|(_, (m, _))| *m > EventTime::MIN).map(|(p, (m, _))| (*p, *m)).collect(),
+            checkpoint,
+        };
+        history::commit_segment(&self.opts.data_dir, &self.run_id, files, mark, (self.opts.now_ms)())
+            .map_err(|e| StreamError::History(e.to_string()))?;
+        if let Ok(mut l) = self.last_offsets.lock() {
+            *l = next_offsets;
+        }
+        self.control.cuts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -533,7 +569,6 @@ pub fn run_stream(
         cut_time: AtomicI64::new(checkpoint.as_ref().map_or(DataflowTime::MIN, |c| c.cut_time)),
         resumed: AtomicU64::new(0),
         abort: AtomicBool::new(false),
-        finish: AtomicBool::new(false),
         paused: Mutex::new(Vec::new()),
         lateness: opts.cfg.pipeline.lateness_ms,
         idle_timeout: opts.idle_timeout,
@@ -567,10 +602,8 @@ pub fn run_stream(
         vigil_connectors::kafka::partition_count(&opts.brokers, &opts.topic, Duration::from_secs(10)).unwrap_or(0);
     if let Some(t) = &opts.outputs {
         // Brokers need not create topics on first use: create the output topics up front.
-        for topic in t.all() {
-            vigil_connectors::kafka::ensure_topic(&opts.brokers, topic, partitions_hint.max(1) as i32, Duration::from_secs(30))
-                .map_err(|e| StreamError::Kafka(format!("creating output topic {topic}: {e}")))?;
-        }
+        vigil_connectors::kafka::ensure_topics(&opts.brokers, &t.all(), partitions_hint.max(1) as i32, Duration::from_secs(30))
+            .map_err(|e| StreamError::Kafka(format!("creating output topics: {e}")))?;
     }
     let outputs = match &opts.outputs {
         Some(t) => {
@@ -611,7 +644,6 @@ pub fn run_stream(
     let wopts = opts.clone();
     let wshared = shared.clone();
     let wcheckpoint = checkpoint.clone();
-    let wcontrol = control.clone();
     let wrun = run_id.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -631,7 +663,6 @@ pub fn run_stream(
             checkpoint: wcheckpoint.as_deref(),
             outputs: outputs.clone(),
             sources: source_names.clone(),
-            control: &wcontrol,
         })
     })
     .map_err(StreamError::Dataflow)?;
@@ -750,7 +781,7 @@ pub fn run_stream(
         let _ = guards.join();
         return Err(e);
     }
-    let result = if reached_end { finish(&coordinator, &shared) } else { coordinator.cut("shutdown") };
+    let result = if reached_end { finish(&coordinator) } else { coordinator.cut("shutdown") };
     if let Ok(offsets) = coordinator.last_offsets.lock().map(|o| o.clone()) {
         let _ = source.commit(&offsets, true);
     }
@@ -815,53 +846,17 @@ fn align(source: &GroupSource, shared: &Shared, max_lead: i64) {
 }
 
 /// End of a bounded topic: close the inputs (every window closes), then commit the last files.
-fn finish(coordinator: &Coordinator, shared: &Shared) -> Result<(), StreamError> {
+fn finish(coordinator: &Coordinator) -> Result<(), StreamError> {
     coordinator.flush_all();
-    shared.finish.store(true, Ordering::Release);
     // `u64::MAX` marks the final part.
     for tx in &coordinator.to_workers {
         let _ = tx.send(ToWorker::Cut(u64::MAX));
     }
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    {
-        let rx = coordinator.parts_rx.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
-        for _ in 0..coordinator.to_workers.len() {
-            let (_, part) = rx.recv().map_err(|_| StreamError::Dataflow("a worker stopped".into()))?;
-            files.extend(part.files);
-            errors.extend(part.error);
-        }
-    }
-    if !errors.is_empty() {
-        return Err(StreamError::History(errors.join("; ")));
-    }
-    if let Some(o) = &coordinator.outputs {
-        o.flush(Duration::from_secs(60)).map_err(|e| StreamError::Kafka(format!("output topics: {e}")))?;
-    }
-    let (next_offsets, max_event_time) = {
-        let parts = shared.partitions.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
-        let owned = parts.iter().filter(|(_, s)| s.owned);
-        (
-            owned.clone().map(|(p, s)| (*p, s.next_offset)).collect::<BTreeMap<_, _>>(),
-            owned.filter(|(_, s)| s.max_seen > EventTime::MIN).map(|(p, s)| (*p, s.max_seen)).collect(),
-        )
-    };
-    let mark = StreamMark {
-        topic: coordinator.opts.topic.clone(),
-        instance: coordinator.opts.instance.clone(),
-        cut: coordinator.cut_seq.fetch_add(1, Ordering::Relaxed) + 1,
-        next_offsets: next_offsets.clone(),
-        max_event_time,
-        // Every window is closed: a later run starts from fresh state at these offsets.
-        checkpoint: None,
-    };
+    let (files, _) = coordinator.collect_parts(u64::MAX)?;
     let n = files.len();
-    history::commit_segment(&coordinator.opts.data_dir, &coordinator.run_id, files, mark, (coordinator.opts.now_ms)())
-        .map_err(|e| StreamError::History(e.to_string()))?;
-    if let Ok(mut l) = coordinator.last_offsets.lock() {
-        *l = next_offsets;
-    }
-    coordinator.control.cuts.fetch_add(1, Ordering::Relaxed);
+    let id = coordinator.cut_seq.fetch_add(1, Ordering::Relaxed) + 1;
+    // Every window is closed: a later run starts from fresh state at these offsets.
+    coordinator.commit(id, files, &coordinator.positions()?, None)?;
     tracing::info!(files = n, "end of topic: everything flushed and committed");
     Ok(())
 }
@@ -879,12 +874,10 @@ struct WorkerArgs<'a, 'w> {
     checkpoint: Option<&'a Checkpoint>,
     outputs: Option<Arc<Outputs>>,
     sources: Arc<Vec<String>>,
-    control: &'a StreamControl,
 }
 
 fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
-    let WorkerArgs { worker, index, peers, rx, parts_tx, shared, opts, run_id, registry, checkpoint, outputs, sources, control } =
-        a;
+    let WorkerArgs { worker, index, peers, rx, parts_tx, shared, opts, run_id, registry, checkpoint, outputs, sources } = a;
     let cfg = &opts.cfg;
     let wcfg = |_: &str| WriterConfig {
         data_dir: opts.data_dir.clone(),
@@ -1003,21 +996,11 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
         while worker.step_or_park(Some(Duration::from_millis(1))) {}
         let out = stats.borrow().clone();
         let error = (!out.errors.is_empty()).then(|| out.errors.join("; "));
-        let _ = parts_tx
-            .send((index, CutPart { files: out.files.clone(), sensor: empty_sensor(cfg), asset: empty_asset(cfg), error }));
-        let _ = control;
+        let _ = parts_tx.send((index, CutPart { files: out.files.clone(), state: None, error }));
         return out;
     }
     let out = graph.stats.borrow().clone();
     out
-}
-
-fn empty_sensor(cfg: &VigilConfig) -> SensorStageCheckpoint {
-    vigil_operators::sensor_stage::SensorStage::new(cfg.sensor_stage_config(), Box::new(|| 0)).checkpoint()
-}
-
-fn empty_asset(cfg: &VigilConfig) -> AssetStageCheckpoint {
-    vigil_operators::asset_stage::AssetStage::new(cfg.asset_stage_config()).checkpoint()
 }
 
 /// A worker's share of a cut: its files synced, its stages' state.
@@ -1033,8 +1016,7 @@ fn cut_part(graph: &crate::graph::Graph) -> CutPart {
     graph.stats.borrow_mut().files.extend(files.iter().cloned());
     CutPart {
         files,
-        sensor: graph.sensor.borrow().checkpoint(),
-        asset: graph.asset.borrow().checkpoint(),
+        state: Some((graph.sensor.borrow().checkpoint(), graph.asset.borrow().checkpoint())),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
     }
 }
