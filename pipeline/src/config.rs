@@ -53,6 +53,8 @@ pub struct VigilConfig {
     pub history: HistoryConfig,
     /// Kafka input and output topics (`vigil run`, `vigil simulate --brokers`).
     pub kafka: KafkaConfig,
+    /// SQL over the history (`vigil sql`, reports, the API): row, time and memory limits.
+    pub query: vigil_queries::QueryConfig,
     /// Sensor registry entries (which sensors belong to which asset, limits, criticality).
     pub registry: Vec<RegistryEntry>,
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod sql_cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use vigil_connectors::simulator::{Fleet, FleetConfig};
@@ -32,9 +34,12 @@ struct FleetArgs {
     /// Sensors per asset.
     #[arg(long, default_value_t = 6)]
     sensors_per_asset: usize,
-    /// Simulated hours (one reading per sensor per second).
+    /// Simulated hours.
     #[arg(long, default_value_t = 2.0)]
     hours: f64,
+    /// Milliseconds between two readings of a sensor.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: i64,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -115,6 +120,52 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run SQL over the history (every table; only reads). With no SQL: an interactive prompt, or
+    /// the SQL on stdin.
+    Sql {
+        /// History directory.
+        #[arg(long, default_value = "./vigil-data")]
+        data_dir: PathBuf,
+        /// Output format: table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: vigil_queries::format::OutputFormat,
+        /// List the tables and their columns, with a line on each.
+        #[arg(long)]
+        tables: bool,
+        /// Rows returned at most (default: `[query] max_rows`).
+        #[arg(long)]
+        max_rows: Option<usize>,
+        /// Time limit in milliseconds (default: `[query] timeout_ms`).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// The statement.
+        sql: Option<String>,
+    },
+    /// Report on one asset or the fleet for a period: anomalies, drift, predictions, proposals
+    /// and decisions, maintenance, MTBF and availability, charts of the key sensors.
+    Report {
+        /// History directory.
+        #[arg(long, default_value = "./vigil-data")]
+        data_dir: PathBuf,
+        /// The asset.
+        #[arg(long, conflicts_with = "fleet", required_unless_present = "fleet")]
+        asset: Option<String>,
+        /// The whole fleet.
+        #[arg(long)]
+        fleet: bool,
+        /// Start: RFC 3339, a date (YYYY-MM-DD, UTC) or epoch ms (default: a week before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive (default: just after the newest event in the history).
+        #[arg(long)]
+        to: Option<String>,
+        /// json, csv or html.
+        #[arg(long, default_value = "html")]
+        format: vigil_queries::report::ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Consume readings from Kafka continuously into the history (exactly once) and the output topics.
     Run {
         /// Bootstrap servers (default: `[kafka] brokers`).
@@ -155,6 +206,7 @@ fn fleet_config(a: &FleetArgs, bad_rate: f64) -> anyhow::Result<FleetConfig> {
         assets: a.assets,
         sensors_per_asset: a.sensors_per_asset,
         hours: a.hours,
+        interval_ms: a.interval_ms.max(1),
         seed: a.seed,
         start_ms: vigil_events::parse_timestamp_str(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
         bad_record_rate: bad_rate,
@@ -206,10 +258,11 @@ fn run() -> anyhow::Result<()> {
             let fc = fleet_config(&fleet, bad_rate)?;
             let opts = options(cfg, data_dir.clone(), workers, true);
             eprintln!(
-                "vigil demo: {} assets x {} sensors, {} h at 1 Hz ({} readings), {} workers",
+                "vigil demo: {} assets x {} sensors, {} h, a reading every {} ms ({} readings), {} workers",
                 fc.assets,
                 fc.sensors_per_asset,
                 fc.hours,
+                fc.interval_ms,
                 Fleet::new(fc.clone()).readings(),
                 opts.workers
             );
@@ -272,6 +325,15 @@ fn run() -> anyhow::Result<()> {
             let summary = Summary::new("replay", names(&input), data_dir.display().to_string(), opts.workers, secs, &stats, None);
             print(&summary, json)?;
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
+        }
+        Command::Sql { data_dir, format, tables, max_rows, timeout_ms, sql } => {
+            let mut q = cfg.query.clone();
+            q.max_rows = max_rows.unwrap_or(q.max_rows);
+            q.timeout_ms = timeout_ms.unwrap_or(q.timeout_ms);
+            sql_cli::sql(&data_dir, &q, format, tables, sql)?;
+        }
+        Command::Report { data_dir, asset, fleet: _, from, to, format, out } => {
+            sql_cli::report(&data_dir, &cfg.query, asset, from, to, format, out.as_deref())?;
         }
         Command::Run { brokers, topic, group, instance, data_dir, workers, stop_at_end, no_publish, json } => {
             let base = StreamOptions::from_config(&cfg, data_dir.clone(), workers);

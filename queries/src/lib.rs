@@ -1,16 +1,30 @@
-//! Vigil's read side of the Parquet history.
+//! Vigil's read side of the Parquet history: SQL through DataFusion, the canned queries the API
+//! serves, and reports.
 //!
-//! For now: the catalog of the history — which tables exist, their files, rows and time span,
-//! read from the Parquet footers only (no data pages). The SQL layer (DataFusion) builds on it.
-//! Input: a data directory. Output: a [`Catalog`]. State: none.
+//! - [`History`] (`session`): a DataFusion session with every table of the history registered,
+//!   the read-only guard ([`guard`]) and the row, time and memory limits of [`QueryConfig`].
+//! - [`tables`]: the documented tables and columns (`vigil sql --tables`).
+//! - [`canned`]: readings of a sensor downsampled, sensors with their last value and status,
+//!   anomalies, drift and predictions by asset and period, fleet health now.
+//! - [`report`]: the per-asset or fleet report for a period, as JSON, CSV or one HTML page.
+//! - [`format`]: query results as a text table, CSV or JSON.
+//! - [`Catalog`]: tables, files and rows from the Parquet footers alone.
+//!
+//! Input: a data directory written by `vigil-connectors`. Output: Arrow batches and serde
+//! structs. State: the DataFusion session (registrations and the footer cache).
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+pub mod canned;
+mod catalog;
+pub mod format;
+pub mod guard;
+pub mod report;
+mod session;
+pub mod tables;
 
-use parquet::file::reader::{FileReader, SerializedFileReader};
+pub use catalog::{Catalog, TableInfo};
+pub use session::{History, QueryConfig, QueryResult};
 
-/// Errors reading the catalog.
+/// Errors of queries.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// A file could not be read.
@@ -21,79 +35,25 @@ pub enum QueryError {
         /// Cause.
         message: String,
     },
-}
-
-/// One table of the history.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableInfo {
-    /// Files.
-    pub files: Vec<PathBuf>,
-    /// Rows, from the footers.
-    pub rows: u64,
-    /// Date partitions.
-    pub partitions: Vec<String>,
-    /// Column names of the newest file.
-    pub columns: Vec<String>,
-}
-
-/// The tables of a history directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Catalog {
-    /// By table name.
-    pub tables: BTreeMap<String, TableInfo>,
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-}
-
-impl Catalog {
-    /// Reads the catalog of `data_dir` (staging and manifest folders, starting with `_`, are not tables).
-    pub fn read(data_dir: &Path) -> Result<Catalog, QueryError> {
-        let mut cat = Catalog::default();
-        let Ok(rd) = std::fs::read_dir(data_dir) else { return Ok(cat) };
-        let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-        dirs.sort();
-        for d in dirs {
-            let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            if name.starts_with('_') || name.starts_with('.') {
-                continue;
-            }
-            let mut files = Vec::new();
-            walk(&d, &mut files);
-            let mut info = TableInfo::default();
-            for f in &files {
-                let err = |e: &dyn std::fmt::Display| QueryError::Read { path: f.display().to_string(), message: e.to_string() };
-                let reader = SerializedFileReader::new(File::open(f).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
-                let meta = reader.metadata().file_metadata();
-                info.rows += meta.num_rows() as u64;
-                info.columns = meta.schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
-                if let Some(p) =
-                    f.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("date="))
-                {
-                    if !info.partitions.iter().any(|x| x == p) {
-                        info.partitions.push(p.to_string());
-                    }
-                }
-            }
-            info.files = files;
-            cat.tables.insert(name, info);
-        }
-        Ok(cat)
-    }
-
-    /// Rows of a table (0 when absent).
-    pub fn rows(&self, table: &str) -> u64 {
-        self.tables.get(table).map_or(0, |t| t.rows)
-    }
+    /// The statement is not allowed (only reads run).
+    #[error("refused: {0} (only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE run against the history)")]
+    Refused(String),
+    /// The SQL does not parse or plan (syntax, unknown table or column, type error).
+    #[error("{0}")]
+    Sql(String),
+    /// The query took longer than the limit and was cancelled.
+    #[error("the query took longer than the limit of {limit_ms} ms and was cancelled")]
+    Timeout {
+        /// The limit.
+        limit_ms: u64,
+    },
+    /// The query needed more memory than the limit.
+    #[error("the query needs more memory than the limit: {0}")]
+    Resources(String),
+    /// The query failed while running.
+    #[error("query failed: {0}")]
+    Execution(String),
+    /// A parameter is invalid (an empty id, a period that ends before it starts, ...).
+    #[error("{0}")]
+    Invalid(String),
 }

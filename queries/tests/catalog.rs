@@ -44,3 +44,25 @@ fn catalog_lists_tables_rows_and_partitions() {
     assert_eq!(cat.tables["readings"].partitions, vec!["1970-01-01", "1970-01-02", "1970-01-03"]);
     assert!(cat.tables["readings"].columns.contains(&"sensor_id".to_string()));
 }
+
+/// The documented schemas are the ones the writers write.
+#[test]
+fn documented_tables_match_the_writers_schemas() {
+    use vigil_connectors::history::HistoryRow;
+    use vigil_events::{
+        AnomalyDetected, DriftDetected, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectedReading,
+        WindowFeatures,
+    };
+    fn check<R: HistoryRow>() {
+        let doc = vigil_queries::tables::table_doc(R::TABLE).unwrap_or_else(|| panic!("{} is not documented", R::TABLE));
+        assert_eq!(doc.schema(), R::schema(), "{}", R::TABLE);
+    }
+    check::<SensorReading>();
+    check::<RejectedReading>();
+    check::<WindowFeatures>();
+    check::<AnomalyDetected>();
+    check::<DriftDetected>();
+    check::<MaintenancePredicted>();
+    check::<MaintenanceScheduled>();
+    check::<HumanDecisionRequested>();
+}

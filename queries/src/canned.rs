@@ -1,0 +1,713 @@
+//! The canned queries the API and the reports call: fixed SQL over the history with bound
+//! parameters (no text from a caller is spliced into SQL).
+//!
+//! - [`History::readings`]: one sensor in a time range, downsampled to at most N points.
+//! - [`History::sensors`]: every sensor seen in the last day of data, its last value and status.
+//! - [`History::anomalies`], [`History::drift`], [`History::predictions`], [`History::schedule`]:
+//!   events by asset, sensor and period, newest first.
+//! - [`History::fleet_health`]: per asset the latest prediction, recent anomalies and open
+//!   proposals, and the fleet's counts by status.
+//!
+//! "Now" is the newest event time in the history (`as_of`), not the wall clock: a history
+//! replayed from last year reads the same as it did then.
+//!
+//! Input: a [`History`]. Output: serde structs. State: none.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::scalar::ScalarValue;
+use serde::{Deserialize, Serialize};
+
+use crate::{History, QueryError, QueryResult};
+
+/// Milliseconds of an hour.
+const HOUR_MS: i64 = 3_600_000;
+/// A sensor with no reading for this long before `as_of` is `silent`.
+pub const SILENT_AFTER_MS: i64 = 15 * 60_000;
+
+/// One point of a sensor's series: a reading, or the summary of a bucket of readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// Time (ms since the epoch): the reading's, or the bucket's start.
+    pub ts: i64,
+    /// Value, or the bucket's mean.
+    pub value: f64,
+    /// Least value in the bucket.
+    pub min: f64,
+    /// Greatest value in the bucket.
+    pub max: f64,
+    /// Readings in the bucket (1 for a raw reading).
+    pub count: u64,
+}
+
+/// Readings of one sensor in `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingSeries {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Start (ms, inclusive).
+    pub from: i64,
+    /// End (ms, exclusive).
+    pub to: i64,
+    /// Bucket width when downsampled (ms); `None` for raw readings.
+    pub bucket_ms: Option<i64>,
+    /// Points in time order.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// A sensor with its last value and status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorStatus {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Type.
+    pub sensor_type: String,
+    /// Unit.
+    pub unit: String,
+    /// Time of the last reading (ms).
+    pub last_ts: i64,
+    /// Last value.
+    pub last_value: f64,
+    /// Anomalies in the hour before `as_of`.
+    pub anomalies_last_hour: u64,
+    /// `alarm` (a critical anomaly in the last hour), `warning` (another anomaly in the last
+    /// hour), `silent` (no reading for 15 minutes) or `ok`.
+    pub status: String,
+}
+
+/// The sensors of the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorList {
+    /// The newest reading time in the history (ms), what "now" means; `None` when empty.
+    pub as_of: Option<i64>,
+    /// Sensors by id.
+    pub sensors: Vec<SensorStatus>,
+}
+
+/// Which events to return.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only this asset.
+    pub asset_id: Option<String>,
+    /// Only this sensor (tables with a sensor).
+    pub sensor_id: Option<String>,
+    /// From (ms, inclusive).
+    pub from: Option<i64>,
+    /// To (ms, exclusive).
+    pub to: Option<i64>,
+    /// At most this many, newest first (0: the query row limit).
+    pub limit: usize,
+}
+
+/// An anomaly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRow {
+    /// Event id.
+    pub event_id: String,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Detector.
+    pub detector: String,
+    /// Detector version.
+    pub detector_version: i64,
+    /// Score.
+    pub score: f64,
+    /// Severity.
+    pub severity: String,
+    /// Time (ms).
+    pub ts: i64,
+    /// Window start (ms), for window detectors.
+    pub window_start: Option<i64>,
+    /// What triggered it (JSON text).
+    pub explanation: String,
+}
+
+/// A drift event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftRow {
+    /// Event id.
+    pub event_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Statistic.
+    pub statistic: String,
+    /// Value.
+    pub value: f64,
+    /// Threshold.
+    pub threshold: f64,
+    /// Reference period start (ms).
+    pub reference_start: i64,
+    /// Reference period end (ms).
+    pub reference_end: i64,
+    /// Current period start (ms).
+    pub current_start: i64,
+    /// Detection time (ms).
+    pub ts: i64,
+}
+
+/// A prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRow {
+    /// Event id.
+    pub event_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Time (ms).
+    pub ts: i64,
+    /// Health, 1 .. 0.
+    pub health: f64,
+    /// Failure probability within the horizon.
+    pub failure_probability: f64,
+    /// Remaining useful life, hours.
+    pub rul_hours: Option<f64>,
+    /// Predicted failure time (ms).
+    pub predicted_failure_ts: Option<i64>,
+    /// Confidence.
+    pub confidence: f64,
+    /// Reasons (JSON text).
+    pub reasons: String,
+    /// Model.
+    pub model: String,
+    /// Model version.
+    pub model_version: String,
+}
+
+/// A change of a maintenance proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRow {
+    /// Event id.
+    pub event_id: String,
+    /// Proposal.
+    pub proposal_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Status after the change.
+    pub status: String,
+    /// Time of the change (ms).
+    pub ts: i64,
+    /// Planned for (ms).
+    pub scheduled_for: i64,
+    /// Priority.
+    pub priority: String,
+    /// Reason.
+    pub reason: String,
+    /// Whether a person must decide.
+    pub requires_decision: bool,
+}
+
+/// An asset's health now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetHealth {
+    /// Asset.
+    pub asset_id: String,
+    /// Latest health (1 .. 0), if predicted.
+    pub health: Option<f64>,
+    /// Latest failure probability.
+    pub failure_probability: Option<f64>,
+    /// Latest remaining useful life, hours.
+    pub rul_hours: Option<f64>,
+    /// Time of the latest prediction (ms).
+    pub predicted_at: Option<i64>,
+    /// Anomalies in the day before `as_of`.
+    pub anomalies_24h: u64,
+    /// Critical anomalies in the day before `as_of`.
+    pub critical_24h: u64,
+    /// Proposals whose latest status is `proposed` or `scheduled`.
+    pub open_proposals: Vec<String>,
+    /// `critical` (health < 0.5 or failure probability ≥ 0.5), `warning` (health < 0.8, failure
+    /// probability ≥ 0.2, or a critical anomaly in the last day) or `ok`.
+    pub status: String,
+}
+
+/// The fleet's health now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHealth {
+    /// The newest event time in the history (ms).
+    pub as_of: Option<i64>,
+    /// Assets by status.
+    pub counts: BTreeMap<String, u64>,
+    /// Assets, worst first.
+    pub assets: Vec<AssetHealth>,
+}
+
+/// Columns of a result, cast to plain types and read by name.
+pub(crate) struct Columns {
+    batch: RecordBatch,
+}
+
+impl Columns {
+    pub(crate) fn new(r: &QueryResult) -> Result<Columns, QueryError> {
+        let batch = arrow::compute::concat_batches(&r.schema, &r.batches).map_err(|e| QueryError::Execution(e.to_string()))?;
+        Ok(Columns { batch })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    fn column(&self, name: &str, to: &DataType) -> Result<ArrayRef, QueryError> {
+        let c = self.batch.column_by_name(name).ok_or_else(|| QueryError::Execution(format!("no column {name}")))?;
+        arrow::compute::cast(c, to).map_err(|e| QueryError::Execution(format!("{name}: {e}")))
+    }
+
+    pub(crate) fn text(&self, name: &str) -> Result<Vec<Option<String>>, QueryError> {
+        let a = self.column(name, &DataType::Utf8)?;
+        let s = a.as_string::<i32>();
+        Ok((0..s.len()).map(|i| s.is_valid(i).then(|| s.value(i).to_string())).collect())
+    }
+
+    pub(crate) fn float(&self, name: &str) -> Result<Vec<Option<f64>>, QueryError> {
+        let a = self.column(name, &DataType::Float64)?;
+        let f = a.as_primitive::<Float64Type>();
+        Ok((0..f.len()).map(|i| f.is_valid(i).then(|| f.value(i))).collect())
+    }
+
+    /// Integers, and timestamps as milliseconds.
+    pub(crate) fn int(&self, name: &str) -> Result<Vec<Option<i64>>, QueryError> {
+        let c = self.batch.column_by_name(name).ok_or_else(|| QueryError::Execution(format!("no column {name}")))?;
+        let c = match c.data_type() {
+            DataType::Timestamp(_, _) => arrow::compute::cast(c, &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))
+                .map_err(|e| QueryError::Execution(e.to_string()))?,
+            _ => c.clone(),
+        };
+        let a = arrow::compute::cast(&c, &DataType::Int64).map_err(|e| QueryError::Execution(format!("{name}: {e}")))?;
+        let v = a.as_primitive::<Int64Type>();
+        Ok((0..v.len()).map(|i| v.is_valid(i).then(|| v.value(i))).collect())
+    }
+
+    pub(crate) fn bool(&self, name: &str) -> Result<Vec<Option<bool>>, QueryError> {
+        let a = self.column(name, &DataType::Boolean)?;
+        let b = a.as_boolean();
+        Ok((0..b.len()).map(|i| b.is_valid(i).then(|| b.value(i))).collect())
+    }
+}
+
+pub(crate) fn ts(ms: i64) -> ScalarValue {
+    ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into()))
+}
+
+pub(crate) fn text(s: &str) -> ScalarValue {
+    ScalarValue::Utf8(Some(s.to_string()))
+}
+
+/// `WHERE` clauses and parameters of an [`EventFilter`]; `has_sensor` says whether the table
+/// has a `sensor_id` column.
+fn filter_sql(f: &EventFilter, has_sensor: bool) -> Result<(String, Vec<ScalarValue>), QueryError> {
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    let mut add = |clause: &str, v: ScalarValue| {
+        params.push(v);
+        clauses.push(clause.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(a) = &f.asset_id {
+        add("asset_id = ?", text(a));
+    }
+    if let Some(s) = &f.sensor_id {
+        if !has_sensor {
+            return Err(QueryError::Invalid("this table has no sensor_id; filter by asset".into()));
+        }
+        add("sensor_id = ?", text(s));
+    }
+    if let Some(t) = f.from {
+        add("ts >= ?", ts(t));
+    }
+    if let Some(t) = f.to {
+        add("ts < ?", ts(t));
+    }
+    if let (Some(a), Some(b)) = (f.from, f.to) {
+        if b < a {
+            return Err(QueryError::Invalid("the period ends before it starts".into()));
+        }
+    }
+    let wh = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    Ok((wh, params))
+}
+
+fn req<T>(v: Option<T>, what: &str) -> Result<T, QueryError> {
+    v.ok_or_else(|| QueryError::Execution(format!("unexpected NULL in {what}")))
+}
+
+impl History {
+    fn limit_of(&self, f: &EventFilter) -> usize {
+        if f.limit == 0 {
+            self.config().max_rows
+        } else {
+            f.limit.min(self.config().max_rows)
+        }
+    }
+
+    /// The newest `ts` of a table (from the file statistics when they suffice).
+    pub async fn newest(&self, table: &str) -> Result<Option<i64>, QueryError> {
+        let col = if table == "features" { "window_end" } else { "ts" };
+        let r = self.query(&format!("SELECT max({col}) AS t FROM {table}"), vec![], 1).await?;
+        Ok(Columns::new(&r)?.int("t")?.into_iter().next().flatten())
+    }
+
+    /// Readings of `sensor_id` in `[from, to)`: the raw readings when there are at most
+    /// `max_points`, else the range cut into `max_points` equal buckets with their mean, min,
+    /// max and count (empty buckets are left out).
+    pub async fn readings(&self, sensor_id: &str, from: i64, to: i64, max_points: usize) -> Result<ReadingSeries, QueryError> {
+        if to < from {
+            return Err(QueryError::Invalid("the period ends before it starts".into()));
+        }
+        let max_points = max_points.clamp(1, self.config().max_rows.max(1));
+        let params = vec![text(sensor_id), ts(from), ts(to)];
+        let raw = self
+            .query(
+                &format!(
+                    "SELECT ts, value FROM readings WHERE sensor_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT {}",
+                    max_points + 1
+                ),
+                params.clone(),
+                max_points + 1,
+            )
+            .await?;
+        let mut series = ReadingSeries { sensor_id: sensor_id.to_string(), from, to, bucket_ms: None, points: Vec::new() };
+        if raw.rows <= max_points {
+            let c = Columns::new(&raw)?;
+            for (t, v) in c.int("ts")?.into_iter().zip(c.float("value")?) {
+                let (t, v) = (req(t, "ts")?, req(v, "value")?);
+                series.points.push(SeriesPoint { ts: t, value: v, min: v, max: v, count: 1 });
+            }
+            return Ok(series);
+        }
+        let bucket = ((to - from) as u64).div_ceil(max_points as u64).max(1) as i64;
+        series.bucket_ms = Some(bucket);
+        let r = self
+            .query(
+                &format!(
+                    "SELECT {from} + ((CAST(ts AS BIGINT) - {from}) / {bucket}) * {bucket} AS t, avg(value) AS mean, \
+                     min(value) AS lo, max(value) AS hi, count(*) AS n \
+                     FROM readings WHERE sensor_id = $1 AND ts >= $2 AND ts < $3 GROUP BY 1 ORDER BY 1"
+                ),
+                params,
+                max_points + 1,
+            )
+            .await?;
+        let c = Columns::new(&r)?;
+        let (t, mean, lo, hi, n) = (c.int("t")?, c.float("mean")?, c.float("lo")?, c.float("hi")?, c.int("n")?);
+        for i in 0..c.len() {
+            series.points.push(SeriesPoint {
+                ts: req(t[i], "t")?,
+                value: req(mean[i], "mean")?,
+                min: req(lo[i], "min")?,
+                max: req(hi[i], "max")?,
+                count: req(n[i], "count")? as u64,
+            });
+        }
+        Ok(series)
+    }
+
+    /// Every sensor with a reading in the day before `as_of`, its last value and its status.
+    pub async fn sensors(&self) -> Result<SensorList, QueryError> {
+        let Some(as_of) = self.newest("readings").await? else { return Ok(SensorList { as_of: None, sensors: vec![] }) };
+        let since = as_of - 24 * HOUR_MS;
+        let r = self
+            .query(
+                "SELECT sensor_id, first_value(asset_id) AS asset_id, first_value(sensor_type) AS sensor_type, \
+                 first_value(unit) AS unit, max(ts) AS last_ts, last_value(value ORDER BY ts) AS last_value \
+                 FROM readings WHERE ts >= $1 AND date >= $2 GROUP BY sensor_id ORDER BY sensor_id",
+                vec![ts(since), text(&crate::report::date_of(since))],
+                usize::MAX,
+            )
+            .await?;
+        let recent = self
+            .query(
+                "SELECT sensor_id, count(*) AS n, sum(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END) AS critical \
+                 FROM anomalies WHERE ts >= $1 GROUP BY sensor_id",
+                vec![ts(as_of - HOUR_MS)],
+                usize::MAX,
+            )
+            .await?;
+        let rc = Columns::new(&recent)?;
+        let mut anomalies: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for ((s, n), k) in rc.text("sensor_id")?.into_iter().zip(rc.int("n")?).zip(rc.int("critical")?) {
+            anomalies.insert(req(s, "sensor_id")?, (n.unwrap_or(0) as u64, k.unwrap_or(0) as u64));
+        }
+        let c = Columns::new(&r)?;
+        let (ids, assets, types, units) = (c.text("sensor_id")?, c.text("asset_id")?, c.text("sensor_type")?, c.text("unit")?);
+        let (last_ts, last_value) = (c.int("last_ts")?, c.float("last_value")?);
+        let mut sensors = Vec::with_capacity(c.len());
+        for i in 0..c.len() {
+            let sensor_id = req(ids[i].clone(), "sensor_id")?;
+            let (n, critical) = anomalies.get(&sensor_id).copied().unwrap_or((0, 0));
+            let last = req(last_ts[i], "last_ts")?;
+            let status = if critical > 0 {
+                "alarm"
+            } else if n > 0 {
+                "warning"
+            } else if as_of - last > SILENT_AFTER_MS {
+                "silent"
+            } else {
+                "ok"
+            };
+            sensors.push(SensorStatus {
+                sensor_id,
+                asset_id: assets[i].clone().unwrap_or_default(),
+                sensor_type: types[i].clone().unwrap_or_default(),
+                unit: units[i].clone().unwrap_or_default(),
+                last_ts: last,
+                last_value: req(last_value[i], "last_value")?,
+                anomalies_last_hour: n,
+                status: status.into(),
+            });
+        }
+        Ok(SensorList { as_of: Some(as_of), sensors })
+    }
+
+    /// Anomalies matching `f`, newest first.
+    pub async fn anomalies(&self, f: &EventFilter) -> Result<Vec<AnomalyRow>, QueryError> {
+        let (wh, params) = filter_sql(f, true)?;
+        let limit = self.limit_of(f);
+        let r = self
+            .query(
+                &format!(
+                    "SELECT event_id, correlation_id, sensor_id, asset_id, detector, detector_version, score, severity, ts, \
+                     window_start, explanation FROM anomalies {wh} ORDER BY ts DESC, event_id LIMIT {limit}"
+                ),
+                params,
+                limit,
+            )
+            .await?;
+        let c = Columns::new(&r)?;
+        let (id, corr, sensor, asset, det) =
+            (c.text("event_id")?, c.text("correlation_id")?, c.text("sensor_id")?, c.text("asset_id")?, c.text("detector")?);
+        let (ver, score, sev, t, ws, expl) =
+            (c.int("detector_version")?, c.float("score")?, c.text("severity")?, c.int("ts")?, c.int("window_start")?, c.text("explanation")?);
+        (0..c.len())
+            .map(|i| {
+                Ok(AnomalyRow {
+                    event_id: req(id[i].clone(), "event_id")?,
+                    correlation_id: corr[i].clone().unwrap_or_default(),
+                    sensor_id: sensor[i].clone().unwrap_or_default(),
+                    asset_id: asset[i].clone().unwrap_or_default(),
+                    detector: det[i].clone().unwrap_or_default(),
+                    detector_version: ver[i].unwrap_or(0),
+                    score: score[i].unwrap_or(f64::NAN),
+                    severity: sev[i].clone().unwrap_or_default(),
+                    ts: req(t[i], "ts")?,
+                    window_start: ws[i],
+                    explanation: expl[i].clone().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Drift events matching `f`, newest first.
+    pub async fn drift(&self, f: &EventFilter) -> Result<Vec<DriftRow>, QueryError> {
+        let (wh, params) = filter_sql(f, true)?;
+        let limit = self.limit_of(f);
+        let r = self
+            .query(
+                &format!(
+                    "SELECT event_id, sensor_id, asset_id, statistic, value, threshold, reference_start, reference_end, \
+                     current_start, ts FROM drift {wh} ORDER BY ts DESC, event_id LIMIT {limit}"
+                ),
+                params,
+                limit,
+            )
+            .await?;
+        let c = Columns::new(&r)?;
+        let (id, sensor, asset, stat) = (c.text("event_id")?, c.text("sensor_id")?, c.text("asset_id")?, c.text("statistic")?);
+        let (v, th, rs, re, cs, t) =
+            (c.float("value")?, c.float("threshold")?, c.int("reference_start")?, c.int("reference_end")?, c.int("current_start")?, c.int("ts")?);
+        (0..c.len())
+            .map(|i| {
+                Ok(DriftRow {
+                    event_id: req(id[i].clone(), "event_id")?,
+                    sensor_id: sensor[i].clone().unwrap_or_default(),
+                    asset_id: asset[i].clone().unwrap_or_default(),
+                    statistic: stat[i].clone().unwrap_or_default(),
+                    value: v[i].unwrap_or(f64::NAN),
+                    threshold: th[i].unwrap_or(f64::NAN),
+                    reference_start: rs[i].unwrap_or(0),
+                    reference_end: re[i].unwrap_or(0),
+                    current_start: cs[i].unwrap_or(0),
+                    ts: req(t[i], "ts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Predictions matching `f`, newest first.
+    pub async fn predictions(&self, f: &EventFilter) -> Result<Vec<PredictionRow>, QueryError> {
+        let (wh, params) = filter_sql(f, false)?;
+        let limit = self.limit_of(f);
+        let r = self
+            .query(
+                &format!(
+                    "SELECT event_id, asset_id, ts, health, failure_probability, rul_hours, predicted_failure_ts, confidence, \
+                     reasons, model, model_version FROM predictions {wh} ORDER BY ts DESC, event_id LIMIT {limit}"
+                ),
+                params,
+                limit,
+            )
+            .await?;
+        let c = Columns::new(&r)?;
+        let (id, asset, t, health, p) = (c.text("event_id")?, c.text("asset_id")?, c.int("ts")?, c.float("health")?, c.float("failure_probability")?);
+        let (rul, pf, conf, reasons, model, ver) = (
+            c.float("rul_hours")?,
+            c.int("predicted_failure_ts")?,
+            c.float("confidence")?,
+            c.text("reasons")?,
+            c.text("model")?,
+            c.text("model_version")?,
+        );
+        (0..c.len())
+            .map(|i| {
+                Ok(PredictionRow {
+                    event_id: req(id[i].clone(), "event_id")?,
+                    asset_id: asset[i].clone().unwrap_or_default(),
+                    ts: req(t[i], "ts")?,
+                    health: health[i].unwrap_or(f64::NAN),
+                    failure_probability: p[i].unwrap_or(f64::NAN),
+                    rul_hours: rul[i],
+                    predicted_failure_ts: pf[i],
+                    confidence: conf[i].unwrap_or(f64::NAN),
+                    reasons: reasons[i].clone().unwrap_or_default(),
+                    model: model[i].clone().unwrap_or_default(),
+                    model_version: ver[i].clone().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Changes of maintenance proposals matching `f`, newest first.
+    pub async fn schedule(&self, f: &EventFilter) -> Result<Vec<ScheduleRow>, QueryError> {
+        let (wh, params) = filter_sql(f, false)?;
+        let limit = self.limit_of(f);
+        let r = self
+            .query(
+                &format!(
+                    "SELECT event_id, proposal_id, asset_id, status, ts, scheduled_for, priority, reason, requires_decision \
+                     FROM schedule {wh} ORDER BY ts DESC, event_id LIMIT {limit}"
+                ),
+                params,
+                limit,
+            )
+            .await?;
+        let c = Columns::new(&r)?;
+        let (id, prop, asset, status, t, sf) =
+            (c.text("event_id")?, c.text("proposal_id")?, c.text("asset_id")?, c.text("status")?, c.int("ts")?, c.int("scheduled_for")?);
+        let (prio, reason, rd) = (c.text("priority")?, c.text("reason")?, c.bool("requires_decision")?);
+        (0..c.len())
+            .map(|i| {
+                Ok(ScheduleRow {
+                    event_id: req(id[i].clone(), "event_id")?,
+                    proposal_id: prop[i].clone().unwrap_or_default(),
+                    asset_id: asset[i].clone().unwrap_or_default(),
+                    status: status[i].clone().unwrap_or_default(),
+                    ts: req(t[i], "ts")?,
+                    scheduled_for: sf[i].unwrap_or(0),
+                    priority: prio[i].clone().unwrap_or_default(),
+                    reason: reason[i].clone().unwrap_or_default(),
+                    requires_decision: rd[i].unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    /// Every asset's health now, worst first.
+    pub async fn fleet_health(&self) -> Result<FleetHealth, QueryError> {
+        let newest = [self.newest("readings").await?, self.newest("predictions").await?, self.newest("anomalies").await?];
+        let Some(as_of) = newest.into_iter().flatten().max() else {
+            return Ok(FleetHealth { as_of: None, counts: BTreeMap::new(), assets: vec![] });
+        };
+        let latest = self
+            .query(
+                "SELECT asset_id, last_value(health ORDER BY ts) AS health, last_value(failure_probability ORDER BY ts) AS p, \
+                 last_value(rul_hours ORDER BY ts) AS rul, max(ts) AS t FROM predictions GROUP BY asset_id",
+                vec![],
+                usize::MAX,
+            )
+            .await?;
+        let recent = self
+            .query(
+                "SELECT asset_id, count(*) AS n, sum(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END) AS critical \
+                 FROM anomalies WHERE ts >= $1 GROUP BY asset_id",
+                vec![ts(as_of - 24 * HOUR_MS)],
+                usize::MAX,
+            )
+            .await?;
+        let open = self
+            .query(
+                "SELECT asset_id, proposal_id FROM (SELECT asset_id, proposal_id, last_value(status ORDER BY ts) AS status \
+                 FROM schedule GROUP BY asset_id, proposal_id) WHERE status IN ('proposed', 'scheduled') ORDER BY asset_id, proposal_id",
+                vec![],
+                usize::MAX,
+            )
+            .await?;
+        let mut assets: BTreeMap<String, AssetHealth> = BTreeMap::new();
+        let entry = |a: String| -> AssetHealth {
+            AssetHealth {
+                asset_id: a,
+                health: None,
+                failure_probability: None,
+                rul_hours: None,
+                predicted_at: None,
+                anomalies_24h: 0,
+                critical_24h: 0,
+                open_proposals: vec![],
+                status: String::new(),
+            }
+        };
+        let c = Columns::new(&latest)?;
+        for ((((a, h), p), rul), t) in c.text("asset_id")?.into_iter().zip(c.float("health")?).zip(c.float("p")?).zip(c.float("rul")?).zip(c.int("t")?) {
+            let a = req(a, "asset_id")?;
+            let e = assets.entry(a.clone()).or_insert_with(|| entry(a));
+            (e.health, e.failure_probability, e.rul_hours, e.predicted_at) = (h, p, rul, t);
+        }
+        let c = Columns::new(&recent)?;
+        for ((a, n), k) in c.text("asset_id")?.into_iter().zip(c.int("n")?).zip(c.int("critical")?) {
+            let a = req(a, "asset_id")?;
+            let e = assets.entry(a.clone()).or_insert_with(|| entry(a));
+            e.anomalies_24h = n.unwrap_or(0) as u64;
+            e.critical_24h = k.unwrap_or(0) as u64;
+        }
+        let c = Columns::new(&open)?;
+        for (a, p) in c.text("asset_id")?.into_iter().zip(c.text("proposal_id")?) {
+            let a = req(a, "asset_id")?;
+            let e = assets.entry(a.clone()).or_insert_with(|| entry(a));
+            e.open_proposals.push(p.unwrap_or_default());
+        }
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut list: Vec<AssetHealth> = assets
+            .into_values()
+            .map(|mut a| {
+                let h = a.health.unwrap_or(1.0);
+                let p = a.failure_probability.unwrap_or(0.0);
+                a.status = if h < 0.5 || p >= 0.5 {
+                    "critical"
+                } else if h < 0.8 || p >= 0.2 || a.critical_24h > 0 {
+                    "warning"
+                } else {
+                    "ok"
+                }
+                .into();
+                *counts.entry(a.status.clone()).or_default() += 1;
+                a
+            })
+            .collect();
+        let rank = |s: &str| match s {
+            "critical" => 0,
+            "warning" => 1,
+            _ => 2,
+        };
+        list.sort_by(|a, b| {
+            (rank(&a.status), a.health.unwrap_or(1.0), &a.asset_id)
+                .partial_cmp(&(rank(&b.status), b.health.unwrap_or(1.0), &b.asset_id))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        Ok(FleetHealth { as_of: Some(as_of), counts, assets: list })
+    }
+}
