@@ -16,8 +16,9 @@ mkdir -p "$D"
 HIST="$D/sql-$N"
 if [ ! -d "$HIST/readings" ]; then
   HOURS=$(python3 -c "print($N / 2004 * 15 / 3600)")
-  "$V" simulate --out "$D/sql-$N.parquet" --assets 334 --sensors-per-asset 6 --hours "$HOURS" --interval-ms 15000 --seed 7 >&2
-  "$V" replay --input "$D/sql-$N.parquet" --data-dir "$HIST" --workers 2 >&2
+  "$V" simulate --out "$D/sql-$N.jsonl" --assets 334 --sensors-per-asset 6 --hours "$HOURS" --interval-ms 15000 --seed 7 >&2
+  "$V" replay --input "$D/sql-$N.jsonl" --data-dir "$HIST" --workers 2 >&2
+  rm -f "$D/sql-$N.jsonl"
 fi
 python3 -c "import duckdb" 2>/dev/null || pip install --quiet duckdb >&2
 Q=$(mktemp)

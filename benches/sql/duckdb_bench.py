@@ -29,7 +29,8 @@ for name, sql in queries:
     times, rows = [], 0
     for i in range(runs + 1):
         t = time.perf_counter()
-        rows = con.execute(sql).fetch_arrow_table().num_rows
+        res = con.execute(sql)
+        rows = (res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()).num_rows
         if i > 0:
             times.append((time.perf_counter() - t) * 1000)
     times.sort()

@@ -719,7 +719,7 @@ pub struct TableWriter<R: HistoryRow + Send + 'static> {
     cfg: WriterConfig,
     buffered: BTreeMap<i64, Vec<R>>,
     count: usize,
-    /// Least partition time among the buffered rows, per day buffer.
+    /// Partition time of the first row pushed into each day buffer.
     first_time: BTreeMap<i64, EventTime>,
     /// Buffers allocated so far (at most [`BUFFERS`]).
     allocated: usize,
@@ -822,8 +822,9 @@ impl<R: HistoryRow + Send + 'static> TableWriter<R> {
         if self.first_time.get(&day).is_some_and(|f| t.saturating_sub(*f) >= self.cfg.max_file_span_ms) {
             self.flush_day(day)?;
         }
-        let first = self.first_time.entry(day).or_insert(t);
-        *first = (*first).min(t);
+        // The span is measured from the buffer's first row, not its earliest: rows that arrive out
+        // of time order (a whole batch of windows closing at once) must not roll a file per row.
+        self.first_time.entry(day).or_insert(t);
         if !self.buffered.contains_key(&day) {
             let buffer = self.empty_buffer()?;
             self.buffered.insert(day, buffer);
@@ -1213,6 +1214,35 @@ mod tests {
         let far = files.iter().filter(|f| !f.path.contains("date=1970-01-01")).count();
         assert_eq!((day0, far), (3, 1), "{files:#?}");
         assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 180 + 18);
+    }
+
+    #[test]
+    fn rows_out_of_time_order_do_not_roll_a_file_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            data_dir: dir.path().to_path_buf(),
+            run: "shuffled".into(),
+            worker: 0,
+            max_rows_per_file: 1_000_000,
+            row_group_rows: 1000,
+            max_file_span_ms: 3_600_000,
+            sources: Arc::new(vec![]),
+        };
+        let mut w = TableWriter::<SensorReading>::new(cfg);
+        // Six hours of a row a minute, arriving in batches of two hours in scrambled order (as
+        // the windows of a replayed chunk close together).
+        let mut n = 0u64;
+        for batch in 0..3i64 {
+            let mut minutes: Vec<i64> = (batch * 120..(batch + 1) * 120).collect();
+            minutes.sort_by_key(|m| (m * 7919) % 120);
+            for m in minutes {
+                w.push(reading("a", m * 60_000, n)).unwrap();
+                n += 1;
+            }
+        }
+        let files = w.finish().unwrap();
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 360);
+        assert!(files.len() <= 8, "{} files for six hours of rows with a one-hour span", files.len());
     }
 
     #[test]

@@ -278,6 +278,10 @@ fn run() -> anyhow::Result<()> {
                 Some(&fleet.truth),
             );
             print(&summary, json)?;
+            if !json {
+                let d = data_dir.display();
+                eprintln!("\nquery it:  vigil sql --data-dir {d} --tables\nreport:    vigil report --data-dir {d} --fleet --out fleet.html");
+            }
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
         }
         Command::Simulate { out, brokers, topic, rate, labels, fleet, bad_rate } => {

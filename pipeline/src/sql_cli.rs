@@ -11,7 +11,11 @@ use vigil_queries::{Catalog, History, QueryConfig};
 
 fn runtime(cfg: &QueryConfig) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.threads };
-    tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build().context("starting the query runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the query runtime")
 }
 
 /// Prints every table with its description, rows, files and columns.
@@ -144,7 +148,13 @@ fn interactive(rt: &tokio::runtime::Runtime, history: &History, data_dir: &Path,
 }
 
 /// `vigil sql`.
-pub(crate) fn sql(data_dir: &Path, cfg: &QueryConfig, format: OutputFormat, tables: bool, sql: Option<String>) -> anyhow::Result<()> {
+pub(crate) fn sql(
+    data_dir: &Path,
+    cfg: &QueryConfig,
+    format: OutputFormat,
+    tables: bool,
+    sql: Option<String>,
+) -> anyhow::Result<()> {
     if tables {
         let stdout = std::io::stdout();
         return print_tables(data_dir, &mut stdout.lock());
@@ -187,16 +197,24 @@ pub(crate) fn report(
     let rt = runtime(cfg)?;
     let history = History::open(data_dir, cfg)?;
     let report = rt.block_on(async {
+        const MINUTE: i64 = 60_000;
         let to = match to {
             Some(t) => parse_time(&t)?,
             None => {
-                let newest = [history.newest("readings").await?, history.newest("anomalies").await?, history.newest("predictions").await?];
-                newest.into_iter().flatten().max().map(|t| t + 1).context("the history is empty: give --from and --to")?
+                let newest =
+                    [history.newest("readings").await?, history.newest("anomalies").await?, history.newest("predictions").await?];
+                // Just after the newest event, rounded up to a minute.
+                let t = newest.into_iter().flatten().max().context("the history is empty: give --from and --to")?;
+                (t.div_euclid(MINUTE) + 1) * MINUTE
             }
         };
         let from = match from {
             Some(f) => parse_time(&f)?,
-            None => to - 7 * 24 * 3_600_000,
+            None => {
+                // A week before --to, or the start of the history if it is shorter.
+                let oldest = history.oldest("readings").await?.unwrap_or(to);
+                (to - 7 * 24 * 3_600_000).max(oldest.div_euclid(MINUTE) * MINUTE)
+            }
         };
         anyhow::ensure!(to > from, "--to must be after --from");
         let req = ReportRequest { asset_id: asset, from, to };

@@ -276,8 +276,10 @@ impl Columns {
     pub(crate) fn int(&self, name: &str) -> Result<Vec<Option<i64>>, QueryError> {
         let c = self.batch.column_by_name(name).ok_or_else(|| QueryError::Execution(format!("no column {name}")))?;
         let c = match c.data_type() {
-            DataType::Timestamp(_, _) => arrow::compute::cast(c, &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))
-                .map_err(|e| QueryError::Execution(e.to_string()))?,
+            DataType::Timestamp(_, _) => {
+                arrow::compute::cast(c, &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))
+                    .map_err(|e| QueryError::Execution(e.to_string()))?
+            }
             _ => c.clone(),
         };
         let a = arrow::compute::cast(&c, &DataType::Int64).map_err(|e| QueryError::Execution(format!("{name}: {e}")))?;
@@ -350,6 +352,13 @@ impl History {
     pub async fn newest(&self, table: &str) -> Result<Option<i64>, QueryError> {
         let col = if table == "features" { "window_end" } else { "ts" };
         let r = self.query(&format!("SELECT max({col}) AS t FROM {table}"), vec![], 1).await?;
+        Ok(Columns::new(&r)?.int("t")?.into_iter().next().flatten())
+    }
+
+    /// The oldest `ts` of a table (from the file statistics when they suffice).
+    pub async fn oldest(&self, table: &str) -> Result<Option<i64>, QueryError> {
+        let col = if table == "features" { "window_start" } else { "ts" };
+        let r = self.query(&format!("SELECT min({col}) AS t FROM {table}"), vec![], 1).await?;
         Ok(Columns::new(&r)?.int("t")?.into_iter().next().flatten())
     }
 
@@ -482,8 +491,14 @@ impl History {
         let c = Columns::new(&r)?;
         let (id, corr, sensor, asset, det) =
             (c.text("event_id")?, c.text("correlation_id")?, c.text("sensor_id")?, c.text("asset_id")?, c.text("detector")?);
-        let (ver, score, sev, t, ws, expl) =
-            (c.int("detector_version")?, c.float("score")?, c.text("severity")?, c.int("ts")?, c.int("window_start")?, c.text("explanation")?);
+        let (ver, score, sev, t, ws, expl) = (
+            c.int("detector_version")?,
+            c.float("score")?,
+            c.text("severity")?,
+            c.int("ts")?,
+            c.int("window_start")?,
+            c.text("explanation")?,
+        );
         (0..c.len())
             .map(|i| {
                 Ok(AnomalyRow {
@@ -519,8 +534,14 @@ impl History {
             .await?;
         let c = Columns::new(&r)?;
         let (id, sensor, asset, stat) = (c.text("event_id")?, c.text("sensor_id")?, c.text("asset_id")?, c.text("statistic")?);
-        let (v, th, rs, re, cs, t) =
-            (c.float("value")?, c.float("threshold")?, c.int("reference_start")?, c.int("reference_end")?, c.int("current_start")?, c.int("ts")?);
+        let (v, th, rs, re, cs, t) = (
+            c.float("value")?,
+            c.float("threshold")?,
+            c.int("reference_start")?,
+            c.int("reference_end")?,
+            c.int("current_start")?,
+            c.int("ts")?,
+        );
         (0..c.len())
             .map(|i| {
                 Ok(DriftRow {
@@ -554,7 +575,8 @@ impl History {
             )
             .await?;
         let c = Columns::new(&r)?;
-        let (id, asset, t, health, p) = (c.text("event_id")?, c.text("asset_id")?, c.int("ts")?, c.float("health")?, c.float("failure_probability")?);
+        let (id, asset, t, health, p) =
+            (c.text("event_id")?, c.text("asset_id")?, c.int("ts")?, c.float("health")?, c.float("failure_probability")?);
         let (rul, pf, conf, reasons, model, ver) = (
             c.float("rul_hours")?,
             c.int("predicted_failure_ts")?,
@@ -597,8 +619,14 @@ impl History {
             )
             .await?;
         let c = Columns::new(&r)?;
-        let (id, prop, asset, status, t, sf) =
-            (c.text("event_id")?, c.text("proposal_id")?, c.text("asset_id")?, c.text("status")?, c.int("ts")?, c.int("scheduled_for")?);
+        let (id, prop, asset, status, t, sf) = (
+            c.text("event_id")?,
+            c.text("proposal_id")?,
+            c.text("asset_id")?,
+            c.text("status")?,
+            c.int("ts")?,
+            c.int("scheduled_for")?,
+        );
         let (prio, reason, rd) = (c.text("priority")?, c.text("reason")?, c.bool("requires_decision")?);
         (0..c.len())
             .map(|i| {
@@ -662,7 +690,9 @@ impl History {
             }
         };
         let c = Columns::new(&latest)?;
-        for ((((a, h), p), rul), t) in c.text("asset_id")?.into_iter().zip(c.float("health")?).zip(c.float("p")?).zip(c.float("rul")?).zip(c.int("t")?) {
+        for ((((a, h), p), rul), t) in
+            c.text("asset_id")?.into_iter().zip(c.float("health")?).zip(c.float("p")?).zip(c.float("rul")?).zip(c.int("t")?)
+        {
             let a = req(a, "asset_id")?;
             let e = assets.entry(a.clone()).or_insert_with(|| entry(a));
             (e.health, e.failure_probability, e.rul_hours, e.predicted_at) = (h, p, rul, t);

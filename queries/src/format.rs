@@ -45,7 +45,8 @@ fn plain(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(SchemaRef, Vec<
         DataType::BinaryView => DataType::Binary,
         other => other.clone(),
     };
-    let fields: Vec<Field> = schema.fields().iter().map(|f| Field::new(f.name(), target(f.data_type()), f.is_nullable())).collect();
+    let fields: Vec<Field> =
+        schema.fields().iter().map(|f| Field::new(f.name(), target(f.data_type()), f.is_nullable())).collect();
     let out_schema = std::sync::Arc::new(Schema::new(fields));
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {

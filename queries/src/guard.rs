@@ -125,7 +125,9 @@ impl Visitor for Relations {
         let looks_like_file = name.contains('/')
             || name.contains('\\')
             || lower.contains("://")
-            || [".parquet", ".csv", ".json", ".jsonl", ".arrow", ".avro", ".txt"].iter().any(|e| lower.ends_with(&format!("{e}'")) || lower.ends_with(e));
+            || [".parquet", ".csv", ".json", ".jsonl", ".arrow", ".avro", ".txt"]
+                .iter()
+                .any(|e| lower.ends_with(&format!("{e}'")) || lower.ends_with(e));
         if looks_like_file {
             self.error = Some(refused(&format!("reading {name}: only the tables of the history can be queried")));
             return ControlFlow::Break(());

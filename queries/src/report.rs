@@ -41,7 +41,9 @@ pub fn date_of(ms: i64) -> String {
 
 fn time_of(ms: i64) -> String {
     let s = vigil_events::format_rfc3339_ms(ms);
-    s.trim_end_matches('Z').trim_end_matches(".000").replacen('T', " ", 1)
+    let s = s.trim_end_matches('Z').trim_end_matches(".000").replacen('T', " ", 1);
+    // Whole minutes without seconds.
+    s.strip_suffix(":00").filter(|_| ms % 60_000 == 0).map_or(s.clone(), str::to_string)
 }
 
 /// What the report covers.
@@ -321,7 +323,11 @@ impl History {
 
         // Anomalies by detector and severity, and by asset.
         let r = self
-            .query(&format!("SELECT detector, severity, count(*) AS n FROM anomalies WHERE {wh} GROUP BY 1, 2"), params.clone(), all)
+            .query(
+                &format!("SELECT detector, severity, count(*) AS n FROM anomalies WHERE {wh} GROUP BY 1, 2"),
+                params.clone(),
+                all,
+            )
             .await?;
         let c = Columns::new(&r)?;
         let mut anomalies_by_detector: Vec<AnomalyCount> = c
@@ -335,7 +341,8 @@ impl History {
                 count: n.unwrap_or(0) as u64,
             })
             .collect();
-        anomalies_by_detector.sort_by(|a, b| (&a.detector, severity_rank(&a.severity)).cmp(&(&b.detector, severity_rank(&b.severity))));
+        anomalies_by_detector
+            .sort_by(|a, b| (&a.detector, severity_rank(&a.severity)).cmp(&(&b.detector, severity_rank(&b.severity))));
         let r = self
             .query(
                 &format!(
@@ -352,7 +359,11 @@ impl History {
             .into_iter()
             .zip(c.int("n")?)
             .zip(c.int("critical")?)
-            .map(|((a, n), k)| AssetAnomalies { asset_id: a.unwrap_or_default(), count: n.unwrap_or(0) as u64, critical: k.unwrap_or(0) as u64 })
+            .map(|((a, n), k)| AssetAnomalies {
+                asset_id: a.unwrap_or_default(),
+                count: n.unwrap_or(0) as u64,
+                critical: k.unwrap_or(0) as u64,
+            })
             .collect();
 
         // The most severe anomalies: by severity, then score.
@@ -367,11 +378,13 @@ impl History {
             )
             .await?;
         let top_ids: Vec<String> = Columns::new(&r)?.text("event_id")?.into_iter().flatten().collect();
-        let filter = EventFilter { asset_id: req.asset_id.clone(), sensor_id: None, from: Some(req.from), to: Some(req.to), limit: 0 };
+        let filter =
+            EventFilter { asset_id: req.asset_id.clone(), sensor_id: None, from: Some(req.from), to: Some(req.to), limit: 0 };
         let mut top_anomalies = Vec::new();
         if !top_ids.is_empty() {
             // Same filter, newest first; keep the top ones in severity order.
-            let mut rows: BTreeMap<String, AnomalyRow> = self.anomalies(&filter).await?.into_iter().map(|a| (a.event_id.clone(), a)).collect();
+            let mut rows: BTreeMap<String, AnomalyRow> =
+                self.anomalies(&filter).await?.into_iter().map(|a| (a.event_id.clone(), a)).collect();
             for id in &top_ids {
                 if let Some(a) = rows.remove(id) {
                     top_anomalies.push(a);
@@ -412,7 +425,9 @@ impl History {
             });
         }
         // Worst first.
-        predictions.sort_by(|a, b| a.min_health.partial_cmp(&b.min_health).unwrap_or(std::cmp::Ordering::Equal).then(a.asset_id.cmp(&b.asset_id)));
+        predictions.sort_by(|a, b| {
+            a.min_health.partial_cmp(&b.min_health).unwrap_or(std::cmp::Ordering::Equal).then(a.asset_id.cmp(&b.asset_id))
+        });
 
         let proposals = self.proposals(req, &wh, &params).await?;
         let maintenance = self.maintenance_rows(&wh, &params).await?;
@@ -479,7 +494,8 @@ impl History {
             )
             .await?;
         let c = Columns::new(&r)?;
-        let (id, asset, status, t, sf) = (c.text("proposal_id")?, c.text("asset_id")?, c.text("status")?, c.int("ts")?, c.int("scheduled_for")?);
+        let (id, asset, status, t, sf) =
+            (c.text("proposal_id")?, c.text("asset_id")?, c.text("status")?, c.int("ts")?, c.int("scheduled_for")?);
         let (prio, reason, rd) = (c.text("priority")?, c.text("reason")?, c.bool("requires_decision")?);
         let mut out: Vec<ProposalSummary> = Vec::new();
         for i in 0..c.len() {
@@ -514,7 +530,8 @@ impl History {
             )
             .await?;
         let c = Columns::new(&r)?;
-        let (pid, d, by, comment, t) = (c.text("proposal_id")?, c.text("decision")?, c.text("decided_by")?, c.text("comment")?, c.int("ts")?);
+        let (pid, d, by, comment, t) =
+            (c.text("proposal_id")?, c.text("decision")?, c.text("decided_by")?, c.text("comment")?, c.int("ts")?);
         for i in 0..c.len() {
             let row = DecisionRow {
                 proposal_id: pid[i].clone().unwrap_or_default(),
@@ -543,8 +560,15 @@ impl History {
             )
             .await?;
         let c = Columns::new(&r)?;
-        let (a, p, k, s, t, by, n) =
-            (c.text("asset_id")?, c.text("proposal_id")?, c.text("kind")?, c.int("started_at")?, c.int("ts")?, c.text("performed_by")?, c.text("notes")?);
+        let (a, p, k, s, t, by, n) = (
+            c.text("asset_id")?,
+            c.text("proposal_id")?,
+            c.text("kind")?,
+            c.int("started_at")?,
+            c.int("ts")?,
+            c.text("performed_by")?,
+            c.text("notes")?,
+        );
         Ok((0..c.len())
             .map(|i| MaintenanceRow {
                 asset_id: a[i].clone().unwrap_or_default(),
@@ -558,7 +582,12 @@ impl History {
             .collect())
     }
 
-    async fn reliability(&self, req: &ReportRequest, assets: &[String], maintenance: &[MaintenanceRow]) -> Result<Vec<Reliability>, QueryError> {
+    async fn reliability(
+        &self,
+        req: &ReportRequest,
+        assets: &[String],
+        maintenance: &[MaintenanceRow],
+    ) -> Result<Vec<Reliability>, QueryError> {
         let (wh, params) = scope(req);
         let r = self
             .query(
@@ -643,7 +672,7 @@ impl History {
             .query(
                 &format!(
                     "SELECT sensor_id, first_value(asset_id) AS asset_id, count(*) AS n FROM anomalies WHERE {wh} \
-                     GROUP BY sensor_id ORDER BY n DESC, sensor_id LIMIT {CHARTS}"
+                     AND sensor_id <> '' AND sensor_id <> asset_id GROUP BY sensor_id ORDER BY n DESC, sensor_id LIMIT {CHARTS}"
                 ),
                 params.to_vec(),
                 CHARTS,
@@ -677,7 +706,13 @@ impl History {
         for (sensor, asset, n) in key {
             let series = self.readings(&sensor, req.from, req.to, CHART_POINTS).await?;
             let marks = self
-                .anomalies(&EventFilter { asset_id: None, sensor_id: Some(sensor.clone()), from: Some(req.from), to: Some(req.to), limit: 1000 })
+                .anomalies(&EventFilter {
+                    asset_id: None,
+                    sensor_id: Some(sensor.clone()),
+                    from: Some(req.from),
+                    to: Some(req.to),
+                    limit: 1000,
+                })
                 .await?;
             let mut anomalies: Vec<(i64, String, String)> = marks.into_iter().map(|a| (a.ts, a.severity, a.detector)).collect();
             anomalies.sort();
@@ -717,7 +752,15 @@ impl Report {
     pub fn to_csv(&self) -> String {
         let mut out = String::from("section,asset_id,item,metric,value\n");
         let mut row = |section: &str, asset: &str, item: &str, metric: &str, value: String| {
-            let _ = writeln!(out, "{},{},{},{},{}", csv_field(section), csv_field(asset), csv_field(item), csv_field(metric), csv_field(&value));
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{}",
+                csv_field(section),
+                csv_field(asset),
+                csv_field(item),
+                csv_field(metric),
+                csv_field(&value)
+            );
         };
         let scope = self.asset_id.clone().unwrap_or_else(|| "fleet".into());
         row("period", &scope, "", "from", vigil_events::format_rfc3339_ms(self.from));
@@ -743,7 +786,13 @@ impl Report {
             row("anomalies_by_asset", &a.asset_id, "", "critical", a.critical.to_string());
         }
         for d in &self.drift {
-            row("drift", &d.asset_id, &format!("{}/{}", d.sensor_id, d.statistic), vigil_events::format_rfc3339_ms(d.ts).as_str(), format!("{:.4}", d.value));
+            row(
+                "drift",
+                &d.asset_id,
+                &format!("{}/{}", d.sensor_id, d.statistic),
+                vigil_events::format_rfc3339_ms(d.ts).as_str(),
+                format!("{:.4}", d.value),
+            );
         }
         for p in &self.predictions {
             row("predictions", &p.asset_id, "", "count", p.count.to_string());
@@ -759,11 +808,23 @@ impl Report {
             row("proposals", &p.asset_id, &p.proposal_id, "proposed_at", vigil_events::format_rfc3339_ms(p.proposed_at));
             row("proposals", &p.asset_id, &p.proposal_id, "priority", p.priority.clone());
             for d in &p.decisions {
-                row("decisions", &p.asset_id, &p.proposal_id, &d.decision, format!("{} by {}", vigil_events::format_rfc3339_ms(d.ts), d.decided_by));
+                row(
+                    "decisions",
+                    &p.asset_id,
+                    &p.proposal_id,
+                    &d.decision,
+                    format!("{} by {}", vigil_events::format_rfc3339_ms(d.ts), d.decided_by),
+                );
             }
         }
         for m in &self.maintenance {
-            row("maintenance", &m.asset_id, m.proposal_id.as_deref().unwrap_or(""), &m.kind, vigil_events::format_rfc3339_ms(m.ts));
+            row(
+                "maintenance",
+                &m.asset_id,
+                m.proposal_id.as_deref().unwrap_or(""),
+                &m.kind,
+                vigil_events::format_rfc3339_ms(m.ts),
+            );
         }
         for r in &self.reliability {
             row("reliability", &r.asset_id, &r.basis, "failures", r.failures.to_string());
@@ -866,7 +927,8 @@ impl Report {
                 let _ = write!(h, "<tr><td>{}</td>", esc(d));
                 let mut total = 0;
                 for s in severities {
-                    let n: u64 = self.anomalies_by_detector.iter().filter(|a| a.detector == d && a.severity == s).map(|a| a.count).sum();
+                    let n: u64 =
+                        self.anomalies_by_detector.iter().filter(|a| a.detector == d && a.severity == s).map(|a| a.count).sum();
                     total += n;
                     let _ = write!(h, "<td class=\"n\">{n}</td>");
                 }
@@ -877,7 +939,13 @@ impl Report {
         if self.asset_id.is_none() && !self.anomalies_by_asset.is_empty() {
             h.push_str("<h3>By asset (most first)</h3><table><tr><th>asset</th><th>anomalies</th><th>critical</th></tr>");
             for a in self.anomalies_by_asset.iter().take(30) {
-                let _ = write!(h, "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>", esc(&a.asset_id), a.count, a.critical);
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&a.asset_id),
+                    a.count,
+                    a.critical
+                );
             }
             h.push_str("</table>");
         }
@@ -946,7 +1014,12 @@ impl Report {
             }
             h.push_str("</table>");
             for p in self.predictions.iter().filter(|p| p.series.len() > 1) {
-                let _ = write!(h, "<figure><figcaption>Health of {} (line) and failure probability (dashed)</figcaption>{}</figure>", esc(&p.asset_id), prediction_svg(p, self.from, self.to));
+                let _ = write!(
+                    h,
+                    "<figure><figcaption>Health of {} (line) and failure probability (dashed)</figcaption>{}</figure>",
+                    esc(&p.asset_id),
+                    prediction_svg(p, self.from, self.to)
+                );
             }
         }
         h.push_str("</section>\n");
@@ -959,7 +1032,11 @@ impl Report {
             h.push_str("<table><tr><th>proposed</th><th>asset</th><th>priority</th><th>status</th><th>planned for</th><th>reason</th><th>decisions</th></tr>");
             for p in &self.proposals {
                 let decisions = if p.decisions.is_empty() {
-                    if p.requires_decision { "awaiting decision".to_string() } else { "—".to_string() }
+                    if p.requires_decision {
+                        "awaiting decision".to_string()
+                    } else {
+                        "—".to_string()
+                    }
                 } else {
                     p.decisions
                         .iter()
@@ -1048,7 +1125,7 @@ footer{margin-top:32px;color:#5b6576;font-size:12px}";
 /// Chart geometry: viewBox size and margins.
 const W: f64 = 1000.0;
 const H: f64 = 220.0;
-const ML: f64 = 60.0;
+const ML: f64 = 76.0;
 const MR: f64 = 10.0;
 const MT: f64 = 10.0;
 const MB: f64 = 28.0;
@@ -1069,7 +1146,12 @@ impl Axes {
         MT + (1.0 - (v - self.y0) / span) * (H - MT - MB)
     }
     fn frame(&self, out: &mut String, fmt_y: &dyn Fn(f64) -> String) {
-        let _ = write!(out, "<rect x=\"{ML}\" y=\"{MT}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#c9d0db\"/>", W - ML - MR, H - MT - MB);
+        let _ = write!(
+            out,
+            "<rect x=\"{ML}\" y=\"{MT}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#c9d0db\"/>",
+            W - ML - MR,
+            H - MT - MB
+        );
         for i in 0..=4 {
             let v = self.y0 + (self.y1 - self.y0) * i as f64 / 4.0;
             let y = self.y(v);
@@ -1085,8 +1167,19 @@ impl Axes {
         for i in 0..=4 {
             let t = self.x0 + (self.x1 - self.x0) * i / 4;
             let x = self.x(t);
-            let anchor = if i == 0 { "start" } else if i == 4 { "end" } else { "middle" };
-            let _ = write!(out, "<text x=\"{x:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#5b6576\">{}</text>", H - 8.0, time_of(t));
+            let anchor = if i == 0 {
+                "start"
+            } else if i == 4 {
+                "end"
+            } else {
+                "middle"
+            };
+            let _ = write!(
+                out,
+                "<text x=\"{x:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#5b6576\">{}</text>",
+                H - 8.0,
+                time_of(t)
+            );
         }
     }
 }
@@ -1094,14 +1187,29 @@ impl Axes {
 fn chart_svg(c: &SensorChart, from: i64, to: i64) -> String {
     let mut out = format!("<svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">", esc(&c.sensor_id));
     if c.points.is_empty() {
-        let _ = write!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#5b6576\">no readings in the period</text></svg>", W / 2.0, H / 2.0);
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#5b6576\">no readings in the period</text></svg>",
+            W / 2.0,
+            H / 2.0
+        );
         return out;
     }
     let lo = c.points.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
     let hi = c.points.iter().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.05).max(1e-9);
     let ax = Axes { x0: from, x1: to, y0: lo - pad, y1: hi + pad };
-    ax.frame(&mut out, &|v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string());
+    let span = ax.y1 - ax.y0;
+    let decimals = if span >= 100.0 {
+        0
+    } else if span >= 10.0 {
+        1
+    } else if span >= 1.0 {
+        2
+    } else {
+        4
+    };
+    ax.frame(&mut out, &|v| format!("{v:.decimals$}"));
     if c.bucket_ms.is_some() {
         // Min-max band.
         let mut band = String::new();
@@ -1153,7 +1261,11 @@ fn prediction_svg(p: &PredictionTrend, from: i64, to: i64) -> String {
         let _ = write!(prob, "{:.1},{:.1} ", ax.x(s.ts), ax.y(s.failure_probability.clamp(0.0, 1.0)));
     }
     let _ = write!(out, "<polyline points=\"{}\" fill=\"none\" stroke=\"#2b8a3e\" stroke-width=\"1.5\"/>", health.trim_end());
-    let _ = write!(out, "<polyline points=\"{}\" fill=\"none\" stroke=\"#b42318\" stroke-width=\"1.2\" stroke-dasharray=\"4 3\"/>", prob.trim_end());
+    let _ = write!(
+        out,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#b42318\" stroke-width=\"1.2\" stroke-dasharray=\"4 3\"/>",
+        prob.trim_end()
+    );
     out.push_str("</svg>");
     out
 }
@@ -1178,6 +1290,7 @@ mod tests {
     fn dates_and_durations() {
         assert_eq!(date_of(0), "1970-01-01");
         assert_eq!(time_of(90_000), "1970-01-01 00:01:30");
+        assert_eq!(time_of(120_000), "1970-01-01 00:02");
         assert_eq!(duration(3_600_000), "1 h");
         assert_eq!(duration(300_000), "5 min");
     }

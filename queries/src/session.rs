@@ -41,11 +41,14 @@ pub struct QueryConfig {
     pub threads: usize,
     /// Memory for sorts, joins and aggregations (MiB); past it they spill or fail.
     pub memory_limit_mb: usize,
+    /// Evaluate filters while decoding Parquet (late materialization): a selective filter
+    /// decodes only the rows it keeps.
+    pub pushdown_filters: bool,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        QueryConfig { max_rows: 100_000, timeout_ms: 30_000, threads: 0, memory_limit_mb: 4096 }
+        QueryConfig { max_rows: 100_000, timeout_ms: 30_000, threads: 0, memory_limit_mb: 4096, pushdown_filters: true }
     }
 }
 
@@ -115,16 +118,15 @@ impl History {
             .with_memory_limit(cfg.memory_limit_mb.max(64) << 20, 1.0)
             .build_arc()
             .map_err(df_error)?;
-        let mut config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_target_partitions(threads)
-            .with_collect_statistics(true);
+        let mut config =
+            SessionConfig::new().with_information_schema(true).with_target_partitions(threads).with_collect_statistics(true);
         // Filters run while decoding, so a selective filter (one sensor) decodes only the rows
         // it keeps; with the files sorted by sensor, the page index skips the rest.
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        config.options_mut().execution.parquet.reorder_filters = true;
+        config.options_mut().execution.parquet.pushdown_filters = cfg.pushdown_filters;
+        config.options_mut().execution.parquet.reorder_filters = cfg.pushdown_filters;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let abs = std::path::absolute(data_dir).map_err(|e| QueryError::Read { path: data_dir.display().to_string(), message: e.to_string() })?;
+        let abs = std::path::absolute(data_dir)
+            .map_err(|e| QueryError::Read { path: data_dir.display().to_string(), message: e.to_string() })?;
         for doc in TABLES {
             let dir = abs.join(doc.name);
             let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(df_error)?;
@@ -179,23 +181,32 @@ impl History {
         .await
     }
 
+    /// Plans under the time limit, then runs the plan as a task of its own: at the limit the
+    /// caller gets [`QueryError::Timeout`] at once and the task is aborted (it stops at its next
+    /// yield; DataFusion's operators yield between batches).
     async fn limited<F>(&self, plan: F) -> Result<QueryResult, QueryError>
     where
         F: std::future::Future<Output = Result<(DataFrame, usize), QueryError>>,
     {
         let started = Instant::now();
-        let limit = Duration::from_millis(self.cfg.timeout_ms.max(1));
-        let run = async {
-            let (df, max_rows) = plan.await?;
-            collect(df, max_rows).await
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.cfg.timeout_ms.max(1));
+        let timeout = || QueryError::Timeout { limit_ms: self.cfg.timeout_ms };
+        let (df, max_rows) = match tokio::time::timeout_at(deadline, plan).await {
+            Ok(planned) => planned?,
+            Err(_) => return Err(timeout()),
         };
-        match tokio::time::timeout(limit, run).await {
-            Ok(Ok(mut r)) => {
+        let mut task = tokio::spawn(collect(df, max_rows));
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(result)) => {
+                let mut r = result?;
                 r.elapsed = started.elapsed();
                 Ok(r)
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(QueryError::Timeout { limit_ms: self.cfg.timeout_ms }),
+            Ok(Err(e)) => Err(QueryError::Execution(format!("the query task failed: {e}"))),
+            Err(_) => {
+                task.abort();
+                Err(timeout())
+            }
         }
     }
 }

@@ -153,7 +153,7 @@ pub const TABLES: &[TableDoc] = &[
             EVENT_ID,
             CORRELATION_ID,
             EVENT_VERSION,
-            c("sensor_id", Text, "sensor (the asset for multivariate anomalies)"),
+            c("sensor_id", Text, "sensor (empty for asset-level anomalies: multivariate)"),
             c("asset_id", Text, "asset"),
             c("detector", Text, "detector name"),
             c("detector_version", U32, "detector version"),

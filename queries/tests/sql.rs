@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use vigil_connectors::history::{commit, HistoryRow, TableWriter, WriterConfig};
 use vigil_events::{
-    AnomalyDetected, DriftDetected, MaintenancePredicted, MaintenanceScheduled, ScheduleStatus,
-    SensorReading, SensorType, Severity, SourcePos,
+    AnomalyDetected, DriftDetected, MaintenancePredicted, MaintenanceScheduled, ScheduleStatus, SensorReading, SensorType,
+    Severity, SourcePos,
 };
 use vigil_queries::canned::EventFilter;
 use vigil_queries::format::{write_result, OutputFormat};
@@ -189,7 +189,9 @@ fn golden_sql_over_the_fixture() {
     let h = open(dir.path());
     let rt = rt();
     let r = rt
-        .block_on(h.sql("SELECT sensor_type, count(*) AS n, min(value) AS lo, max(value) AS hi FROM readings GROUP BY 1 ORDER BY 1"))
+        .block_on(
+            h.sql("SELECT sensor_type, count(*) AS n, min(value) AS lo, max(value) AS hi FROM readings GROUP BY 1 ORDER BY 1"),
+        )
         .unwrap();
     assert_eq!(
         table(&r).trim(),
@@ -235,7 +237,8 @@ fn golden_sql_over_the_fixture() {
     assert!(table(&r).contains("| 0 |"), "{}", table(&r));
     let r = rt.block_on(h.sql("SHOW TABLES")).unwrap();
     let t = table(&r);
-    for name in ["readings", "features", "anomalies", "drift", "predictions", "schedule", "decisions", "maintenance", "rejected"] {
+    for name in ["readings", "features", "anomalies", "drift", "predictions", "schedule", "decisions", "maintenance", "rejected"]
+    {
         assert!(t.contains(name), "SHOW TABLES lacks {name}:\n{t}");
     }
     let r = rt.block_on(h.sql("DESCRIBE anomalies")).unwrap();
@@ -301,9 +304,7 @@ fn row_and_time_limits_are_enforced() {
     assert!(!r.truncated, "exactly the limit is not cut off");
     let h = History::open(dir.path(), &QueryConfig { timeout_ms: 200, ..QueryConfig::default() }).unwrap();
     let started = std::time::Instant::now();
-    let e = rt
-        .block_on(h.sql("SELECT count(*) FROM generate_series(1, 1000000) a CROSS JOIN generate_series(1, 100000) b WHERE a.value + b.value = 7"))
-        .unwrap_err();
+    let e = rt.block_on(h.sql("SELECT count(*) FROM generate_series(1, 100000000000)")).unwrap_err();
     assert!(matches!(e, QueryError::Timeout { limit_ms: 200 }), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "cancelled promptly: {:?}", started.elapsed());
 }
@@ -394,7 +395,8 @@ fn canned_sensors_events_and_fleet_health() {
     assert_eq!((a2.status.as_str(), a2.anomalies_last_hour), ("warning", 1));
     assert_eq!(list.sensors[0].status, "ok");
 
-    let f = EventFilter { asset_id: Some("a2".into()), from: Some(T0 + DAY), to: Some(T0 + DAY + 12 * HOUR), ..Default::default() };
+    let f =
+        EventFilter { asset_id: Some("a2".into()), from: Some(T0 + DAY), to: Some(T0 + DAY + 12 * HOUR), ..Default::default() };
     let a = rt.block_on(h.anomalies(&f)).unwrap();
     assert_eq!(a.iter().map(|a| a.event_id.as_str()).collect::<Vec<_>>(), ["an-005", "an-004"], "newest first");
     let f = EventFilter { sensor_id: Some("a1-vib".into()), limit: 2, ..Default::default() };

@@ -40,7 +40,15 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let cfg = vigil_queries::QueryConfig { max_rows: usize::MAX, timeout_ms: 600_000, threads, memory_limit_mb: 8192 };
+    // VIGIL_QUERY_PUSHDOWN=0 turns filter pushdown off, to compare.
+    let pushdown_filters = std::env::var("VIGIL_QUERY_PUSHDOWN").map_or(true, |v| v != "0");
+    let cfg = vigil_queries::QueryConfig {
+        max_rows: usize::MAX,
+        timeout_ms: 600_000,
+        threads,
+        memory_limit_mb: 8192,
+        pushdown_filters,
+    };
     let history = match vigil_queries::History::open(std::path::Path::new(&args[1]), &cfg) {
         Ok(h) => h,
         Err(e) => {
