@@ -844,9 +844,9 @@ impl Report {
             esc(&self.title),
             CSS
         );
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<header><h1>{}</h1><p class=\"period\">{} — {} (UTC) · generated {}</p></header>\n",
+            "<header><h1>{}</h1><p class=\"period\">{} — {} (UTC) · generated {}</p></header>",
             esc(&self.title),
             time_of(self.from),
             time_of(self.to),
