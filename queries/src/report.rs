@@ -282,7 +282,7 @@ pub struct Report {
     pub proposals: Vec<ProposalSummary>,
     /// Maintenance done.
     pub maintenance: Vec<MaintenanceRow>,
-    /// Reliability per asset, and the fleet's.
+    /// Reliability: the fleet's first (for a fleet report), then per asset, least available first.
     pub reliability: Vec<Reliability>,
     /// Key sensors.
     pub charts: Vec<SensorChart>,
@@ -650,19 +650,24 @@ impl History {
                 basis: basis.into(),
             });
         }
+        // Least available first.
+        out.sort_by(|a, b| a.availability.total_cmp(&b.availability).then_with(|| a.asset_id.cmp(&b.asset_id)));
         if req.asset_id.is_none() && !assets.is_empty() {
             let total_h = period_h * assets.len() as f64;
             let up = (total_h - fleet_down).max(0.0);
             let bases: std::collections::BTreeSet<&str> = out.iter().map(|r| r.basis.as_str()).collect();
-            out.push(Reliability {
-                asset_id: "fleet".into(),
-                failures: fleet_failures,
-                downtime_hours: fleet_down,
-                uptime_hours: up,
-                mtbf_hours: (fleet_failures > 0).then(|| up / fleet_failures as f64),
-                availability: if total_h > 0.0 { up / total_h } else { 1.0 },
-                basis: bases.into_iter().collect::<Vec<_>>().join(" + "),
-            });
+            out.insert(
+                0,
+                Reliability {
+                    asset_id: "fleet".into(),
+                    failures: fleet_failures,
+                    downtime_hours: fleet_down,
+                    uptime_hours: up,
+                    mtbf_hours: (fleet_failures > 0).then(|| up / fleet_failures as f64),
+                    availability: if total_h > 0.0 { up / total_h } else { 1.0 },
+                    basis: bases.into_iter().collect::<Vec<_>>().join(" + "),
+                },
+            );
         }
         Ok(out)
     }
@@ -875,7 +880,9 @@ impl Report {
             h.push_str("<p class=\"none\">No asset in the period.</p>");
         } else {
             h.push_str("<table><tr><th>asset</th><th>failures</th><th>downtime (h)</th><th>MTBF (h)</th><th>availability</th><th>basis</th></tr>");
-            for r in &self.reliability {
+            // The fleet and the 20 least available assets; the JSON and CSV have them all.
+            let shown = if self.asset_id.is_none() { 21 } else { usize::MAX };
+            for r in self.reliability.iter().take(shown) {
                 let _ = write!(
                     h,
                     "<tr{}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}%</td><td>{}</td></tr>",
@@ -889,6 +896,13 @@ impl Report {
                 );
             }
             h.push_str("</table>");
+            if self.reliability.len() > shown {
+                let _ = write!(
+                    h,
+                    "<p class=\"none\">{} more assets in the JSON and CSV reports.</p>",
+                    self.reliability.len() - shown
+                );
+            }
         }
         h.push_str("</section>\n");
 

@@ -451,8 +451,9 @@ fn reports_as_json_csv_and_html() {
     assert_eq!(fleet.proposals[0].status, "scheduled");
     assert_eq!(fleet.proposals[0].changes.len(), 2);
     assert_eq!(fleet.drift.len(), 1);
-    assert_eq!(fleet.reliability.last().unwrap().asset_id, "fleet");
-    assert_eq!(fleet.reliability.last().unwrap().failures, 3, "a1: one critical, a2: two episodes");
+    assert_eq!(fleet.reliability[0].asset_id, "fleet");
+    assert_eq!(fleet.reliability[0].failures, 3, "a1: one critical, a2: two episodes");
+    assert_eq!(fleet.reliability[1].asset_id, "a2", "least available first");
     let a1 = fleet.predictions.iter().find(|p| p.asset_id == "a1").unwrap();
     assert!((a1.first.health - 1.0).abs() < 1e-9 && (a1.last.health - 0.5).abs() < 1e-9);
 
