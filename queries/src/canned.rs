@@ -350,15 +350,18 @@ impl History {
 
     /// The newest `ts` of a table (from the file statistics when they suffice).
     pub async fn newest(&self, table: &str) -> Result<Option<i64>, QueryError> {
-        let col = if table == "features" { "window_end" } else { "ts" };
-        let r = self.query(&format!("SELECT max({col}) AS t FROM {table}"), vec![], 1).await?;
-        Ok(Columns::new(&r)?.int("t")?.into_iter().next().flatten())
+        self.time_bound(table, "max", "window_end").await
     }
 
     /// The oldest `ts` of a table (from the file statistics when they suffice).
     pub async fn oldest(&self, table: &str) -> Result<Option<i64>, QueryError> {
-        let col = if table == "features" { "window_start" } else { "ts" };
-        let r = self.query(&format!("SELECT min({col}) AS t FROM {table}"), vec![], 1).await?;
+        self.time_bound(table, "min", "window_start").await
+    }
+
+    /// `agg(ts)` of a table; `features` has windows instead of `ts`.
+    async fn time_bound(&self, table: &str, agg: &str, features_col: &str) -> Result<Option<i64>, QueryError> {
+        let col = if table == "features" { features_col } else { "ts" };
+        let r = self.query(&format!("SELECT {agg}({col}) AS t FROM {table}"), vec![], 1).await?;
         Ok(Columns::new(&r)?.int("t")?.into_iter().next().flatten())
     }
 

@@ -429,7 +429,7 @@ impl History {
             a.min_health.partial_cmp(&b.min_health).unwrap_or(std::cmp::Ordering::Equal).then(a.asset_id.cmp(&b.asset_id))
         });
 
-        let proposals = self.proposals(req, &wh, &params).await?;
+        let proposals = self.proposals(&wh, &params).await?;
         let maintenance = self.maintenance_rows(&wh, &params).await?;
         let decisions: u64 = proposals.iter().map(|p| p.decisions.len() as u64).sum();
 
@@ -481,8 +481,7 @@ impl History {
         })
     }
 
-    async fn proposals(&self, req: &ReportRequest, wh: &str, params: &[ScalarValue]) -> Result<Vec<ProposalSummary>, QueryError> {
-        let _ = req;
+    async fn proposals(&self, wh: &str, params: &[ScalarValue]) -> Result<Vec<ProposalSummary>, QueryError> {
         let r = self
             .query(
                 &format!(
@@ -625,7 +624,6 @@ impl History {
                             down += last - s;
                             episodes += 1;
                             start = Some((t, t));
-                            let _ = s;
                         }
                         None => start = Some((t, t)),
                     }
