@@ -1,46 +1,164 @@
-//! Vigil's HTTP API.
+//! Vigil's HTTP API (axum, JSON, `/api/v1`).
 //!
-//! [`app`] builds the axum router over an [`AppState`] (the history directory). Routes so far:
-//! `GET /health` (liveness) and `GET /api/v1/history` (the tables of the Parquet history with
-//! their rows, files and date partitions, from the Parquet footers). Every error — unknown route,
-//! wrong method, unreadable history — has one shape:
-//! `{"error": {"code": "...", "message": "..."}}` with the matching status.
-//! Decisions, SQL, reports, metrics and auth come with the API issue and build on this router.
+//! [`app`] builds the router over an [`AppState`]: the history (`vigil-queries`), the planning
+//! ledger (`vigil-connectors`), the API keys, the metrics and, when `vigil serve` runs one, the
+//! pipeline ([`Pipeline`]).
+//!
+//! - Open routes: `GET /health` (alive), `GET /ready` (history readable, pipeline running, lag),
+//!   `GET /metrics` (Prometheus text).
+//! - Keyed routes ([`auth`]): `read` — sensors, readings, anomalies, drift, predictions,
+//!   schedule, fleet, decisions (pending, audit log), query, reports, history catalog;
+//!   `decide` — `POST /decisions/{request_id}`, `POST /maintenance/{proposal_id}/complete`;
+//!   `ingest` — `POST /readings` (into the running pipeline's source).
+//! - Every response carries `X-Request-Id`; every error, from a handler, an extractor, the
+//!   router (404, 405) or a limit (413, 429), has one shape ([`error`]).
+//!
+//! Input: HTTP requests. Output: JSON, CSV, HTML and Prometheus text. State: [`AppState`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use vigil_connectors::ledger::Ledger;
+use vigil_events::MaintenanceCompleted;
+use vigil_queries::History;
+
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod observe;
+pub mod planning;
+pub mod read;
+
+pub use auth::{Caller, KeyConfig, Keys, Scope};
+pub use error::ApiError;
+pub use observe::Metrics;
+pub use planning::{PlanningBook, RequestIndex};
+
+/// Settings of the API (`[api]` in the config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address `vigil serve` listens on.
+    pub listen: String,
+    /// API keys and their scopes. `VIGIL_API_KEY`, when set, adds a key with every scope.
+    pub keys: Vec<KeyConfig>,
+    /// Requests a second per key (token bucket refill).
+    pub rate_per_second: f64,
+    /// Requests a key may burst.
+    pub rate_burst: u32,
+    /// Largest request body (bytes), `POST /readings` excepted.
+    pub body_limit_bytes: usize,
+    /// Largest `POST /readings` body (bytes).
+    pub ingest_limit_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            keys: Vec::new(),
+            rate_per_second: 200.0,
+            rate_burst: 400,
+            body_limit_bytes: 1 << 20,
+            ingest_limit_bytes: 16 << 20,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The configured keys, plus `VIGIL_API_KEY` (named `env`, every scope) when set.
+    pub fn keys_with_env(&self) -> Vec<KeyConfig> {
+        let mut keys = self.keys.clone();
+        if let Ok(k) = std::env::var("VIGIL_API_KEY") {
+            if !k.trim().is_empty() {
+                keys.push(KeyConfig { name: "env".into(), key: k.trim().to_string(), scopes: vec![Scope::Admin] });
+            }
+        }
+        keys
+    }
+}
+
+/// How the pipeline is doing, for `/ready`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Whether it is consuming and committing normally.
+    pub ready: bool,
+    /// Why not.
+    pub reason: Option<String>,
+    /// Records behind the end of the source (when known).
+    pub lag: Option<i64>,
+    /// The source (a Kafka topic, the embedded log, ...).
+    pub source: String,
+}
+
+/// The pipeline running in the same process, as the API sees it.
+pub trait Pipeline: Send + Sync {
+    /// Readiness for `/ready`.
+    fn readiness(&self) -> Readiness;
+    /// The pipeline's metrics in Prometheus text.
+    fn render_metrics(&self, out: &mut String);
+    /// An asset's maintenance was completed: its baselines restart.
+    fn maintenance_completed(&self, m: &MaintenanceCompleted);
+    /// Hands `(key, JSON reading)` records to the pipeline's source; returns once they are
+    /// durable there (fsynced in the embedded log, acknowledged by Kafka). Blocking.
+    fn ingest(&self, records: &[(&[u8], &[u8])]) -> Result<(), String>;
+}
 
 /// Shared state of the handlers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
-    /// History directory.
-    pub data_dir: Arc<PathBuf>,
+    /// The history.
+    pub history: History,
+    /// The planning ledger.
+    pub ledger: Ledger<PlanningBook>,
+    /// Decision requests, cached.
+    pub requests: Arc<RequestIndex>,
+    /// API keys and rate limits.
+    pub keys: Arc<Keys>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The pipeline, when one runs in this process.
+    pub pipeline: Option<Arc<dyn Pipeline>>,
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+    /// Wall clock (ms).
+    pub now_ms: fn() -> i64,
+    /// Answers already given to `POST /readings` by `Idempotency-Key`.
+    pub idempotency: Arc<ingest::IdempotencyCache>,
 }
 
-/// An API error: a status, a stable code and a message for people.
-#[derive(Debug, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// Message.
-    pub message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+impl AppState {
+    /// State over an opened history and ledger.
+    pub fn new(history: History, ledger: Ledger<PlanningBook>, config: ApiConfig, pipeline: Option<Arc<dyn Pipeline>>) -> Self {
+        let keys = Keys::new(config.keys_with_env(), config.rate_per_second, config.rate_burst);
+        AppState {
+            history,
+            ledger,
+            requests: Arc::new(RequestIndex::default()),
+            keys: Arc::new(keys),
+            metrics: Arc::new(Metrics::default()),
+            pipeline,
+            config: Arc::new(config),
+            now_ms: wall_clock_ms,
+            idempotency: Arc::new(ingest::IdempotencyCache::default()),
+        }
     }
+
+    /// The history directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.history.data_dir().to_path_buf()
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[derive(Serialize)]
@@ -54,6 +172,37 @@ async fn health() -> Json<Health> {
 }
 
 #[derive(Serialize)]
+struct Ready {
+    ready: bool,
+    history: String,
+    ledger: String,
+    pipeline: Option<Readiness>,
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let dir = state.data_dir();
+    let history = match tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&dir)).await {
+        Ok(Ok(_)) => "ok".to_string(),
+        Ok(Err(e)) => format!("unreadable: {e}"),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    let ledger = if state.ledger.is_failed() { "failed: restart to recover".to_string() } else { "ok".to_string() };
+    let pipeline = state.pipeline.as_ref().map(|p| p.readiness());
+    let ok = history == "ok" && ledger == "ok" && pipeline.as_ref().is_none_or(|p| p.ready);
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Ready { ready: ok, history, ledger, pipeline })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::with_capacity(8192);
+    state.metrics.render(&mut out);
+    if let Some(p) = &state.pipeline {
+        p.render_metrics(&mut out);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+#[derive(Serialize)]
 struct TableSummary {
     name: String,
     rows: u64,
@@ -63,15 +212,11 @@ struct TableSummary {
 }
 
 async fn history(State(state): State<AppState>) -> Result<Json<Vec<TableSummary>>, ApiError> {
-    let dir = state.data_dir.clone();
+    let dir = state.data_dir();
     let catalog = tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&dir))
         .await
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "history_unreadable",
-            message: e.to_string(),
-        })?;
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unreadable", e.to_string()))?;
     Ok(Json(
         catalog
             .tables
@@ -88,22 +233,70 @@ async fn history(State(state): State<AppState>) -> Result<Json<Vec<TableSummary>
 }
 
 async fn not_found() -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such route".into() }
+    ApiError::not_found("no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: "method not allowed on this route".into(),
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+/// Turns axum's own plain-text errors (a body over the limit caught before a handler, say) into
+/// the API's shape.
+async fn shape_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            s if s.is_server_error() => "internal",
+            _ => "bad_request",
+        };
+        let message = status.canonical_reason().unwrap_or("error").to_string();
+        return ApiError::new(status, code, message).into_response();
     }
+    resp
+}
+
+fn scoped(router: Router<AppState>, scope: Scope) -> Router<AppState> {
+    router.route_layer(from_fn(move |req, next| auth::require(scope, req, next)))
 }
 
 /// The router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health).fallback(method_not_allowed))
-        .route("/api/v1/history", get(history).fallback(method_not_allowed))
+    let read = Router::new()
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/sensors", get(read::sensors))
+        .route("/api/v1/readings", get(read::readings))
+        .route("/api/v1/anomalies", get(read::anomalies))
+        .route("/api/v1/drift", get(read::drift))
+        .route("/api/v1/predictions", get(read::predictions))
+        .route("/api/v1/schedule", get(read::schedule))
+        .route("/api/v1/fleet", get(read::fleet))
+        .route("/api/v1/decisions/pending", get(planning::pending))
+        .route("/api/v1/decisions", get(planning::audit))
+        .route("/api/v1/query", post(read::query))
+        .route("/api/v1/reports", post(read::report))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
+    let decide = Router::new()
+        .route("/api/v1/decisions/{request_id}", post(planning::decide))
+        .route("/api/v1/maintenance/{proposal_id}/complete", post(planning::complete))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
+    let ingest = Router::new()
+        .route("/api/v1/readings", post(ingest::readings))
+        .layer(DefaultBodyLimit::max(state.config.ingest_limit_bytes));
+    let keyed = scoped(read, Scope::Read)
+        .merge(scoped(decide, Scope::Decide))
+        .merge(scoped(ingest, Scope::Ingest))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let open = Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics));
+    open.merge(keyed)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(from_fn(shape_errors))
+        .layer(from_fn_with_state(state.clone(), observe::track))
         .with_state(state)
 }

@@ -1,44 +1,448 @@
-//! The router over a real socket: health, the history catalog, and the error shape.
+//! The API over a real socket, on a history written by the connectors' real writers.
+//!
+//! The fixture: assets a1 and a2 with one sensor each, a reading a minute for two hours; two
+//! proposals, each with a decision request (the pipeline's output). The tests drive the
+//! decision loop, the auth and rate limits, and the error shape through real HTTP.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vigil_api::{app, AppState};
+use vigil_api::{app, ApiConfig, AppState, KeyConfig, PlanningBook, Scope};
+use vigil_connectors::history::{commit, HistoryRow, TableWriter, WriterConfig};
+use vigil_connectors::ledger::{Ledger, LedgerConfig};
+use vigil_events::{
+    HumanDecisionRequested, MaintenanceScheduled, ScheduleStatus, SensorReading, SensorType, Severity, SourcePos,
+};
+use vigil_queries::{History, QueryConfig};
 
-async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const MIN: i64 = 60_000;
+
+fn write<R: HistoryRow + Send + 'static>(dir: &Path, run: &str, rows: Vec<R>) {
+    let cfg = WriterConfig {
+        data_dir: dir.into(),
+        run: run.into(),
+        worker: 0,
+        max_rows_per_file: 10_000,
+        row_group_rows: 1000,
+        max_file_span_ms: i64::MAX,
+        sources: Arc::new(vec!["fixture.jsonl".into()]),
+    };
+    let mut w = TableWriter::<R>::new(cfg);
+    for r in rows {
+        w.push(r).unwrap();
+    }
+    let files = w.finish().unwrap();
+    commit(dir, run, files, 0).unwrap();
+}
+
+fn fixture(dir: &Path) {
+    let readings = (0..120)
+        .flat_map(|i| {
+            [("a1-temp", "a1"), ("a2-temp", "a2")].into_iter().enumerate().map(move |(s, (id, asset))| SensorReading {
+                id_hash: (s as u64) << 32 | i as u64,
+                sensor_id: Arc::from(id),
+                sensor_key: s as u64,
+                asset_id: Arc::from(asset),
+                sensor_type: SensorType::Temperature,
+                value: 50.0 + i as f64,
+                unit: Arc::from("C"),
+                ts: T0 + i * MIN,
+                extra: None,
+                pos: SourcePos { source: 0, offset: (i * 2 + s as i64) as u64 },
+            })
+        })
+        .collect();
+    write::<SensorReading>(dir, "r1", readings);
+    let proposal = |asset: &str, n: u32| MaintenanceScheduled {
+        event_id: format!("sched-{asset}-{n}"),
+        correlation_id: format!("corr-{asset}"),
+        event_version: 1,
+        proposal_id: format!("prop-{asset}-{n}"),
+        asset_id: Arc::from(asset),
+        status: ScheduleStatus::Proposed,
+        ts: T0 + 60 * MIN,
+        scheduled_for: T0 + 600 * MIN,
+        priority: Severity::High,
+        reason: format!("{asset}: health 0.4"),
+        requires_decision: true,
+    };
+    write::<MaintenanceScheduled>(dir, "r2", vec![proposal("a1", 1), proposal("a2", 1)]);
+    let request = |asset: &str| HumanDecisionRequested {
+        event_id: format!("req-{asset}"),
+        correlation_id: format!("corr-{asset}"),
+        event_version: 1,
+        proposal_id: format!("prop-{asset}-1"),
+        asset_id: Arc::from(asset),
+        ts: T0 + 60 * MIN,
+        question: format!("Approve maintenance of {asset}?"),
+        deadline: T0 + 300 * MIN,
+    };
+    write::<HumanDecisionRequested>(dir, "r3", vec![request("a1"), request("a2")]);
+}
+
+fn config(rate: f64, burst: u32) -> ApiConfig {
+    ApiConfig {
+        keys: vec![
+            KeyConfig { name: "reader".into(), key: "read-secret".into(), scopes: vec![Scope::Read] },
+            KeyConfig { name: "planner".into(), key: "plan-secret".into(), scopes: vec![Scope::Read, Scope::Decide] },
+        ],
+        rate_per_second: rate,
+        rate_burst: burst,
+        body_limit_bytes: 4096,
+        ..ApiConfig::default()
+    }
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    ledger: Ledger<PlanningBook>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(dir: &Path, cfg: ApiConfig) -> Server {
+        let history = History::open(dir, &QueryConfig::default()).unwrap();
+        let ledger = Ledger::<PlanningBook>::open(dir, LedgerConfig::default()).unwrap();
+        let state = AppState::new(history, ledger.clone(), cfg, None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(state);
+        let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Server { addr, ledger, task }
+    }
+
+    /// Stops serving and closes the ledger (what a restart does).
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let ledger = self.ledger;
+        tokio::task::spawn_blocking(move || ledger.close()).await.unwrap();
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
+    if let Some(b) = body {
+        // The server may answer (413) before reading a large body.
+        let _ = s.write_all(b.as_bytes()).await;
+    }
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status: u16 = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Reply { status, headers, body }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+const READ: (&str, &str) = ("Authorization", "Bearer read-secret");
+const PLAN: (&str, &str) = ("X-API-Key", "plan-secret");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn assert_error_shape(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], code, "{}", r.body);
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.body);
+    let id = v["error"]["request_id"].as_str().unwrap_or_default();
+    assert!(!id.is_empty(), "no request id in {}", r.body);
+    assert_eq!(r.header("x-request-id"), Some(id), "the header and the body name the same request");
+}
+
+/// Every keyed route, with a body where it takes one.
+const KEYED: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/api/v1/history", None),
+    ("GET", "/api/v1/sensors", None),
+    ("GET", "/api/v1/readings?sensor_id=a1-temp", None),
+    ("GET", "/api/v1/anomalies", None),
+    ("GET", "/api/v1/drift", None),
+    ("GET", "/api/v1/predictions", None),
+    ("GET", "/api/v1/schedule", None),
+    ("GET", "/api/v1/fleet", None),
+    ("GET", "/api/v1/decisions/pending", None),
+    ("GET", "/api/v1/decisions", None),
+    ("POST", "/api/v1/query", Some(r#"{"sql": "SELECT 1"}"#)),
+    ("POST", "/api/v1/reports", Some(r#"{"asset_id": "a1"}"#)),
+    ("POST", "/api/v1/decisions/req-a1", Some(r#"{"decision": "approve"}"#)),
+    ("POST", "/api/v1/maintenance/prop-a1-1/complete", Some(r#"{}"#)),
+];
+
+#[tokio::test]
+async fn every_keyed_route_needs_a_key_and_the_right_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    for (method, path, body) in KEYED {
+        let r = http(srv.addr, method, path, &[JSON], *body).await;
+        assert_error_shape(&r, 401, "unauthorized");
+        let r = http(srv.addr, method, path, &[JSON, ("Authorization", "Bearer wrong")], *body).await;
+        assert_error_shape(&r, 401, "unauthorized");
+        let r = http(srv.addr, method, path, &[JSON, READ], *body).await;
+        if path.contains("/decisions/req") || path.contains("/maintenance/") {
+            assert_error_shape(&r, 403, "forbidden");
+        } else {
+            assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
+        }
+    }
+    // Open routes.
+    for path in ["/health", "/ready", "/metrics"] {
+        assert_eq!(http(srv.addr, "GET", path, &[], None).await.status, 200, "{path}");
+    }
+    srv.stop().await;
 }
 
 #[tokio::test]
-async fn health_catalog_and_errors_over_http() {
+async fn every_error_has_one_shape_and_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("readings/date=2026-01-01")).unwrap();
-    std::fs::create_dir_all(dir.path().join("_staging/x")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app(AppState { data_dir: Arc::new(dir.path().to_path_buf()) });
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    fixture(dir.path());
+    let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    let a = srv.addr;
+    assert_error_shape(&http(a, "GET", "/nope", &[], None).await, 404, "not_found");
+    assert_error_shape(&http(a, "DELETE", "/api/v1/sensors", &[READ], None).await, 405, "method_not_allowed");
+    assert_error_shape(&http(a, "POST", "/api/v1/query", &[READ, JSON], Some("{not json")).await, 400, "bad_json");
+    assert_error_shape(
+        &http(a, "POST", "/api/v1/query", &[READ], Some(r#"{"sql":"SELECT 1"}"#)).await,
+        415,
+        "unsupported_media_type",
+    );
+    let big = format!(r#"{{"sql": "SELECT '{}'"}}"#, "x".repeat(10_000));
+    assert_error_shape(&http(a, "POST", "/api/v1/query", &[READ, JSON], Some(&big)).await, 413, "payload_too_large");
+    assert_error_shape(&http(a, "POST", "/api/v1/query", &[READ, JSON], Some(r#"{"sql": 5}"#)).await, 422, "invalid_body");
+    assert_error_shape(
+        &http(a, "GET", "/api/v1/readings?sensor_id=a1-temp&from=yesterday", &[READ], None).await,
+        400,
+        "bad_parameter",
+    );
+    assert_error_shape(&http(a, "GET", "/api/v1/readings", &[READ], None).await, 400, "bad_query");
+    assert_error_shape(
+        &http(a, "POST", "/api/v1/query", &[READ, JSON], Some(r#"{"sql": "DROP TABLE readings"}"#)).await,
+        403,
+        "query_refused",
+    );
+    assert_error_shape(
+        &http(a, "POST", "/api/v1/query", &[READ, JSON], Some(r#"{"sql": "SELECT nope FROM readings"}"#)).await,
+        400,
+        "bad_sql",
+    );
+    assert_error_shape(
+        &http(a, "POST", "/api/v1/decisions/req-zz", &[PLAN, JSON], Some(r#"{"decision":"approve"}"#)).await,
+        404,
+        "not_found",
+    );
+    // A request id given by the caller is kept.
+    let r = http(a, "GET", "/nope", &[("X-Request-Id", "trace-42")], None).await;
+    assert_eq!(r.json()["error"]["request_id"], "trace-42");
+    assert_eq!(r.header("x-request-id"), Some("trace-42"));
+    // Successful responses carry one too.
+    assert!(http(a, "GET", "/health", &[], None).await.header("x-request-id").is_some_and(|v| v.len() == 16));
+    srv.stop().await;
+}
 
-    let (status, body) = request(addr, "GET", "/health").await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let srv = Server::start(dir.path(), config(0.5, 3)).await;
+    for _ in 0..3 {
+        assert_eq!(http(srv.addr, "GET", "/api/v1/decisions", &[READ], None).await.status, 200);
+    }
+    let r = http(srv.addr, "GET", "/api/v1/decisions", &[READ], None).await;
+    assert_error_shape(&r, 429, "rate_limited");
+    assert_eq!(r.header("retry-after"), Some("2"));
+    // Another key has its own bucket; health is never limited.
+    assert_eq!(http(srv.addr, "GET", "/api/v1/decisions", &[PLAN], None).await.status, 200);
+    assert_eq!(http(srv.addr, "GET", "/health", &[], None).await.status, 200);
+    let metrics = http(srv.addr, "GET", "/metrics", &[], None).await.body;
+    assert!(metrics.contains("vigil_http_rate_limited_total 1\n"), "{metrics}");
+    srv.stop().await;
+}
 
-    let (status, body) = request(addr, "GET", "/api/v1/history").await;
-    assert_eq!(status, 200);
-    let tables = body.as_array().unwrap();
-    assert_eq!(tables.len(), 1, "staging folders are not tables: {body}");
-    assert_eq!(tables[0]["name"], "readings");
-    assert_eq!(tables[0]["rows"], 0);
+async fn sql(addr: std::net::SocketAddr, q: &str) -> Vec<serde_json::Value> {
+    let body = serde_json::json!({ "sql": q }).to_string();
+    let r = http(addr, "POST", "/api/v1/query", &[READ, JSON], Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["rows"].as_array().unwrap().clone()
+}
 
-    let (status, body) = request(addr, "GET", "/nope").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = request(addr, "POST", "/health").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+#[tokio::test]
+async fn the_decision_loop_is_durable_idempotent_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    let a = srv.addr;
+
+    let pending = http(a, "GET", "/api/v1/decisions/pending", &[READ], None).await.json();
+    let ids: Vec<&str> = pending.as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["req-a1", "req-a2"]);
+    assert_eq!(pending[0]["priority"], "high");
+    assert_eq!(pending[0]["scheduled_for"], T0 + 600 * MIN);
+
+    // Approve a1: durable, scheduled.
+    let body = r#"{"decision": "approve", "operator": "ann", "rationale": "bearing noise"}"#;
+    let r = http(a, "POST", "/api/v1/decisions/req-a1", &[PLAN, JSON], Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    assert_eq!((v["decision"]["decision"].as_str(), v["decision"]["decided_by"].as_str()), (Some("approve"), Some("ann")));
+    assert_eq!(v["decision"]["via_key"], "planner");
+    assert_eq!(v["schedule"]["status"], "scheduled");
+    assert_eq!(v["schedule"]["scheduled_for"], T0 + 600 * MIN);
+    // The same decision again: the recorded one, nothing new.
+    let again = http(a, "POST", "/api/v1/decisions/req-a1", &[PLAN, JSON], Some(body)).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["replayed"], true);
+    assert_eq!(again.json()["decision"]["event_id"], v["decision"]["event_id"]);
+    // Another decision on a decided request: 409.
+    let r =
+        http(a, "POST", "/api/v1/decisions/req-a1", &[PLAN, JSON], Some(r#"{"decision": "reject", "operator": "bob"}"#)).await;
+    assert_error_shape(&r, 409, "already_decided");
+
+    // Defer a2: it leaves the pending list until then.
+    let r = http(a, "POST", "/api/v1/decisions/req-a2", &[PLAN, JSON], Some(r#"{"decision": "defer", "operator": "ann"}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.json()["schedule"].is_null());
+    assert_eq!(http(a, "GET", "/api/v1/decisions/pending", &[READ], None).await.json(), serde_json::json!([]));
+    let with = http(a, "GET", "/api/v1/decisions/pending?include_deferred=true", &[READ], None).await.json();
+    assert_eq!(with[0]["status"], "deferred");
+
+    // The schedule shows the approval; SQL sees both decisions at once.
+    let sched = http(a, "GET", "/api/v1/schedule?asset_id=a1", &[READ], None).await.json();
+    assert_eq!(sched[0]["status"], "scheduled", "{sched}");
+    let rows = sql(a, "SELECT request_id, decision FROM decisions ORDER BY request_id").await;
+    assert_eq!(
+        rows,
+        vec![
+            serde_json::json!({"request_id": "req-a1", "decision": "approve"}),
+            serde_json::json!({"request_id": "req-a2", "decision": "defer"})
+        ]
+    );
+
+    // Completion: only approved maintenance, once.
+    let r = http(a, "POST", "/api/v1/maintenance/prop-a2-1/complete", &[PLAN, JSON], Some("{}")).await;
+    assert_error_shape(&r, 409, "not_scheduled");
+    let done = r#"{"performed_by": "crew 3", "notes": "bearing replaced", "started_at": "2026-01-01T09:00:00Z", "completed_at": "2026-01-01T10:30:00Z"}"#;
+    let r = http(a, "POST", "/api/v1/maintenance/prop-a1-1/complete", &[PLAN, JSON], Some(done)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["schedule"]["status"], "completed");
+    assert_eq!(
+        http(a, "POST", "/api/v1/maintenance/prop-a1-1/complete", &[PLAN, JSON], Some(done)).await.json()["replayed"],
+        true
+    );
+    let rows = sql(a, "SELECT asset_id, kind, performed_by, CAST(ts - started_at AS VARCHAR) AS took FROM maintenance").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["performed_by"], "crew 3");
+
+    // The audit log, paginated, newest first.
+    let page = http(a, "GET", "/api/v1/decisions?limit=1", &[READ], None).await.json();
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["request_id"], "req-a2");
+    let page = http(a, "GET", "/api/v1/decisions?limit=1&offset=1&decision=approve", &[READ], None).await.json();
+    assert_eq!((page["total"].as_u64(), page["items"].as_array().unwrap().len()), (Some(1), 0));
+
+    // A restart: everything acknowledged is still there, in the API and in SQL.
+    srv.stop().await;
+    let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    let a = srv.addr;
+    let page = http(a, "GET", "/api/v1/decisions", &[READ], None).await.json();
+    assert_eq!(page["total"], 2, "{page}");
+    let r =
+        http(a, "POST", "/api/v1/decisions/req-a1", &[PLAN, JSON], Some(r#"{"decision": "reject", "operator": "bob"}"#)).await;
+    assert_eq!(r.status, 409);
+    let rows = sql(a, "SELECT count(*) AS n FROM decisions").await;
+    assert_eq!(rows[0]["n"], 2);
+    let rows = sql(a, "SELECT status FROM schedule WHERE proposal_id = 'prop-a1-1' ORDER BY ts").await;
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["proposed", "scheduled", "completed"]);
+
+    let metrics = http(a, "GET", "/metrics", &[], None).await.body;
+    assert!(
+        metrics.contains("vigil_http_requests_total{route=\"/api/v1/decisions\",method=\"GET\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn reads_report_and_query() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    let a = srv.addr;
+    let series = http(
+        a,
+        "GET",
+        "/api/v1/readings?sensor_id=a1-temp&from=2026-01-01T00:00:00Z&to=2026-01-01T02:00:00Z&max_points=12",
+        &[READ],
+        None,
+    )
+    .await
+    .json();
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 12);
+    assert_eq!(points[0]["count"], 10);
+    assert_eq!(points[0]["value"], 54.5);
+    let sensors = http(a, "GET", "/api/v1/sensors", &[READ], None).await.json();
+    assert_eq!(sensors["sensors"].as_array().unwrap().len(), 2);
+    let r = http(a, "POST", "/api/v1/reports", &[READ, JSON], Some(r#"{"asset_id": "a1", "format": "html"}"#)).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")));
+    assert!(r.body.contains("<svg"), "no chart");
+    let r = http(
+        a,
+        "POST",
+        "/api/v1/query",
+        &[READ, JSON],
+        Some(r#"{"sql": "SELECT sensor_id, count(*) AS n FROM readings GROUP BY 1 ORDER BY 1", "max_rows": 1}"#),
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["rows"], serde_json::json!([{"sensor_id": "a1-temp", "n": 120}]));
+    assert_eq!(v["truncated"], true);
+    assert_eq!(v["columns"][1]["name"], "n");
+    srv.stop().await;
 }

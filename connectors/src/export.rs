@@ -94,6 +94,60 @@ pub fn produce_fleet(
     Ok(truth)
 }
 
+/// Feeds the fleet's readings, one tick at a time, to `sink` as `(sensor id, JSON)` records, in
+/// time order (bad records included, oversized ones excepted), until the fleet's end or `stop`.
+/// With `speed`, ticks are paced to the wall clock: `speed` simulated seconds a second (1.0 is
+/// real time); without, as fast as the sink takes them. Returns the records fed.
+pub fn feed_fleet(
+    fleet: &Fleet,
+    speed: Option<f64>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut sink: impl FnMut(&[(&[u8], &[u8])]) -> Result<()>,
+) -> Result<u64> {
+    let mut sims: Vec<SensorSim> = fleet.sensors.iter().map(|s| SensorSim::new(fleet, s)).collect();
+    let mut prev: Vec<Vec<u8>> = vec![Vec::new(); fleet.sensors.len()];
+    let mut lines: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut recs = Vec::new();
+    let started = std::time::Instant::now();
+    let mut fed = 0u64;
+    for t in 0..fleet.ticks() {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if let Some(speed) = speed.filter(|s| *s > 0.0) {
+            let due = std::time::Duration::from_secs_f64(t as f64 * fleet.cfg.interval_ms as f64 / 1000.0 / speed);
+            while started.elapsed() < due {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(fed);
+                }
+                std::thread::sleep((due - started.elapsed()).min(std::time::Duration::from_millis(100)));
+            }
+        }
+        let tick_ts = fleet.cfg.start_ms + t as i64 * fleet.cfg.interval_ms;
+        lines.clear();
+        for (index, sensor) in fleet.sensors.iter().enumerate() {
+            recs.clear();
+            sims[index].step(fleet, sensor, t, &mut recs);
+            for record in &recs {
+                if matches!(record, SimRecord::Bad(crate::simulator::BadKind::Oversized)) {
+                    continue;
+                }
+                let mut line = Vec::with_capacity(200);
+                write_json(sensor, record, tick_ts, &mut prev[index], &mut line);
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                lines.push((index, line));
+            }
+        }
+        let batch: Vec<(&[u8], &[u8])> =
+            lines.iter().map(|(i, l)| (fleet.sensors[*i].sensor_id.as_bytes(), l.as_slice())).collect();
+        sink(&batch)?;
+        fed += batch.len() as u64;
+    }
+    Ok(fed)
+}
+
 /// Writes the fleet's readings to `path`, calling `progress(ticks_done, ticks_total)` now and
 /// then; returns the ground truth.
 pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64)) -> Result<GroundTruth> {

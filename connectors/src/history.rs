@@ -29,8 +29,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use vigil_events::{
-    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
-    RejectedReading, SensorReading, WindowFeatures, MS_PER_DAY,
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, MaintenanceCompleted,
+    MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures, MS_PER_DAY,
 };
 
 use crate::{ConnectorError, Result};
@@ -506,6 +506,158 @@ impl HistoryRow for MaintenancePredicted {
             ],
         )
     }
+}
+
+impl HistoryRow for HumanDecisionSubmitted {
+    const TABLE: &'static str = "decisions";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("request_id", DataType::Utf8, false),
+            Field::new("proposal_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("decision", DataType::Utf8, false),
+            Field::new("decided_by", DataType::Utf8, false),
+            Field::new("via_key", DataType::Utf8, false),
+            Field::new("comment", DataType::Utf8, true),
+            ts_field("ts", false),
+            ts_field("deferred_until", true),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, 0)
+    }
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut s: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::new()).collect();
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut ts, mut until) = (ts_builder(n), ts_builder(n));
+        for r in rows {
+            s[0].append_value(&r.event_id);
+            s[1].append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            s[2].append_value(&r.request_id);
+            s[3].append_value(&r.proposal_id);
+            s[4].append_value(&r.asset_id);
+            s[5].append_value(r.decision.as_str());
+            s[6].append_value(&r.decided_by);
+            s[7].append_value(&r.via_key);
+            s[8].append_option(r.comment.as_deref());
+            ts.append_value(r.ts);
+            until.append_option(r.deferred_until);
+        }
+        let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            f(0),
+            f(1),
+            Arc::new(ver.finish()),
+            f(2),
+            f(3),
+            f(4),
+            f(5),
+            f(6),
+            f(7),
+            f(8),
+            Arc::new(ts.finish()),
+            Arc::new(until.finish()),
+        ];
+        batch(Self::schema(), cols)
+    }
+}
+
+impl HistoryRow for MaintenanceCompleted {
+    const TABLE: &'static str = "maintenance";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("proposal_id", DataType::Utf8, true),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            ts_field("started_at", false),
+            ts_field("ts", false),
+            Field::new("performed_by", DataType::Utf8, false),
+            Field::new("notes", DataType::Utf8, true),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, 0)
+    }
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut started, mut ts) = (ts_builder(n), ts_builder(n));
+        for r in rows {
+            s[0].append_value(&r.event_id);
+            s[1].append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            s[2].append_option(r.proposal_id.as_deref());
+            s[3].append_value(&r.asset_id);
+            s[4].append_value(r.kind.as_str());
+            started.append_value(r.started_at);
+            ts.append_value(r.ts);
+            s[5].append_value(&r.performed_by);
+            s[6].append_option(r.notes.as_deref());
+        }
+        let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            f(0),
+            f(1),
+            Arc::new(ver.finish()),
+            f(2),
+            f(3),
+            f(4),
+            Arc::new(started.finish()),
+            Arc::new(ts.finish()),
+            f(5),
+            f(6),
+        ];
+        batch(Self::schema(), cols)
+    }
+}
+
+/// Writes `rows` (sorted here by key and time) as one Parquet file at `DATA/<table>/date=D/<name>`
+/// atomically (temporary name, fsync, rename, fsync of the folder); one file per date. Used for
+/// tables written outside the dataflow (the decision ledger), so no manifest entry: the name
+/// is deterministic, and writing the same rows again replaces the file with the same content.
+pub fn write_rows_by_date<R: HistoryRow>(data_dir: &Path, name: &str, rows: &[R]) -> Result<Vec<PathBuf>> {
+    let mut by_day: BTreeMap<i64, Vec<&R>> = BTreeMap::new();
+    for r in rows {
+        by_day.entry(r.partition_time().div_euclid(MS_PER_DAY)).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (day, mut rows) in by_day {
+        rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let dir = data_dir.join(R::TABLE).join(format!("date={}", date_of_day(day)));
+        fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
+        let path = dir.join(name);
+        let tmp = path.with_extension("parquet.tmp");
+        let file = File::create(&tmp).map_err(|e| ConnectorError::io(&tmp, e))?;
+        let sorting = vec![
+            SortingColumn { column_idx: sort_column::<R>(0), descending: false, nulls_first: false },
+            SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
+        ];
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_sorting_columns(Some(sorting)).build();
+        let mut w = ArrowWriter::try_new(file, R::schema(), Some(props)).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+        w.write(&R::to_batch(&rows, &[])?).map_err(|e| ConnectorError::parquet(&tmp, e))?;
+        let file = w.into_inner().map_err(|e| ConnectorError::parquet(&tmp, e))?;
+        file.sync_all().map_err(|e| ConnectorError::io(&tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(|e| ConnectorError::io(&path, e))?;
+        fsync_dir(&dir);
+        out.push(path);
+    }
+    Ok(out)
 }
 
 impl HistoryRow for MaintenanceScheduled {

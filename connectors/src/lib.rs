@@ -7,6 +7,10 @@
 //! - [`export`]: writes a simulated fleet to JSON lines, CSV or Parquet.
 //! - [`history`]: the Parquet history — date-partitioned, sorted, atomic files, and a manifest of
 //!   the source positions each file covers.
+//! - [`local_log`]: the embedded log, a durable partitioned record log on disk that stands in
+//!   for a Kafka topic when the pipeline runs without a broker.
+//! - [`ledger`]: human decisions, schedule changes and maintenance records, durable (group
+//!   commit, fsync) before they are acknowledged, compacted into the history tables.
 //!
 //! Connectors know files and Parquet; they know nothing of the dataflow's operators.
 
@@ -16,6 +20,8 @@ pub mod export;
 pub mod files;
 pub mod history;
 pub mod kafka;
+pub mod ledger;
+pub mod local_log;
 pub mod simulator;
 
 /// Errors of the connectors. `retryable` says whether trying again can help.

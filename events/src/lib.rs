@@ -659,6 +659,108 @@ pub struct HumanDecisionRequested {
     pub deadline: EventTime,
 }
 
+/// What a person decided about a proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Go ahead: the proposal becomes scheduled maintenance.
+    Approve,
+    /// No: the proposal is closed.
+    Reject,
+    /// Not now: ask again after `deferred_until`.
+    Defer,
+}
+
+impl Decision {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+            Decision::Defer => "defer",
+        }
+    }
+
+    /// Whether the decision closes the request (a deferral does not).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Decision::Defer)
+    }
+}
+
+/// A person's answer to a decision request (`HumanDecisionSubmitted`); the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HumanDecisionSubmitted {
+    /// Stable id.
+    pub event_id: String,
+    /// The proposal's correlation id.
+    pub correlation_id: String,
+    /// Schema version.
+    pub event_version: u32,
+    /// The request answered.
+    pub request_id: String,
+    /// The proposal decided on.
+    pub proposal_id: String,
+    /// Asset.
+    pub asset_id: Arc<str>,
+    /// What was decided.
+    pub decision: Decision,
+    /// Who decided (the operator named in the request).
+    pub decided_by: String,
+    /// The name of the API key it came with.
+    pub via_key: String,
+    /// Why.
+    pub comment: Option<String>,
+    /// Wall-clock time of the decision.
+    pub ts: EventTime,
+    /// For a deferral: when to ask again.
+    pub deferred_until: Option<EventTime>,
+}
+
+/// Preventive maintenance follows a proposal; corrective maintenance follows a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceKind {
+    /// Planned, before a failure.
+    Preventive,
+    /// After a failure.
+    Corrective,
+}
+
+impl MaintenanceKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceKind::Preventive => "preventive",
+            MaintenanceKind::Corrective => "corrective",
+        }
+    }
+}
+
+/// Maintenance done on an asset (`MaintenanceCompleted`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceCompleted {
+    /// Stable id.
+    pub event_id: String,
+    /// The proposal's correlation id, or the event id itself for unplanned work.
+    pub correlation_id: String,
+    /// Schema version.
+    pub event_version: u32,
+    /// The proposal carried out, if any.
+    pub proposal_id: Option<String>,
+    /// Asset.
+    pub asset_id: Arc<str>,
+    /// Preventive or corrective.
+    pub kind: MaintenanceKind,
+    /// Asset out of service from.
+    pub started_at: EventTime,
+    /// Completed: asset back in service.
+    pub ts: EventTime,
+    /// Who did it.
+    pub performed_by: String,
+    /// What was done.
+    pub notes: Option<String>,
+}
+
 /// Builds a stable event id from a kind and key parts.
 pub fn event_id(kind: &str, parts: &[&str], ts: EventTime) -> String {
     let mut h = StableHasher::default();

@@ -55,6 +55,8 @@ pub struct VigilConfig {
     pub kafka: KafkaConfig,
     /// SQL over the history (`vigil sql`, reports, the API): row, time and memory limits.
     pub query: vigil_queries::QueryConfig,
+    /// The HTTP API (`vigil serve`): listen address, API keys, rate and body limits.
+    pub api: vigil_api::ApiConfig,
     /// Sensor registry entries (which sensors belong to which asset, limits, criticality).
     pub registry: Vec<RegistryEntry>,
 }

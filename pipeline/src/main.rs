@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod serve;
 mod sql_cli;
 
 use anyhow::Context;
@@ -165,6 +166,42 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Serve the API (decisions, queries, reports, health, metrics) and run the pipeline beside it.
+    Serve {
+        /// History directory.
+        #[arg(long, default_value = "./vigil-data")]
+        data_dir: PathBuf,
+        /// Address to listen on (default: `[api] listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// What feeds the pipeline.
+        #[arg(long, value_enum, default_value = "simulator", env = "VIGIL_SERVE_SOURCE")]
+        source: serve::ServeSource,
+        /// Simulated assets (`--source simulator`).
+        #[arg(long, default_value_t = 20)]
+        assets: usize,
+        /// Sensors per simulated asset.
+        #[arg(long, default_value_t = 6)]
+        sensors_per_asset: usize,
+        /// Milliseconds between two readings of a simulated sensor.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: i64,
+        /// Simulated hours (the degrading assets fail within them).
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Simulated seconds per second of wall time (1: real time).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Random seed of the simulated fleet.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Serve the history only (same as `--source none`).
+        #[arg(long)]
+        no_pipeline: bool,
+        /// Timely worker threads.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Consume readings from Kafka continuously into the history (exactly once) and the output topics.
     Run {
@@ -338,6 +375,30 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Report { data_dir, asset, fleet: _, from, to, format, out } => {
             sql_cli::report(&data_dir, &cfg.query, asset, from, to, format, out.as_deref())?;
+        }
+        Command::Serve {
+            data_dir,
+            listen,
+            source,
+            no_pipeline,
+            workers,
+            assets,
+            sensors_per_asset,
+            interval_ms,
+            hours,
+            speed,
+            seed,
+        } => {
+            let source = if no_pipeline { serve::ServeSource::None } else { source };
+            anyhow::ensure!(speed > 0.0 && speed.is_finite(), "--speed must be positive");
+            // Faster than real time, the fleet starts in the past so that its event time reaches
+            // the wall clock just as it ends (readings from the future would be rejected).
+            let start = system_now_ms() - (hours * 3_600_000.0 * (1.0 - 1.0 / speed.max(1.0))) as i64;
+            let fleet = fleet_config(
+                &FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: vigil_events::format_rfc3339_ms(start) },
+                0.0,
+            )?;
+            serve::serve(&cfg, serve::ServeArgs { data_dir, listen, source, workers, fleet, speed })?;
         }
         Command::Run { brokers, topic, group, instance, data_dir, workers, stop_at_end, no_publish, json } => {
             let base = StreamOptions::from_config(&cfg, data_dir.clone(), workers);

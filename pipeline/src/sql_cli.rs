@@ -197,24 +197,10 @@ pub(crate) fn report(
     let rt = runtime(cfg)?;
     let history = History::open(data_dir, cfg)?;
     let report = rt.block_on(async {
-        const MINUTE: i64 = 60_000;
-        let to = match to {
-            Some(t) => parse_time(&t)?,
-            None => {
-                let newest =
-                    [history.newest("readings").await?, history.newest("anomalies").await?, history.newest("predictions").await?];
-                // Just after the newest event, rounded up to a minute.
-                let t = newest.into_iter().flatten().max().context("the history is empty: give --from and --to")?;
-                (t.div_euclid(MINUTE) + 1) * MINUTE
-            }
-        };
-        let from = match from {
-            Some(f) => parse_time(&f)?,
-            None => {
-                // A week before --to, or the start of the history if it is shorter.
-                let oldest = history.oldest("readings").await?.unwrap_or(to);
-                (to - 7 * 24 * 3_600_000).max(oldest.div_euclid(MINUTE) * MINUTE)
-            }
+        let from = from.as_deref().map(parse_time).transpose()?;
+        let to = to.as_deref().map(parse_time).transpose()?;
+        let Some((from, to)) = history.report_period(from, to).await? else {
+            anyhow::bail!("the history is empty: give --from and --to");
         };
         anyhow::ensure!(to > from, "--to must be after --from");
         let req = ReportRequest { asset_id: asset, from, to };

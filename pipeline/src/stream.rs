@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use vigil_connectors::history::{self, FileEntry, StagingLock, StreamMark, WriterConfig};
 use vigil_connectors::kafka::{GroupSource, OwnedRecord, PartitionOwner, Polled};
+use vigil_connectors::local_log::{LocalLog, LocalLogReader};
 use vigil_events::{dataflow_time, stable_hash_str, watermark_of, DataflowTime, EventTime, SourcePos};
 use vigil_operators::asset_stage::AssetStageCheckpoint;
 use vigil_operators::sensor_stage::{SensorSpec, SensorStageCheckpoint};
@@ -84,6 +85,8 @@ pub struct StreamOptions {
     pub now_ms: fn() -> i64,
     /// Extra consumer settings.
     pub consumer: BTreeMap<String, String>,
+    /// Read this embedded log instead of Kafka (`topic` is then the log's name).
+    pub local: Option<Arc<LocalLog>>,
 }
 
 impl StreamOptions {
@@ -106,6 +109,7 @@ impl StreamOptions {
             idle_timeout: Duration::from_millis(cfg.pipeline.idle_timeout_ms.max(0) as u64),
             now_ms: crate::run::system_now_ms,
             consumer: k.consumer.clone(),
+            local: None,
             cfg: cfg.clone(),
         }
     }
@@ -547,6 +551,51 @@ pub struct StreamStats {
     pub reached_end: bool,
 }
 
+/// Where the records come from: a Kafka consumer-group member or the embedded log.
+enum Input {
+    Kafka(GroupSource),
+    Local(LocalLogReader),
+}
+
+impl Input {
+    fn poll(&self, timeout: Duration) -> Polled {
+        match self {
+            Input::Kafka(s) => s.poll(timeout),
+            Input::Local(r) => r.poll(timeout),
+        }
+    }
+    fn pause_resume(&self, pause: &[i32], resume: &[i32]) -> Result<(), String> {
+        match self {
+            Input::Kafka(s) => s.pause_resume(pause, resume).map_err(|e| e.to_string()),
+            Input::Local(r) => {
+                r.pause_resume(pause, resume);
+                Ok(())
+            }
+        }
+    }
+    fn commit(&self, next_offsets: &BTreeMap<i32, i64>, sync: bool) -> Result<(), String> {
+        match self {
+            Input::Kafka(s) => s.commit(next_offsets, sync).map_err(|e| e.to_string()),
+            Input::Local(r) => {
+                r.commit(next_offsets);
+                Ok(())
+            }
+        }
+    }
+    fn lag(&self) -> Option<i64> {
+        match self {
+            Input::Kafka(s) => s.lag(),
+            Input::Local(r) => r.lag(),
+        }
+    }
+    fn close(self, timeout: Duration) {
+        match self {
+            Input::Kafka(s) => s.close(timeout),
+            Input::Local(_) => {}
+        }
+    }
+}
+
 /// Runs the dataflow over the topic until stopped (or, with `stop_at_end`, until its end).
 pub fn run_stream(
     opts: &StreamOptions,
@@ -598,8 +647,10 @@ pub fn run_stream(
         );
     }
 
-    let partitions_hint =
-        vigil_connectors::kafka::partition_count(&opts.brokers, &opts.topic, Duration::from_secs(10)).unwrap_or(0);
+    let partitions_hint = match &opts.local {
+        Some(log) => log.partitions(),
+        None => vigil_connectors::kafka::partition_count(&opts.brokers, &opts.topic, Duration::from_secs(10)).unwrap_or(0),
+    };
     if let Some(t) = &opts.outputs {
         // Brokers need not create topics on first use: create the output topics up front.
         vigil_connectors::kafka::ensure_topics(&opts.brokers, &t.all(), partitions_hint.max(1) as i32, Duration::from_secs(30))
@@ -674,14 +725,19 @@ pub fn run_stream(
         shared: shared.clone(),
         coordinator: Mutex::new(Some(coordinator.clone())),
     });
-    let source = match GroupSource::new(
-        &opts.brokers,
-        &opts.group,
-        opts.static_membership.then_some(opts.instance.as_str()),
-        &opts.topic,
-        owner.clone(),
-        &opts.consumer,
-    ) {
+    let source = match &opts.local {
+        Some(log) => Ok(Input::Local(LocalLogReader::new(log.clone(), owner.clone()))),
+        None => GroupSource::new(
+            &opts.brokers,
+            &opts.group,
+            opts.static_membership.then_some(opts.instance.as_str()),
+            &opts.topic,
+            owner.clone(),
+            &opts.consumer,
+        )
+        .map(Input::Kafka),
+    };
+    let source = match source {
         Ok(s) => s,
         Err(e) => {
             shared.abort.store(true, Ordering::Relaxed);
@@ -801,7 +857,7 @@ pub fn run_stream(
 /// Watermark alignment: a partition whose event time runs more than `max_lead` ahead of the
 /// watermark is paused until the others catch up, so the readings waiting for the watermark (and
 /// so memory) stay bounded when partitions are read at different speeds (a backlog, a restart).
-fn align(source: &GroupSource, shared: &Shared, max_lead: i64) {
+fn align(source: &Input, shared: &Shared, max_lead: i64) {
     let Ok(mut paused) = shared.paused.lock() else { return };
     let watermark = shared.watermark();
     let Ok(parts) = shared.partitions.lock() else { return };

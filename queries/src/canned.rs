@@ -205,6 +205,31 @@ pub struct ScheduleRow {
     pub requires_decision: bool,
 }
 
+/// A question put to a person, with the proposal it is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRequestRow {
+    /// Request id (what a decision answers).
+    pub request_id: String,
+    /// The proposal's correlation id.
+    pub correlation_id: String,
+    /// Proposal.
+    pub proposal_id: String,
+    /// Asset.
+    pub asset_id: String,
+    /// Time of the request (ms).
+    pub ts: i64,
+    /// What is asked.
+    pub question: String,
+    /// Answer wanted by (ms).
+    pub deadline: i64,
+    /// When the proposal plans the work (ms), if the proposal is in the history.
+    pub scheduled_for: Option<i64>,
+    /// The proposal's priority.
+    pub priority: Option<String>,
+    /// Why it was proposed.
+    pub reason: Option<String>,
+}
+
 /// An asset's health now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssetHealth {
@@ -643,6 +668,51 @@ impl History {
                     priority: prio[i].clone().unwrap_or_default(),
                     reason: reason[i].clone().unwrap_or_default(),
                     requires_decision: rd[i].unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    /// Every decision request, oldest first, with its proposal (the pipeline writes both; the
+    /// ledger's own schedule changes are not proposals and are not joined).
+    pub async fn decision_requests(&self) -> Result<Vec<DecisionRequestRow>, QueryError> {
+        let r = self
+            .query(
+                "SELECT r.event_id, r.correlation_id, r.proposal_id, r.asset_id, r.ts, r.question, r.deadline, \
+                        p.scheduled_for, p.priority, p.reason \
+                 FROM decision_requests r \
+                 LEFT JOIN (SELECT proposal_id, min(scheduled_for) AS scheduled_for, min(priority) AS priority, min(reason) AS reason \
+                            FROM schedule WHERE status = 'proposed' GROUP BY proposal_id) p \
+                   ON p.proposal_id = r.proposal_id \
+                 ORDER BY r.ts, r.event_id",
+                vec![],
+                usize::MAX,
+            )
+            .await?;
+        let c = Columns::new(&r)?;
+        let (id, corr, prop, asset, t, q, dl) = (
+            c.text("event_id")?,
+            c.text("correlation_id")?,
+            c.text("proposal_id")?,
+            c.text("asset_id")?,
+            c.int("ts")?,
+            c.text("question")?,
+            c.int("deadline")?,
+        );
+        let (sf, prio, reason) = (c.int("scheduled_for")?, c.text("priority")?, c.text("reason")?);
+        (0..c.len())
+            .map(|i| {
+                Ok(DecisionRequestRow {
+                    request_id: req(id[i].clone(), "event_id")?,
+                    correlation_id: corr[i].clone().unwrap_or_default(),
+                    proposal_id: prop[i].clone().unwrap_or_default(),
+                    asset_id: asset[i].clone().unwrap_or_default(),
+                    ts: req(t[i], "ts")?,
+                    question: q[i].clone().unwrap_or_default(),
+                    deadline: dl[i].unwrap_or(0),
+                    scheduled_for: sf[i],
+                    priority: prio[i].clone(),
+                    reason: reason[i].clone(),
                 })
             })
             .collect()

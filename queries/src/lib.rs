@@ -17,6 +17,7 @@ pub mod canned;
 mod catalog;
 pub mod format;
 pub mod guard;
+mod ledger_tail;
 pub mod report;
 mod session;
 pub mod tables;

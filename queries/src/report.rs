@@ -310,6 +310,31 @@ fn scope(req: &ReportRequest) -> (String, Vec<ScalarValue>) {
 }
 
 impl History {
+    /// The period of a report when `from` or `to` is not given: up to just after the newest
+    /// event (rounded up to a minute), from a week before that or the start of the history if
+    /// it is shorter. `None` when the history is empty and a bound is missing.
+    pub async fn report_period(&self, from: Option<i64>, to: Option<i64>) -> Result<Option<(i64, i64)>, QueryError> {
+        const MINUTE: i64 = 60_000;
+        let to = match to {
+            Some(t) => t,
+            None => {
+                let newest = [self.newest("readings").await?, self.newest("anomalies").await?, self.newest("predictions").await?];
+                match newest.into_iter().flatten().max() {
+                    Some(t) => (t.div_euclid(MINUTE) + 1) * MINUTE,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let from = match from {
+            Some(f) => f,
+            None => {
+                let oldest = self.oldest("readings").await?.unwrap_or(to);
+                (to - 7 * 24 * 3_600_000).max(oldest.div_euclid(MINUTE) * MINUTE)
+            }
+        };
+        Ok(Some((from, to)))
+    }
+
     /// Builds the report of `req`.
     pub async fn report(&self, req: &ReportRequest) -> Result<Report, QueryError> {
         if req.to <= req.from {

@@ -6,7 +6,8 @@
 //! order (so row-group statistics prune, and a query ordered by the sort key merges sorted scans
 //! instead of sorting). Files are listed at every query (the listing cache is off), so a query
 //! sees every file a running pipeline has committed; the footers of files already read stay
-//! cached (files are immutable once committed).
+//! cached (files are immutable once committed). The tables the planning ledger writes also read
+//! its live segments ([`crate::ledger_tail`]), so an acknowledged decision is queryable at once.
 //!
 //! Input: a data dir and [`QueryConfig`]. Output: [`QueryResult`]s. State: the session (table
 //! registrations, the footer cache).
@@ -136,8 +137,18 @@ impl History {
                 .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8)])
                 .with_file_sort_order(if sort.is_empty() { vec![] } else { vec![sort] });
             let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(read_schema(doc));
-            let table = ListingTable::try_new(config).map_err(df_error)?;
-            ctx.register_table(doc.name, Arc::new(table)).map_err(df_error)?;
+            let table = Arc::new(ListingTable::try_new(config).map_err(df_error)?);
+            if crate::ledger_tail::LEDGER_TABLES.contains(&doc.name) {
+                let table = crate::ledger_tail::LedgerTable {
+                    name: doc.name,
+                    listing: table,
+                    written: doc.schema(),
+                    data_dir: abs.clone(),
+                };
+                ctx.register_table(doc.name, Arc::new(table)).map_err(df_error)?;
+            } else {
+                ctx.register_table(doc.name, table).map_err(df_error)?;
+            }
         }
         Ok(History { ctx, data_dir: abs, cfg: cfg.clone() })
     }

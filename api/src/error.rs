@@ -1,0 +1,159 @@
+//! The one error shape of the API: `{"error": {"code", "message", "request_id"}}`.
+//!
+//! [`ApiError`] is what every handler, extractor and middleware returns; its response carries
+//! the request id of the request being served (set by [`crate::observe`] for the task that
+//! serves it). [`ApiJson`], [`ApiQuery`] and [`ApiPath`] are axum's extractors with their
+//! rejections turned into this shape (bad JSON → 400 `bad_json`, wrong content type → 415,
+//! a body over the limit → 413, a bad query string → 400 `bad_query`).
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use vigil_queries::QueryError;
+
+tokio::task_local! {
+    /// The id of the request the current task serves.
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// The current request's id (empty outside a request).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// An API error: a status, a stable code and a message for people.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Message.
+    pub message: String,
+    /// Seconds to wait (429).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+    /// 400.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// 409.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    /// 500; the cause is logged, the message stays generic.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error (logged with this request id)")
+    }
+    /// 503.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {"code": self.code, "message": self.message, "request_id": current_request_id()}
+        });
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Refused(_) => ApiError::new(StatusCode::FORBIDDEN, "query_refused", e.to_string()),
+            QueryError::Sql(_) => ApiError::bad_request("bad_sql", e.to_string()),
+            QueryError::Invalid(_) => ApiError::bad_request("bad_parameter", e.to_string()),
+            QueryError::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "query_timeout", e.to_string()),
+            QueryError::Resources(_) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "query_resources", e.to_string()),
+            QueryError::Read { .. } | QueryError::Execution(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query_failed", e.to_string())
+            }
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a JSON body (Content-Type: application/json)",
+        ),
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is larger than the limit")
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request("bad_json", format!("the body is not valid JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text()),
+        other => ApiError::bad_request("bad_body", other.body_text()),
+    }
+}
+
+/// `Json<T>` with errors in the API's shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state).await.map(|Json(v)| ApiJson(v)).map_err(json_rejection)
+    }
+}
+
+/// `Query<T>` with errors in the API's shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| ApiError::bad_request("bad_query", e.body_text()))
+    }
+}
+
+/// `Path<T>` with errors in the API's shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e: PathRejection| ApiError::bad_request("bad_path", e.body_text()))
+    }
+}
+
+/// Parses a time parameter: RFC 3339 or epoch milliseconds.
+pub fn parse_time(name: &str, s: &str) -> Result<i64, ApiError> {
+    vigil_events::parse_timestamp_str(s).map_err(|_| {
+        ApiError::bad_request("bad_parameter", format!("{name}: {s:?} is not a time (RFC 3339 or epoch milliseconds)"))
+    })
+}

@@ -1,0 +1,255 @@
+//! `vigil serve`: the API (and, with a source, the pipeline) in one process.
+//!
+//! Sources: `simulator` runs a live simulated fleet into the embedded log (`DATA/_log`), which
+//! the streaming dataflow consumes exactly as it would a Kafka topic; `kafka` runs the dataflow
+//! over `[kafka] topic` (as `vigil run`); `none` (`--no-pipeline`) serves the history only.
+//! `POST /api/v1/readings` appends to the source (the embedded log, or the Kafka topic). SIGTERM or Ctrl-C stops intake, lets
+//! the pipeline make its last commit, stops the ledger after everything acknowledged is on disk,
+//! and exits 0.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use vigil_api::{ApiConfig, AppState, KeyConfig, PlanningBook, Readiness, Scope};
+use vigil_connectors::ledger::{Ledger, LedgerConfig};
+use vigil_connectors::local_log::LocalLog;
+use vigil_events::MaintenanceCompleted;
+use vigil_pipeline::config::VigilConfig;
+use vigil_pipeline::stream::{StreamControl, StreamOptions};
+use vigil_queries::History;
+
+/// Name of the embedded log (and the topic the manifest records its positions under).
+const LOCAL_TOPIC: &str = "vigil.local";
+
+/// What feeds the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ServeSource {
+    /// A live simulated fleet (and `POST /readings`) through the embedded log.
+    Simulator,
+    /// Only `POST /readings`, through the embedded log.
+    Ingest,
+    /// The `[kafka]` input topic, consumed exactly once into the history.
+    Kafka,
+    /// No pipeline: serve the history only.
+    None,
+}
+
+/// Settings of `vigil serve`.
+pub(crate) struct ServeArgs {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) listen: Option<String>,
+    pub(crate) source: ServeSource,
+    pub(crate) workers: Option<usize>,
+    /// The simulated fleet (`simulator` source).
+    pub(crate) fleet: vigil_connectors::simulator::FleetConfig,
+    /// Simulated seconds a second.
+    pub(crate) speed: f64,
+}
+
+/// Where `POST /readings` goes.
+enum IngestTarget {
+    Local(Arc<LocalLog>),
+    Kafka(vigil_connectors::kafka::JsonProducer, String),
+}
+
+/// The streaming run as the API sees it.
+struct StreamHandle {
+    control: Arc<StreamControl>,
+    source: String,
+    target: IngestTarget,
+}
+
+impl vigil_api::Pipeline for StreamHandle {
+    fn readiness(&self) -> Readiness {
+        let ready = self.control.ready.load(Ordering::Relaxed);
+        let reason = self.control.reason.lock().ok().map(|r| r.clone()).filter(|r| !r.is_empty());
+        let lag = self.control.lag.load(Ordering::Relaxed);
+        Readiness {
+            ready,
+            reason: if ready { None } else { reason.or_else(|| Some("starting".into())) },
+            lag: (lag >= 0).then_some(lag),
+            source: self.source.clone(),
+        }
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let c = &self.control;
+        let _ =
+            writeln!(out, "# HELP vigil_records_in_total Records read from the source.\n# TYPE vigil_records_in_total counter");
+        let _ = writeln!(out, "vigil_records_in_total {}", c.records_in.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP vigil_cuts_total Commits of the history (files, offsets, state).\n# TYPE vigil_cuts_total counter"
+        );
+        let _ = writeln!(out, "vigil_cuts_total {}", c.cuts.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP vigil_source_lag_records Records behind the end of the source (-1: unknown).\n# TYPE vigil_source_lag_records gauge");
+        let _ = writeln!(out, "vigil_source_lag_records {}", c.lag.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP vigil_pipeline_ready Whether the pipeline consumes and commits normally.\n# TYPE vigil_pipeline_ready gauge"
+        );
+        let _ = writeln!(out, "vigil_pipeline_ready {}", u8::from(c.ready.load(Ordering::Relaxed)));
+    }
+
+    fn ingest(&self, records: &[(&[u8], &[u8])]) -> Result<(), String> {
+        match &self.target {
+            IngestTarget::Local(log) => log.append(records).map_err(|e| e.to_string()),
+            IngestTarget::Kafka(producer, topic) => {
+                for (k, v) in records {
+                    producer.send(topic, k, v).map_err(|e| e.to_string())?;
+                }
+                producer.flush(std::time::Duration::from_secs(30)).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn maintenance_completed(&self, m: &MaintenanceCompleted) {
+        tracing::info!(asset = %m.asset_id, "maintenance completed: the asset's baselines restart with its next readings");
+    }
+}
+
+/// A key for this run when none is configured, so the API is never open by accident.
+fn generated_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut key = String::new();
+    for i in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u32(std::process::id());
+        key.push_str(&format!("{:016x}", h.finish()));
+    }
+    key
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// Runs `vigil serve` until SIGTERM or Ctrl-C.
+pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
+    let mut api: ApiConfig = cfg.api.clone();
+    if let Some(l) = &args.listen {
+        api.listen = l.clone();
+    }
+    if api.keys_with_env().is_empty() {
+        let key = generated_key();
+        eprintln!("vigil serve: no API key is configured ([api.keys] or VIGIL_API_KEY); this run's admin key is {key}");
+        api.keys.push(KeyConfig { name: "generated".into(), key, scopes: vec![Scope::Admin] });
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let threads =
+        if cfg.query.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.query.threads };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(2))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let history = History::open(&args.data_dir, &cfg.query)?;
+    let ledger = Ledger::<PlanningBook>::open(&args.data_dir, LedgerConfig::default()).context("opening the decision ledger")?;
+
+    let mut stream_thread = None;
+    let mut feeder = None;
+    let mut control = None;
+    let stop_feed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pipeline: Option<Arc<dyn vigil_api::Pipeline>> = match args.source {
+        ServeSource::None => None,
+        source => {
+            let mut opts = StreamOptions::from_config(cfg, args.data_dir.clone(), args.workers);
+            let mut registry: Vec<vigil_operators::sensor_stage::SensorSpec> =
+                cfg.registry.iter().map(vigil_pipeline::config::RegistryEntry::spec).collect();
+            let (target, label) = if source == ServeSource::Kafka {
+                let producer = vigil_connectors::kafka::JsonProducer::new(&opts.brokers).context("connecting to Kafka")?;
+                let label = format!("kafka {} on {}", opts.topic, opts.brokers);
+                (IngestTarget::Kafka(producer, opts.topic.clone()), label)
+            } else {
+                let log = LocalLog::open(&args.data_dir, LOCAL_TOPIC, opts.workers).context("opening the embedded log")?;
+                opts.topic = LOCAL_TOPIC.to_string();
+                opts.local = Some(log.clone());
+                opts.outputs = None;
+                if source == ServeSource::Simulator {
+                    let fleet = vigil_connectors::simulator::Fleet::new(args.fleet.clone());
+                    registry = vigil_pipeline::fleet_registry(cfg, &fleet);
+                    let log = log.clone();
+                    let stop = stop_feed.clone();
+                    let speed = args.speed;
+                    feeder = Some(
+                        std::thread::Builder::new()
+                            .name("vigil-simulator".into())
+                            .spawn(move || {
+                                let fed =
+                                    vigil_connectors::export::feed_fleet(&fleet, Some(speed), &stop, |batch| log.append(batch));
+                                match fed {
+                                    Ok(n) => tracing::info!(records = n, "the simulated fleet is done"),
+                                    Err(e) => tracing::error!(error = %e, "the simulator stopped"),
+                                }
+                            })
+                            .context("starting the simulator")?,
+                    );
+                }
+                (IngestTarget::Local(log), format!("embedded log {}", args.data_dir.join("_log").join(LOCAL_TOPIC).display()))
+            };
+            let c = Arc::new(StreamControl::default());
+            let thread_control = c.clone();
+            stream_thread = Some(
+                std::thread::Builder::new()
+                    .name("vigil-stream".into())
+                    .spawn(move || vigil_pipeline::stream::run_stream(&opts, registry, thread_control))
+                    .context("starting the pipeline")?,
+            );
+            control = Some(c.clone());
+            Some(Arc::new(StreamHandle { control: c, source: label, target }))
+        }
+    };
+
+    let state = AppState::new(history, ledger.clone(), api.clone(), pipeline);
+    let router = vigil_api::app(state);
+    rt.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(&api.listen).await.with_context(|| format!("listening on {}", api.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "vigil serve: http://{addr}/ (API under /api/v1), history in {}, pipeline: {}",
+            args.data_dir.display(),
+            match args.source {
+                ServeSource::Simulator => "live simulator through the embedded log",
+                ServeSource::Ingest => "POST /api/v1/readings through the embedded log",
+                ServeSource::Kafka => "kafka",
+                ServeSource::None => "none (history only)",
+            }
+        );
+        axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    eprintln!("vigil serve: stopping (last commit, then exit)");
+    stop_feed.store(true, Ordering::Relaxed);
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    if let Some(c) = &control {
+        c.stop.store(true, Ordering::Relaxed);
+    }
+    if let Some(t) = stream_thread {
+        match t.join() {
+            Ok(Ok(stats)) => eprintln!("vigil serve: pipeline stopped after {} cuts", stats.cuts),
+            Ok(Err(e)) => eprintln!("vigil serve: the pipeline ended with an error: {e}"),
+            Err(_) => eprintln!("vigil serve: the pipeline thread panicked"),
+        }
+    }
+    ledger.close();
+    Ok(())
+}

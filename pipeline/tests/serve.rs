@@ -1,0 +1,222 @@
+//! `vigil serve` as a user runs it: the real binary, real HTTP on an ephemeral port.
+//!
+//! - Decisions survive `kill -9` of the server (durable before the response).
+//! - Readings posted to the embedded log reach the history exactly once across a graceful stop
+//!   and a restart, bad ones as dead letters.
+//! - The live simulator feeds the pipeline, and the API sees its sensors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "test-admin-key";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("VIGIL_API_KEY", KEY)
+            .env("VIGIL_KAFKA__COMMIT_INTERVAL_MS", "200")
+            .env("VIGIL_PIPELINE__IDLE_TIMEOUT_MS", "300")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("vigil serve: http://") {
+                addr = Some(rest.split('/').next().unwrap().to_string());
+                break;
+            }
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr: addr.expect("the server did not say where it listens") }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {KEY}\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or(""));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let body =
+            if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+    }
+
+    fn sql(&self, q: &str) -> Vec<serde_json::Value> {
+        let (status, v) = self.call("POST", "/api/v1/query", Some(&serde_json::json!({ "sql": q }).to_string()));
+        assert_eq!(status, 200, "{v}");
+        v["rows"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_decision_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["demo", "--data-dir", data.to_str().unwrap(), "--assets", "10", "--hours", "3", "--workers", "2", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let srv = Server::start(&data, &["--no-pipeline"]);
+    let (status, pending) = srv.call("GET", "/api/v1/decisions/pending", None);
+    assert_eq!(status, 200);
+    let pending = pending.as_array().unwrap().clone();
+    assert!(!pending.is_empty(), "the demo asks for no decision");
+    let id = pending[0]["request_id"].as_str().unwrap().to_string();
+    let proposal = pending[0]["proposal_id"].as_str().unwrap().to_string();
+    let (status, v) = srv.call("POST", &format!("/api/v1/decisions/{id}"), Some(r#"{"decision":"approve","operator":"ann"}"#));
+    assert_eq!(status, 201, "{v}");
+    srv.kill();
+
+    let srv = Server::start(&data, &["--no-pipeline"]);
+    let (_, log) = srv.call("GET", "/api/v1/decisions", None);
+    assert_eq!(log["total"], 1, "{log}");
+    assert_eq!(log["items"][0]["request_id"], id.as_str());
+    let (_, still) = srv.call("GET", "/api/v1/decisions/pending", None);
+    assert_eq!(still.as_array().unwrap().len(), pending.len() - 1);
+    let (status, v) = srv.call("POST", &format!("/api/v1/decisions/{id}"), Some(r#"{"decision":"approve","operator":"ann"}"#));
+    assert_eq!((status, &v["replayed"]), (200, &serde_json::Value::Bool(true)));
+    let rows = srv.sql(&format!("SELECT status FROM schedule WHERE proposal_id = '{proposal}' ORDER BY ts"));
+    assert_eq!(rows.last().unwrap()["status"], "scheduled", "{rows:?}");
+    assert!(srv.stop().success());
+}
+
+fn readings(from_min: i64, to_min: i64) -> String {
+    let t0 = vigil_now_minute() - 120;
+    let rows: Vec<serde_json::Value> = (from_min..to_min)
+        .flat_map(|m| {
+            ["p1-temp", "p2-temp"].into_iter().map(move |s| {
+                serde_json::json!({
+                    "sensor_id": s, "asset_id": &s[..2], "sensor_type": "temperature",
+                    "value": 40.0 + (m % 7) as f64, "unit": "C", "ts": (t0 + m) * 60_000,
+                })
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap()
+}
+
+/// The current minute (so readings are recent but not from the future).
+fn vigil_now_minute() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 60
+}
+
+#[test]
+fn posted_readings_reach_the_history_exactly_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
+    let (status, v) = srv.call("POST", "/api/v1/readings", Some(&readings(0, 60)));
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["accepted"], 120);
+    let (status, _) = srv.call("POST", "/api/v1/readings", Some(r#"[{"sensor_id": "p1-temp", "value": "hot"}]"#));
+    assert_eq!(status, 202, "bad readings are accepted here and dead-lettered by the pipeline");
+    let (status, v) = srv.call("POST", "/api/v1/readings", Some(r#"{"not": "an array"}"#));
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_json")));
+    wait_for("the history to hold the first readings", || {
+        srv.sql("SELECT count(*) AS n FROM readings")[0]["n"].as_u64().unwrap_or(0) >= 100
+    });
+    assert!(srv.stop().success(), "a graceful stop exits 0");
+
+    // Restarted: the readings waiting for the watermark come back from the checkpoint.
+    let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
+    let (status, _) = srv.call("POST", "/api/v1/readings", Some(&readings(60, 120)));
+    assert_eq!(status, 202);
+    // Everything up to the watermark (the newest minute less the lateness) is in the history, once.
+    wait_for("the second batch", || srv.sql("SELECT count(*) AS n FROM readings")[0]["n"].as_u64().unwrap_or(0) >= 236);
+    let rows = srv.sql("SELECT count(*) AS n, count(DISTINCT reading_id) AS d FROM readings");
+    assert_eq!(rows[0]["n"], rows[0]["d"], "no reading stored twice");
+    let rejected = srv.sql("SELECT reason FROM rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let (_, ready) = srv.call("GET", "/ready", None);
+    assert_eq!(ready["pipeline"]["ready"], true, "{ready}");
+    assert!(srv.stop().success());
+}
+
+#[test]
+fn the_live_simulator_feeds_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(
+        &data,
+        &["--source", "simulator", "--assets", "3", "--interval-ms", "1000", "--speed", "120", "--hours", "1"],
+    );
+    wait_for("sensors in the history", || {
+        let (s, v) = srv.call("GET", "/api/v1/sensors", None);
+        s == 200 && v["sensors"].as_array().is_some_and(|a| a.len() == 18)
+    });
+    let (_, metrics) = srv.call("GET", "/metrics", None);
+    let text = metrics.as_str().unwrap().to_string();
+    let records_in: u64 =
+        text.lines().find_map(|l| l.strip_prefix("vigil_records_in_total ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(records_in > 0, "{text}");
+    assert!(srv.stop().success());
+}
