@@ -9,7 +9,8 @@
 //! - Keyed routes ([`auth`]): `read` — sensors, readings, anomalies, drift, predictions,
 //!   schedule, fleet, decisions (pending, audit log), query, reports, history catalog;
 //!   `decide` — `POST /decisions/{request_id}`, `POST /maintenance/{proposal_id}/complete`;
-//!   `ingest` — `POST /readings` (into the running pipeline's source).
+//!   `ingest` — `POST /readings` (into the running pipeline's source); `admin` —
+//!   `POST /demo/golden-path` (its status is `read`).
 //! - Every response carries `X-Request-Id`; every error, from a handler, an extractor, the
 //!   router (404, 405) or a limit (413, 429), has one shape ([`error`]).
 //!
@@ -31,6 +32,7 @@ use vigil_queries::History;
 
 pub mod auth;
 pub mod error;
+pub mod golden;
 pub mod ingest;
 pub mod observe;
 pub mod planning;
@@ -109,6 +111,9 @@ pub trait Pipeline: Send + Sync {
     /// Hands `(key, JSON reading)` records to the pipeline's source; returns once they are
     /// durable there (fsynced in the embedded log, acknowledged by Kafka). Blocking.
     fn ingest(&self, records: &[(&[u8], &[u8])]) -> Result<(), String>;
+    /// Runs the golden path: a small simulated fleet whose one asset (`<asset_prefix>-0001`)
+    /// fails, through the whole dataflow into the history. Blocking.
+    fn golden_path(&self, asset_prefix: &str) -> Result<golden::GoldenOutcome, String>;
 }
 
 /// Shared state of the handlers.
@@ -132,6 +137,8 @@ pub struct AppState {
     pub now_ms: fn() -> i64,
     /// Answers already given to `POST /readings` by `Idempotency-Key`.
     pub idempotency: Arc<ingest::IdempotencyCache>,
+    /// Golden-path runs.
+    pub golden: golden::SharedRuns,
 }
 
 impl AppState {
@@ -148,6 +155,7 @@ impl AppState {
             config: Arc::new(config),
             now_ms: wall_clock_ms,
             idempotency: Arc::new(ingest::IdempotencyCache::default()),
+            golden: Arc::new(golden::GoldenRuns::default()),
         }
     }
 
@@ -280,6 +288,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/decisions", get(planning::audit))
         .route("/api/v1/query", post(read::query))
         .route("/api/v1/reports", post(read::report))
+        .route("/api/v1/demo/golden-path/{correlation_id}", get(golden::status))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
     let decide = Router::new()
         .route("/api/v1/decisions/{request_id}", post(planning::decide))
@@ -288,7 +297,11 @@ pub fn app(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/api/v1/readings", post(ingest::readings))
         .layer(DefaultBodyLimit::max(state.config.ingest_limit_bytes));
+    let admin = Router::new()
+        .route("/api/v1/demo/golden-path", post(golden::start))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
     let keyed = scoped(read, Scope::Read)
+        .merge(scoped(admin, Scope::Admin))
         .merge(scoped(decide, Scope::Decide))
         .merge(scoped(ingest, Scope::Ingest))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));

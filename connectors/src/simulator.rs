@@ -43,6 +43,13 @@ pub struct FleetConfig {
     pub degrading_fraction: f64,
     /// Fraction of records made bad (JSON output only).
     pub bad_record_rate: f64,
+    /// Asset ids are `<prefix>-0001`, `<prefix>-0002`, ...
+    #[serde(default = "default_asset_prefix")]
+    pub asset_prefix: String,
+}
+
+fn default_asset_prefix() -> String {
+    "asset".into()
 }
 
 impl Default for FleetConfig {
@@ -58,6 +65,7 @@ impl Default for FleetConfig {
             drift_fraction: 0.1,
             degrading_fraction: 0.1,
             bad_record_rate: 0.0,
+            asset_prefix: default_asset_prefix(),
         }
     }
 }
@@ -264,7 +272,7 @@ impl Fleet {
         }
         degrading.truncate(n_degrading);
         for a in 0..cfg.assets {
-            let asset_id = format!("asset-{:04}", a + 1);
+            let asset_id = format!("{}-{:04}", cfg.asset_prefix, a + 1);
             let mut arng = rng_for(cfg.seed, &[1, a as u64]);
             let degradation = degrading.contains(&a).then(|| {
                 let start = cfg.start_ms + (duration as f64 * arng.random_range(0.15..0.35)) as i64;

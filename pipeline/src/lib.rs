@@ -84,6 +84,12 @@ pub fn replay(inputs: &[PathBuf], order: ReplayOrder, opts: &RunOptions) -> Resu
 /// Runs a simulated fleet through the dataflow into the history.
 pub fn demo(fleet_cfg: FleetConfig, opts: &RunOptions) -> Result<(RunStats, Fleet), RunError> {
     history::recover(&opts.data_dir).map_err(|e| RunError::History(e.to_string()))?;
+    run_fleet(fleet_cfg, opts)
+}
+
+/// [`demo`] without recovering the history first: for a run beside a live pipeline that owns
+/// the data dir (the golden path of `vigil serve`); its files are committed with its own run id.
+pub fn run_fleet(fleet_cfg: FleetConfig, opts: &RunOptions) -> Result<(RunStats, Fleet), RunError> {
     let fleet = Fleet::new(fleet_cfg);
     let specs = fleet_registry(&opts.cfg, &fleet);
     let fleet = Arc::new(fleet);

@@ -147,6 +147,44 @@ pub struct RunStats {
     pub errors: Vec<String>,
     /// The input was out of order beyond the lateness (event-time replay must sort).
     pub needs_sort: bool,
+    /// Counts of the briefs and files folded out of the lists above ([`RunStats::fold_lists`]).
+    pub folded: FoldedCounts,
+}
+
+/// Counts that stand in for lists a long streaming run does not keep.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FoldedCounts {
+    /// Anomalies by detector.
+    pub anomalies_by_detector: BTreeMap<String, u64>,
+    /// Anomalies by severity.
+    pub anomalies_by_severity: BTreeMap<String, u64>,
+    /// Drift events by statistic.
+    pub drift_by_statistic: BTreeMap<String, u64>,
+    /// Proposals.
+    pub proposals: u64,
+    /// History rows by table.
+    pub history_rows: BTreeMap<String, u64>,
+    /// History files.
+    pub files: u64,
+}
+
+impl FoldedCounts {
+    fn merge(&mut self, o: FoldedCounts) {
+        for (k, v) in o.anomalies_by_detector {
+            *self.anomalies_by_detector.entry(k).or_default() += v;
+        }
+        for (k, v) in o.anomalies_by_severity {
+            *self.anomalies_by_severity.entry(k).or_default() += v;
+        }
+        for (k, v) in o.drift_by_statistic {
+            *self.drift_by_statistic.entry(k).or_default() += v;
+        }
+        self.proposals += o.proposals;
+        for (k, v) in o.history_rows {
+            *self.history_rows.entry(k).or_default() += v;
+        }
+        self.files += o.files;
+    }
 }
 
 impl RunStats {
@@ -169,6 +207,35 @@ impl RunStats {
         }
         self.errors.extend(o.errors);
         self.needs_sort |= o.needs_sort;
+        self.folded.merge(o.folded);
+    }
+
+    /// Folds the lists of anomalies, drift events, proposals and files into counts, so that a
+    /// streaming run's statistics stay the same size however long it runs.
+    pub fn fold_lists(&mut self) {
+        let f = &mut self.folded;
+        for a in self.anomalies.drain(..) {
+            *f.anomalies_by_detector.entry(a.detector).or_default() += 1;
+            *f.anomalies_by_severity.entry(a.severity.as_str().to_string()).or_default() += 1;
+        }
+        for d in self.drift.drain(..) {
+            *f.drift_by_statistic.entry(d.statistic).or_default() += 1;
+        }
+        f.proposals += self.proposals.len() as u64;
+        self.proposals.clear();
+        for file in self.files.drain(..) {
+            *f.history_rows.entry(file.table).or_default() += file.rows;
+            f.files += 1;
+        }
+    }
+
+    /// Anomalies by detector, listed and folded.
+    pub fn anomalies_by_detector(&self) -> BTreeMap<String, u64> {
+        let mut out = self.folded.anomalies_by_detector.clone();
+        for a in &self.anomalies {
+            *out.entry(a.detector.clone()).or_default() += 1;
+        }
+        out
     }
 
     /// Rejected records in all.

@@ -59,6 +59,8 @@ struct StreamHandle {
     control: Arc<StreamControl>,
     source: String,
     target: IngestTarget,
+    cfg: VigilConfig,
+    data_dir: PathBuf,
 }
 
 impl vigil_api::Pipeline for StreamHandle {
@@ -77,21 +79,66 @@ impl vigil_api::Pipeline for StreamHandle {
     fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
         let c = &self.control;
-        let _ =
-            writeln!(out, "# HELP vigil_records_in_total Records read from the source.\n# TYPE vigil_records_in_total counter");
-        let _ = writeln!(out, "vigil_records_in_total {}", c.records_in.load(Ordering::Relaxed));
+        let t = c.live_totals();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        let by = |label: &str, m: &std::collections::BTreeMap<String, u64>| {
+            m.iter().map(|(k, v)| (format!("{{{label}=\"{}\"}}", k.replace('"', "'")), *v)).collect::<Vec<_>>()
+        };
+        metric("vigil_records_in_total", "counter", "Records read from the source.", one(c.records_in.load(Ordering::Relaxed)));
+        metric(
+            "vigil_readings_accepted_total",
+            "counter",
+            "Readings accepted into the history (as of the last commit).",
+            one(t.accepted),
+        );
+        metric(
+            "vigil_records_rejected_total",
+            "counter",
+            "Records dead-lettered, by reason (as of the last commit).",
+            by("reason", &t.rejected),
+        );
+        let windows =
+            [("tumbling".to_string(), t.tumbling_windows), ("hopping".to_string(), t.hopping_windows)].into_iter().collect();
+        metric("vigil_windows_total", "counter", "Windows closed, by kind.", by("kind", &windows));
+        metric("vigil_anomalies_total", "counter", "Anomalies found, by detector.", by("detector", &t.anomalies_by_detector()));
+        metric(
+            "vigil_drift_events_total",
+            "counter",
+            "Drift events, by statistic.",
+            by("statistic", &t.folded.drift_by_statistic),
+        );
+        metric("vigil_predictions_total", "counter", "Maintenance predictions.", one(t.predictions));
+        metric("vigil_proposals_total", "counter", "Maintenance proposals.", one(t.folded.proposals + t.proposals.len() as u64));
+        metric("vigil_decision_requests_total", "counter", "Decisions asked of people.", one(t.decision_requests));
+        metric(
+            "vigil_history_rows_total",
+            "counter",
+            "Rows committed to the history, by table.",
+            by("table", &t.folded.history_rows),
+        );
+        metric(
+            "vigil_cuts_total",
+            "counter",
+            "Commits of the history (files, offsets, state).",
+            one(c.cuts.load(Ordering::Relaxed)),
+        );
+        let lag = c.lag.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP vigil_source_lag_records Records behind the end of the source (-1: unknown).\n# TYPE vigil_source_lag_records gauge\nvigil_source_lag_records {lag}");
+        let ready = u8::from(c.ready.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP vigil_pipeline_ready Whether the pipeline consumes and commits normally.\n# TYPE vigil_pipeline_ready gauge\nvigil_pipeline_ready {ready}");
         let _ = writeln!(
             out,
-            "# HELP vigil_cuts_total Commits of the history (files, offsets, state).\n# TYPE vigil_cuts_total counter"
+            "# HELP vigil_commit_delay_seconds End-to-end latency of results: from the watermark's event time to the commit that made everything before it durable.\n# TYPE vigil_commit_delay_seconds histogram"
         );
-        let _ = writeln!(out, "vigil_cuts_total {}", c.cuts.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP vigil_source_lag_records Records behind the end of the source (-1: unknown).\n# TYPE vigil_source_lag_records gauge");
-        let _ = writeln!(out, "vigil_source_lag_records {}", c.lag.load(Ordering::Relaxed));
-        let _ = writeln!(
-            out,
-            "# HELP vigil_pipeline_ready Whether the pipeline consumes and commits normally.\n# TYPE vigil_pipeline_ready gauge"
-        );
-        let _ = writeln!(out, "vigil_pipeline_ready {}", u8::from(c.ready.load(Ordering::Relaxed)));
+        if let Ok(h) = c.commit_delay.lock() {
+            h.render(out, "vigil_commit_delay_seconds", "");
+        }
     }
 
     fn ingest(&self, records: &[(&[u8], &[u8])]) -> Result<(), String> {
@@ -106,9 +153,63 @@ impl vigil_api::Pipeline for StreamHandle {
         }
     }
 
+    fn golden_path(&self, asset_prefix: &str) -> Result<vigil_api::golden::GoldenOutcome, String> {
+        golden_path(&self.cfg, &self.data_dir, asset_prefix)
+    }
+
     fn maintenance_completed(&self, m: &MaintenanceCompleted) {
         tracing::info!(asset = %m.asset_id, "maintenance completed: the asset's baselines restart with its next readings");
     }
+}
+
+/// The golden path: one asset that degrades to failure within six simulated hours (ending an
+/// hour ago, so that the live stream's watermark is not disturbed), six sensors every 10 s, run
+/// through the same dataflow as `vigil demo` into the history beside the live pipeline's files
+/// (its own run id and manifest line).
+fn golden_path(
+    cfg: &VigilConfig,
+    data_dir: &std::path::Path,
+    asset_prefix: &str,
+) -> Result<vigil_api::golden::GoldenOutcome, String> {
+    let now = vigil_pipeline::run::system_now_ms();
+    let hours = 6.0;
+    let fleet_cfg = vigil_connectors::simulator::FleetConfig {
+        assets: 1,
+        sensors_per_asset: 6,
+        hours,
+        interval_ms: 10_000,
+        seed: vigil_events::stable_hash_str(asset_prefix),
+        start_ms: now - 3_600_000 - (hours * 3_600_000.0) as i64,
+        degrading_fraction: 1.0,
+        drift_fraction: 0.0,
+        anomalies_per_sensor_hour: 1.0,
+        asset_prefix: asset_prefix.to_string(),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let fleet = vigil_connectors::simulator::Fleet::new(fleet_cfg.clone());
+    let readings = fleet.readings();
+    let simulate_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let opts = vigil_pipeline::RunOptions {
+        cfg: cfg.clone(),
+        data_dir: data_dir.to_path_buf(),
+        workers: 1,
+        progress: false,
+        now_ms: vigil_pipeline::run::system_now_ms,
+        run_id: vigil_pipeline::new_run_id(now),
+    };
+    let flow = std::time::Instant::now();
+    let (stats, _) = vigil_pipeline::run_fleet(fleet_cfg, &opts).map_err(|e| e.to_string())?;
+    Ok(vigil_api::golden::GoldenOutcome {
+        readings,
+        simulate_ms,
+        dataflow_ms: flow.elapsed().as_secs_f64() * 1000.0,
+        accepted: stats.accepted,
+        anomalies: stats.anomalies.len() as u64,
+        predictions: stats.predictions,
+        proposals: stats.proposals.len() as u64,
+        decision_requests: stats.decision_requests,
+    })
 }
 
 /// A key for this run when none is configured, so the API is never open by accident.
@@ -212,7 +313,7 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
                     .context("starting the pipeline")?,
             );
             control = Some(c.clone());
-            Some(Arc::new(StreamHandle { control: c, source: label, target }))
+            Some(Arc::new(StreamHandle { control: c, source: label, target, cfg: cfg.clone(), data_dir: args.data_dir.clone() }))
         }
     };
 

@@ -130,6 +130,24 @@ pub struct StreamControl {
     pub cuts: AtomicU64,
     /// Records read.
     pub records_in: AtomicU64,
+    /// Each worker's statistics as of its last cut (lists folded into counts).
+    pub live: Mutex<Vec<RunStats>>,
+    /// Seconds from the watermark's event time to the commit that made everything before it
+    /// durable, per cut (the end-to-end latency of results, lateness included).
+    pub commit_delay: Mutex<vigil_api::observe::Histogram>,
+}
+
+impl StreamControl {
+    /// The workers' statistics summed.
+    pub fn live_totals(&self) -> RunStats {
+        let mut total = RunStats::default();
+        if let Ok(l) = self.live.lock() {
+            for s in l.iter() {
+                total.merge(s.clone());
+            }
+        }
+        total
+    }
 }
 
 impl StreamControl {
@@ -493,6 +511,13 @@ impl Coordinator {
             *l = next_offsets;
         }
         self.control.cuts.fetch_add(1, Ordering::Relaxed);
+        let watermark = watermark_of(self.shared.cut_time.load(Ordering::Acquire));
+        if watermark > EventTime::MIN / 2 {
+            let delay = ((self.opts.now_ms)() - watermark).max(0) as f64 / 1000.0;
+            if let Ok(mut h) = self.control.commit_delay.lock() {
+                h.observe(delay);
+            }
+        }
         Ok(())
     }
 
@@ -696,6 +721,7 @@ pub fn run_stream(
     let wshared = shared.clone();
     let wcheckpoint = checkpoint.clone();
     let wrun = run_id.clone();
+    let wcontrol = control.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
@@ -714,6 +740,7 @@ pub fn run_stream(
             checkpoint: wcheckpoint.as_deref(),
             outputs: outputs.clone(),
             sources: source_names.clone(),
+            control: wcontrol.clone(),
         })
     })
     .map_err(StreamError::Dataflow)?;
@@ -930,10 +957,12 @@ struct WorkerArgs<'a, 'w> {
     checkpoint: Option<&'a Checkpoint>,
     outputs: Option<Arc<Outputs>>,
     sources: Arc<Vec<String>>,
+    control: Arc<StreamControl>,
 }
 
 fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
-    let WorkerArgs { worker, index, peers, rx, parts_tx, shared, opts, run_id, registry, checkpoint, outputs, sources } = a;
+    let WorkerArgs { worker, index, peers, rx, parts_tx, shared, opts, run_id, registry, checkpoint, outputs, sources, control } =
+        a;
     let cfg = &opts.cfg;
     let wcfg = |_: &str| WriterConfig {
         data_dir: opts.data_dir.clone(),
@@ -1025,6 +1054,7 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
                         let part = cut_part(&graph);
                         let _ = parts_tx.send((index, part));
                         sent = true;
+                        publish_stats(&graph, &control, index);
                     }
                 }
                 if sent && shared.resumed.load(Ordering::Acquire) >= id {
@@ -1057,6 +1087,19 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
     }
     let out = graph.stats.borrow().clone();
     out
+}
+
+/// Folds the worker's lists into counts (memory stays flat however long the stream runs) and
+/// publishes its statistics for the metrics.
+fn publish_stats(graph: &crate::graph::Graph, control: &StreamControl, index: usize) {
+    let mut st = graph.stats.borrow_mut();
+    st.fold_lists();
+    if let Ok(mut live) = control.live.lock() {
+        if live.len() <= index {
+            live.resize(index + 1, RunStats::default());
+        }
+        live[index] = st.clone();
+    }
 }
 
 /// A worker's share of a cut: its files synced, its stages' state.

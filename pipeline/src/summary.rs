@@ -103,17 +103,17 @@ impl Summary {
         stats: &RunStats,
         truth: Option<&GroundTruth>,
     ) -> Summary {
-        let mut anomalies_by_detector = BTreeMap::new();
-        let mut anomalies_by_severity = BTreeMap::new();
+        let mut anomalies_by_detector = stats.folded.anomalies_by_detector.clone();
+        let mut anomalies_by_severity = stats.folded.anomalies_by_severity.clone();
         for a in &stats.anomalies {
             *anomalies_by_detector.entry(a.detector.clone()).or_default() += 1;
             *anomalies_by_severity.entry(a.severity.as_str().to_string()).or_default() += 1;
         }
-        let mut drift_by_statistic = BTreeMap::new();
+        let mut drift_by_statistic = stats.folded.drift_by_statistic.clone();
         for d in &stats.drift {
             *drift_by_statistic.entry(d.statistic.clone()).or_default() += 1;
         }
-        let mut history_rows = BTreeMap::new();
+        let mut history_rows = stats.folded.history_rows.clone();
         for f in &stats.files {
             *history_rows.entry(f.table.clone()).or_default() += f.rows;
         }
@@ -136,7 +136,7 @@ impl Summary {
             anomalies_by_severity,
             drift_by_statistic,
             predictions: stats.predictions,
-            proposals: stats.proposals.len() as u64,
+            proposals: stats.proposals.len() as u64 + stats.folded.proposals,
             decision_requests: stats.decision_requests,
             history_rows,
             history_files: stats.files.len() as u64,

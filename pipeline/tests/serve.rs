@@ -213,10 +213,68 @@ fn the_live_simulator_feeds_the_pipeline() {
         let (s, v) = srv.call("GET", "/api/v1/sensors", None);
         s == 200 && v["sensors"].as_array().is_some_and(|a| a.len() == 18)
     });
+    wait_for("a commit with accepted readings", || value(&srv, "vigil_readings_accepted_total") > 0.0);
+    // The whole exposition parses as Prometheus text, and says what the pipeline did.
     let (_, metrics) = srv.call("GET", "/metrics", None);
     let text = metrics.as_str().unwrap().to_string();
-    let records_in: u64 =
-        text.lines().find_map(|l| l.strip_prefix("vigil_records_in_total ")).and_then(|v| v.parse().ok()).unwrap_or(0);
-    assert!(records_in > 0, "{text}");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let names: std::collections::BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for m in [
+        "vigil_records_in_total",
+        "vigil_readings_accepted_total",
+        "vigil_windows_total",
+        "vigil_history_rows_total",
+        "vigil_source_lag_records",
+        "vigil_commit_delay_seconds",
+        "vigil_http_requests_total",
+        "vigil_http_request_duration_seconds",
+    ] {
+        assert!(names.contains(m), "{m} missing from /metrics:\n{text}");
+    }
+    let by_route = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "vigil_http_requests_total" && s.labels.get("route") == Some("/api/v1/sensors"));
+    assert!(by_route.is_some(), "{text}");
+    assert!(value(&srv, "vigil_records_in_total") > 0.0);
+    assert!(srv.stop().success());
+}
+
+fn value(srv: &Server, metric: &str) -> f64 {
+    let (_, metrics) = srv.call("GET", "/metrics", None);
+    metrics
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{metric} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_golden_path_runs_end_to_end_and_waits_for_a_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--source", "ingest"]);
+    let (status, run) = srv.call("POST", "/api/v1/demo/golden-path", Some("{}"));
+    assert_eq!(status, 202, "{run}");
+    let id = run["correlation_id"].as_str().unwrap().to_string();
+    let mut run = serde_json::Value::Null;
+    wait_for("the golden path", || {
+        let (_, r) = srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None);
+        run = r;
+        run["status"] != "running"
+    });
+    assert_eq!(run["status"], "awaiting_decision", "{run:#}");
+    let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["simulate", "ingest", "detect", "predict", "propose", "request_decision"]);
+    assert!(run["steps"].as_array().unwrap().iter().all(|s| s["status"] == "done" && s["at_ms"].as_f64().is_some()), "{run:#}");
+    let request = run["request_id"].as_str().unwrap().to_string();
+    let (_, pending) = srv.call("GET", "/api/v1/decisions/pending", None);
+    assert!(pending.as_array().unwrap().iter().any(|p| p["request_id"] == request.as_str()), "{pending}");
+    let (status, _) = srv.call("POST", &format!("/api/v1/decisions/{request}"), Some(r#"{"decision":"approve"}"#));
+    assert_eq!(status, 201);
+    let (_, run) = srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None);
+    assert_eq!(run["status"], "done");
     assert!(srv.stop().success());
 }

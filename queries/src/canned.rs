@@ -718,6 +718,13 @@ impl History {
             .collect()
     }
 
+    /// Readings of an asset in the history.
+    pub async fn readings_count(&self, asset_id: &str) -> Result<u64, QueryError> {
+        let r = self.query("SELECT count(*) AS n FROM readings WHERE asset_id = $1", vec![text(asset_id)], 1).await?;
+        let c = Columns::new(&r)?;
+        Ok(c.int("n")?.first().copied().flatten().unwrap_or(0).max(0) as u64)
+    }
+
     /// Every asset's health now, worst first.
     pub async fn fleet_health(&self) -> Result<FleetHealth, QueryError> {
         let newest = [self.newest("readings").await?, self.newest("predictions").await?, self.newest("anomalies").await?];

@@ -1,0 +1,265 @@
+//! The golden-path demo: simulate → detect → predict → propose → decision request, each step
+//! with its status and timing.
+//!
+//! `POST /api/v1/demo/golden-path` (admin) starts a run: the pipeline ([`crate::Pipeline`])
+//! simulates a small fleet whose one asset fails, named after the run's correlation id, and puts
+//! it through the whole dataflow into the history (a bounded run beside the live one). The API
+//! then reads the history back — the same queries planners use — to confirm each step, and
+//! finds the decision request, which is then pending like any other.
+//! `GET /api/v1/demo/golden-path/{correlation_id}` (read) shows the steps. State: the last 100
+//! runs, in memory.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use vigil_queries::canned::EventFilter;
+
+use crate::error::{ApiError, ApiPath};
+use crate::AppState;
+
+/// Runs kept.
+const KEEP: usize = 100;
+
+/// What the pipeline reports of a golden-path run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GoldenOutcome {
+    /// Readings simulated.
+    pub readings: u64,
+    /// Time to simulate them (ms).
+    pub simulate_ms: f64,
+    /// Time of the dataflow, history commit included (ms).
+    pub dataflow_ms: f64,
+    /// Readings accepted.
+    pub accepted: u64,
+    /// Anomalies found.
+    pub anomalies: u64,
+    /// Predictions made.
+    pub predictions: u64,
+    /// Proposals made.
+    pub proposals: u64,
+    /// Decisions requested.
+    pub decision_requests: u64,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    /// `simulate`, `ingest`, `detect`, `predict`, `propose` or `request_decision`.
+    pub name: String,
+    /// `pending`, `running`, `done` or `failed`.
+    pub status: String,
+    /// Milliseconds from the start of the run to the step's end.
+    pub at_ms: Option<f64>,
+    /// What the step produced.
+    pub detail: Option<String>,
+}
+
+/// A golden-path run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GoldenRun {
+    /// The run's correlation id.
+    pub correlation_id: String,
+    /// The simulated failing asset.
+    pub asset_id: String,
+    /// `running`, `awaiting_decision`, `done` or `failed`.
+    pub status: String,
+    /// Wall-clock start (ms).
+    pub started_at: i64,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The decision request to answer (`POST /api/v1/decisions/{request_id}`).
+    pub request_id: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The runs, newest last.
+#[derive(Default)]
+pub struct GoldenRuns {
+    runs: Mutex<(BTreeMap<String, GoldenRun>, VecDeque<String>)>,
+}
+
+impl GoldenRuns {
+    fn put(&self, run: GoldenRun) {
+        let Ok(mut g) = self.runs.lock() else { return };
+        let id = run.correlation_id.clone();
+        if g.0.insert(id.clone(), run).is_none() {
+            g.1.push_back(id);
+        }
+        while g.1.len() > KEEP {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut GoldenRun)) {
+        if let Ok(mut g) = self.runs.lock() {
+            if let Some(r) = g.0.get_mut(id) {
+                f(r);
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<GoldenRun> {
+        self.runs.lock().ok()?.0.get(id).cloned()
+    }
+}
+
+const STEPS: [&str; 6] = ["simulate", "ingest", "detect", "predict", "propose", "request_decision"];
+
+fn finish(run: &mut GoldenRun, name: &str, ok: bool, at_ms: f64, detail: String) {
+    if let Some(s) = run.steps.iter_mut().find(|s| s.name == name) {
+        s.status = if ok { "done" } else { "failed" }.into();
+        s.at_ms = Some(at_ms);
+        s.detail = Some(detail);
+    }
+}
+
+/// `POST /api/v1/demo/golden-path`.
+pub(crate) async fn start(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(pipeline) = state.pipeline.clone() else {
+        return Err(ApiError::unavailable(
+            "no_pipeline",
+            "the golden path needs the pipeline (vigil serve without --no-pipeline)",
+        ));
+    };
+    let started_at = (state.now_ms)();
+    let tag =
+        vigil_events::StableHasher::default().write_i64(started_at).write(crate::error::current_request_id().as_bytes()).finish();
+    let prefix = format!("golden-{:08x}", tag as u32);
+    let correlation_id = prefix.clone();
+    let asset_id = format!("{prefix}-0001");
+    let mut steps: Vec<Step> =
+        STEPS.iter().map(|n| Step { name: (*n).to_string(), status: "pending".into(), at_ms: None, detail: None }).collect();
+    steps[0].status = "running".into();
+    let run = GoldenRun {
+        correlation_id: correlation_id.clone(),
+        asset_id: asset_id.clone(),
+        status: "running".into(),
+        started_at,
+        steps,
+        request_id: None,
+        error: None,
+    };
+    state.golden.put(run.clone());
+    tracing::info!(correlation_id = %correlation_id, "golden path started");
+    let st = state.clone();
+    let id = correlation_id.clone();
+    tokio::spawn(async move {
+        let clock = Instant::now();
+        let p = prefix.clone();
+        let outcome = tokio::task::spawn_blocking(move || pipeline.golden_path(&p)).await;
+        let outcome = match outcome {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                st.golden.update(&id, |r| {
+                    r.status = "failed".into();
+                    r.error = Some(e);
+                });
+                return;
+            }
+            Err(e) => {
+                st.golden.update(&id, |r| {
+                    r.status = "failed".into();
+                    r.error = Some(e.to_string());
+                });
+                return;
+            }
+        };
+        let flow_end = outcome.simulate_ms + outcome.dataflow_ms;
+        st.golden.update(&id, |r| {
+            finish(
+                r,
+                "simulate",
+                outcome.readings > 0,
+                outcome.simulate_ms,
+                format!("{} readings of 6 sensors", outcome.readings),
+            );
+        });
+        // Confirm each step from the history, as a planner would see it.
+        let filter = EventFilter { asset_id: Some(asset_id.clone()), limit: 1, ..EventFilter::default() };
+        let stored = st.history.readings_count(&asset_id).await.unwrap_or(0);
+        let anomalies = st.history.anomalies(&EventFilter { limit: 0, ..filter.clone() }).await.map(|v| v.len()).unwrap_or(0);
+        let prediction = st.history.predictions(&filter).await.ok().and_then(|v| v.into_iter().next());
+        let proposal = st.history.schedule(&filter).await.ok().and_then(|v| v.into_iter().next());
+        let request = st
+            .requests
+            .all(&st.history)
+            .await
+            .ok()
+            .and_then(|all| all.iter().rev().find(|r| r.asset_id == asset_id).map(|r| r.request_id.clone()));
+        let read_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        st.golden.update(&id, |r| {
+            finish(
+                r,
+                "ingest",
+                stored > 0,
+                flow_end,
+                format!("{stored} readings stored ({} accepted by validation)", outcome.accepted),
+            );
+            finish(r, "detect", anomalies > 0, flow_end, format!("{anomalies} anomalies"));
+            finish(
+                r,
+                "predict",
+                prediction.is_some(),
+                flow_end,
+                prediction.as_ref().map_or("no prediction".into(), |p| {
+                    format!(
+                        "{} predictions; latest health {:.2}, failure probability {:.2}{}",
+                        outcome.predictions,
+                        p.health,
+                        p.failure_probability,
+                        p.rul_hours.map_or(String::new(), |h| format!(", RUL {h:.1} h"))
+                    )
+                }),
+            );
+            finish(
+                r,
+                "propose",
+                proposal.is_some(),
+                flow_end,
+                proposal
+                    .as_ref()
+                    .map_or("no proposal".into(), |p| format!("proposal {} ({}, {})", p.proposal_id, p.priority, p.reason)),
+            );
+            finish(
+                r,
+                "request_decision",
+                request.is_some(),
+                read_ms.max(flow_end),
+                request.as_ref().map_or("no decision request".into(), |q| format!("request {q} is pending")),
+            );
+            r.request_id = request.clone();
+            let all_done = r.steps.iter().all(|s| s.status == "done");
+            r.status = if all_done { "awaiting_decision" } else { "failed" }.into();
+            if !all_done {
+                r.error = Some("a step found nothing in the history".into());
+            }
+        });
+        tracing::info!(correlation_id = %id, ms = read_ms, "golden path ran");
+    });
+    let location = format!("/api/v1/demo/golden-path/{correlation_id}");
+    Ok((StatusCode::ACCEPTED, [("location", location)], Json(run)).into_response())
+}
+
+/// `GET /api/v1/demo/golden-path/{correlation_id}`.
+pub(crate) async fn status(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<GoldenRun>, ApiError> {
+    let mut run = state.golden.get(&id).ok_or_else(|| ApiError::not_found(format!("no golden-path run {id:?}")))?;
+    // Once the request is answered the run is done.
+    if let Some(req) = &run.request_id {
+        if state.ledger.read(|b| b.last_decision(req).is_some_and(|d| d.decision.is_final())) {
+            run.status = "done".into();
+        }
+    }
+    Ok(Json(run))
+}
+
+/// Shared, for [`crate::AppState`].
+pub type SharedRuns = Arc<GoldenRuns>;
