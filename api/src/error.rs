@@ -25,6 +25,25 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// The body of every error response, as the OpenAPI document describes it (the response itself
+/// is built by [`ApiError`]'s `IntoResponse`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`bad_parameter`, `unauthorized`, `not_found`, ...).
+    pub code: String,
+    /// Message for people.
+    pub message: String,
+    /// The request's id (also in the `X-Request-Id` header).
+    pub request_id: String,
+}
+
 /// An API error: a status, a stable code and a message for people.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message}")]

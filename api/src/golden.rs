@@ -20,7 +20,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use vigil_queries::canned::EventFilter;
 
-use crate::error::{ApiError, ApiPath};
+use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::AppState;
 
 /// Runs kept.
@@ -48,7 +48,7 @@ pub struct GoldenOutcome {
 }
 
 /// One step of a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Step {
     /// `simulate`, `ingest`, `detect`, `predict`, `propose` or `request_decision`.
     pub name: String,
@@ -61,7 +61,7 @@ pub struct Step {
 }
 
 /// A golden-path run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GoldenRun {
     /// The run's correlation id.
     pub correlation_id: String,
@@ -123,6 +123,20 @@ fn finish(run: &mut GoldenRun, name: &str, ok: bool, at_ms: f64, detail: String)
 }
 
 /// `POST /api/v1/demo/golden-path`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/demo/golden-path",
+    tag = "demo",
+    operation_id = "start_golden_path",
+    summary = "Start a golden-path run: simulate, detect, predict, propose, request a decision",
+    description = "The pipeline simulates a small fleet whose one asset fails and puts it through the whole dataflow into the history; each step is then confirmed from the history. Answers at once with the run (follow `Location`).",
+    responses(
+        (status = 202, description = "Started", body = GoldenRun,
+            headers(("Location" = String, description = "`/api/v1/demo/golden-path/{correlation_id}` of the run"))),
+        (status = 503, description = "No pipeline runs in this process (`no_pipeline`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn start(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(pipeline) = state.pipeline.clone() else {
         return Err(ApiError::unavailable(
@@ -250,6 +264,21 @@ pub(crate) async fn start(State(state): State<AppState>) -> Result<Response, Api
 }
 
 /// `GET /api/v1/demo/golden-path/{correlation_id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/demo/golden-path/{correlation_id}",
+    tag = "demo",
+    operation_id = "golden_path_status",
+    summary = "A golden-path run's steps, with their status and timing",
+    description = "One of the last 100 runs; `done` once its decision request is answered.",
+    params(("correlation_id" = String, Path, description = "The run's correlation id")),
+    responses(
+        (status = 200, description = "The run", body = GoldenRun),
+        (status = 400, description = "A bad path (`bad_path`)", body = ErrorBody),
+        (status = 404, description = "No such run among the last 100 (`not_found`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn status(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<GoldenRun>, ApiError> {
     let mut run = state.golden.get(&id).ok_or_else(|| ApiError::not_found(format!("no golden-path run {id:?}")))?;
     // Once the request is answered the run is done.

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// Keys kept at most.
@@ -31,7 +31,7 @@ const KEYS: usize = 10_000;
 const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The answer to an ingest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestResponse {
     /// Readings handed to the pipeline.
     pub accepted: usize,
@@ -97,6 +97,33 @@ fn records(body: &[u8], ndjson: bool) -> Result<Vec<(String, Vec<u8>)>, ApiError
 }
 
 /// `POST /api/v1/readings`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/readings",
+    tag = "ingest",
+    operation_id = "ingest_readings",
+    summary = "Readings into the running pipeline",
+    description = "A JSON array of readings (the `SensorReading` wire format) or JSON lines, handed to the pipeline's source as they came; validation and dead letters are the pipeline's. The answer (202) comes once the batch is durable in the source.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 characters: the same key again gets the same answer without a second append (kept a day, the last 10,000 keys)")),
+    request_body(
+        description = "Readings, at most `[api] ingest_limit_bytes`",
+        content(
+            (Vec<Object> = "application/json"),
+            (String = "application/x-ndjson")
+        )
+    ),
+    responses(
+        (status = 202, description = "Durable in the pipeline's source (`Idempotent-Replayed: true` when answered from an earlier request with the same key)", body = IngestResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this repeats the answer to an earlier request with the same `Idempotency-Key`"))),
+        (status = 400, description = "Bad JSON, no readings, or a bad `Idempotency-Key` (`bad_json`, `bad_body`, `bad_header`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] ingest_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "Neither `application/json` nor `application/x-ndjson`", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used with another body (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "No pipeline runs in this process (`no_pipeline`), or its source did not accept the batch (`source_unavailable`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn readings(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let Some(pipeline) = state.pipeline.clone() else {
         return Err(ApiError::unavailable("no_pipeline", "no pipeline runs in this process (vigil serve --no-pipeline)"));

@@ -13,6 +13,11 @@
 //!   `POST /demo/golden-path` (its status is `read`).
 //! - Every response carries `X-Request-Id`; every error, from a handler, an extractor, the
 //!   router (404, 405) or a limit (413, 429), has one shape ([`error`]).
+//! - Documentation, open: `GET /api/v1/openapi.json` is the OpenAPI 3.1 document of every route
+//!   here, generated from the handlers' `#[utoipa::path]` attributes (parameters, bodies,
+//!   responses with their error statuses, security, and each keyed operation's scope as
+//!   `x-scope`, taken from [`KEYED_ROUTES`]); `GET /api/v1/docs` is one self-contained HTML page
+//!   rendered from that document ([`openapi`]).
 //!
 //! Input: HTTP requests. Output: JSON, CSV, HTML and Prometheus text. State: [`AppState`].
 
@@ -30,11 +35,14 @@ use vigil_connectors::ledger::Ledger;
 use vigil_events::MaintenanceCompleted;
 use vigil_queries::History;
 
+use crate::error::ErrorBody;
+
 pub mod auth;
 pub mod error;
 pub mod golden;
 pub mod ingest;
 pub mod observe;
+pub mod openapi;
 pub mod planning;
 pub mod read;
 
@@ -88,7 +96,7 @@ impl ApiConfig {
 }
 
 /// How the pipeline is doing, for `/ready`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// Whether it is consuming and committing normally.
     pub ready: bool,
@@ -139,6 +147,8 @@ pub struct AppState {
     pub idempotency: Arc<ingest::IdempotencyCache>,
     /// Golden-path runs.
     pub golden: golden::SharedRuns,
+    /// Webhook notifications of decisions and schedule changes.
+    pub notifier: Option<Arc<vigil_connectors::webhook::Notifier>>,
 }
 
 impl AppState {
@@ -156,6 +166,7 @@ impl AppState {
             now_ms: wall_clock_ms,
             idempotency: Arc::new(ingest::IdempotencyCache::default()),
             golden: Arc::new(golden::GoldenRuns::default()),
+            notifier: None,
         }
     }
 
@@ -169,24 +180,53 @@ fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-#[derive(Serialize)]
+/// The process is alive.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
+    /// Always `ok`.
     status: &'static str,
+    /// Vigil's version.
     version: &'static str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    summary = "Liveness: the process serves HTTP",
+    description = "Answers `ok` and the version as long as the process serves requests; checks nothing else.",
+    responses((status = 200, description = "Alive", body = Health))
+)]
 async fn health() -> Json<Health> {
     Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
-#[derive(Serialize)]
+/// Whether the API can serve: history, ledger and pipeline.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Ready {
+    /// History readable, ledger healthy and pipeline (if any) ready.
     ready: bool,
+    /// `ok`, or why the history is unreadable.
     history: String,
+    /// `ok`, or `failed: restart to recover`.
     ledger: String,
+    /// The pipeline's readiness, when one runs in this process.
     pipeline: Option<Readiness>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    operation_id = "ready",
+    summary = "Readiness: history readable, ledger healthy, pipeline running (with its lag)",
+    description = "200 when the history's catalog reads, the planning ledger has not failed and the pipeline (when one runs in this process) is consuming; 503 with the same body otherwise.",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Not ready: the body says which part is not", body = Ready)
+    )
+)]
 async fn ready(State(state): State<AppState>) -> Response {
     let dir = state.data_dir();
     let history = match tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&dir)).await {
@@ -201,6 +241,15 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(Ready { ready: ok, history, ledger, pipeline })).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    summary = "Prometheus metrics of the API and of the pipeline",
+    description = "Requests by route, method and status with latency histograms, rate-limit refusals, decisions and ingest counts, plus the pipeline's own metrics when one runs in this process.",
+    responses((status = 200, description = "Prometheus text exposition format (0.0.4)", content_type = "text/plain", body = String))
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(8192);
     state.metrics.render(&mut out);
@@ -210,15 +259,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
-#[derive(Serialize)]
+/// One table of the history's catalog.
+#[derive(Serialize, utoipa::ToSchema)]
 struct TableSummary {
+    /// Table name (usable in `POST /api/v1/query`).
     name: String,
+    /// Rows committed.
     rows: u64,
+    /// Parquet files.
     files: usize,
+    /// Partition columns.
     partitions: Vec<String>,
+    /// Columns.
     columns: Vec<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/history",
+    tag = "history",
+    operation_id = "history_catalog",
+    summary = "The history's catalog: tables with rows, files, partitions and columns",
+    description = "Every table committed to the Parquet history, for writing `POST /api/v1/query` statements.",
+    responses(
+        (status = 200, description = "The tables", body = Vec<TableSummary>),
+        (status = 500, description = "The history's catalog is unreadable (`history_unreadable`) or an internal error", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn history(State(state): State<AppState>) -> Result<Json<Vec<TableSummary>>, ApiError> {
     let dir = state.data_dir();
     let catalog = tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&dir))
@@ -269,6 +337,30 @@ async fn shape_errors(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The scope each keyed route needs, as (method, path, scope): [`app`] groups its keyed routes by
+/// scope exactly so (keep the two together), and the OpenAPI document takes each operation's
+/// `x-scope`, its scope sentence and its 401/403/429 responses from here ([`openapi`]).
+/// `tests/openapi.rs` checks this table against the served router with one-scope keys.
+pub const KEYED_ROUTES: &[(&str, &str, Scope)] = &[
+    ("GET", "/api/v1/history", Scope::Read),
+    ("GET", "/api/v1/sensors", Scope::Read),
+    ("GET", "/api/v1/readings", Scope::Read),
+    ("GET", "/api/v1/anomalies", Scope::Read),
+    ("GET", "/api/v1/drift", Scope::Read),
+    ("GET", "/api/v1/predictions", Scope::Read),
+    ("GET", "/api/v1/schedule", Scope::Read),
+    ("GET", "/api/v1/fleet", Scope::Read),
+    ("GET", "/api/v1/decisions/pending", Scope::Read),
+    ("GET", "/api/v1/decisions", Scope::Read),
+    ("POST", "/api/v1/query", Scope::Read),
+    ("POST", "/api/v1/reports", Scope::Read),
+    ("GET", "/api/v1/demo/golden-path/{correlation_id}", Scope::Read),
+    ("POST", "/api/v1/decisions/{request_id}", Scope::Decide),
+    ("POST", "/api/v1/maintenance/{proposal_id}/complete", Scope::Decide),
+    ("POST", "/api/v1/readings", Scope::Ingest),
+    ("POST", "/api/v1/demo/golden-path", Scope::Admin),
+];
+
 fn scoped(router: Router<AppState>, scope: Scope) -> Router<AppState> {
     router.route_layer(from_fn(move |req, next| auth::require(scope, req, next)))
 }
@@ -305,7 +397,12 @@ pub fn app(state: AppState) -> Router {
         .merge(scoped(decide, Scope::Decide))
         .merge(scoped(ingest, Scope::Ingest))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
-    let open = Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics));
+    let open = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi::json))
+        .route("/api/v1/docs", get(openapi::docs));
     open.merge(keyed)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

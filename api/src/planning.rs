@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use vigil_connectors::ledger::{AppendError, LedgerRecord, LedgerState};
+use vigil_connectors::webhook::NoticeKind;
 use vigil_events::{
     Decision, HumanDecisionSubmitted, MaintenanceCompleted, MaintenanceKind, MaintenanceScheduled, ScheduleStatus, Severity,
 };
@@ -28,7 +29,7 @@ use vigil_queries::canned::DecisionRequestRow;
 use vigil_queries::History;
 
 use crate::auth::Caller;
-use crate::error::{parse_time, ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::error::{parse_time, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::AppState;
 
 /// Version of the decision and maintenance events.
@@ -127,7 +128,7 @@ impl RequestIndex {
 }
 
 /// A decision request as the pending list shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingRequest {
     /// The request (question, deadline, proposal).
     #[serde(flatten)]
@@ -141,7 +142,8 @@ pub struct PendingRequest {
 }
 
 /// Query of the pending list.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PendingQuery {
     /// Only this asset.
@@ -152,6 +154,23 @@ pub struct PendingQuery {
 }
 
 /// `GET /api/v1/decisions/pending`: requests with no final decision, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/decisions/pending",
+    tag = "decisions",
+    operation_id = "list_pending_decisions",
+    summary = "Decision requests with no final decision, oldest first",
+    description = "The pipeline's decision requests not yet approved or rejected, with their proposal; deferred ones only with `include_deferred`.",
+    params(PendingQuery),
+    responses(
+        (status = 200, description = "The pending requests", body = Vec<PendingRequest>),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`)", body = ErrorBody),
+        (status = 500, description = "The decision requests could not be read from the history (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "Reading the decision requests ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn pending(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PendingQuery>,
@@ -185,7 +204,7 @@ pub(crate) async fn pending(
 }
 
 /// Body of `POST /api/v1/decisions/{request_id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     /// `approve`, `reject` or `defer`.
@@ -195,11 +214,12 @@ pub struct DecisionBody {
     /// Why.
     pub rationale: Option<String>,
     /// For `defer`: when to ask again (RFC 3339 or epoch ms; default in 24 h).
+    #[schema(schema_with = crate::openapi::time_value)]
     pub deferred_until: Option<serde_json::Value>,
 }
 
 /// The answer to a decision.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DecisionResponse {
     /// The recorded decision.
     pub decision: HumanDecisionSubmitted,
@@ -265,6 +285,31 @@ fn schedule_change(
 }
 
 /// `POST /api/v1/decisions/{request_id}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/decisions/{request_id}",
+    tag = "decisions",
+    operation_id = "decide",
+    summary = "Approve, reject or defer a decision request",
+    description = "Records the decision in the planning ledger (durable before the answer); approve and reject also change the proposal's status. Approve and reject are final: the same decision again is answered with the recorded one (200, `replayed`), another is 409.",
+    params(("request_id" = String, Path, description = "The decision request (its event id)")),
+    request_body(content = DecisionBody, content_type = "application/json", description = "The decision"),
+    responses(
+        (status = 201, description = "Recorded", body = DecisionResponse),
+        (status = 200, description = "The same decision was already recorded; nothing new was written (`replayed: true`)", body = DecisionResponse),
+        (status = 400, description = "Bad JSON, a bad path or a bad time (`bad_json`, `bad_path`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such decision request (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The request was already decided otherwise (`already_decided`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema, a text is too long, or `deferred_until` is in the past or given without `defer` (`invalid_body`)", body = ErrorBody),
+        (status = 500, description = "The decision requests could not be read from the history (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "Reading the decision requests ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody),
+        (status = 503, description = "The ledger did not record the decision (`ledger_unavailable`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn decide(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -355,6 +400,12 @@ pub(crate) async fn decide(
             let decision = decision.ok_or_else(|| ApiError::internal("the ledger returned no decision"))?;
             state.metrics.decision(decision.decision.as_str());
             tracing::info!(request = %request_id, decision = decision.decision.as_str(), operator = %decision.decided_by, "decision recorded");
+            if let Some(n) = &state.notifier {
+                n.event(NoticeKind::Decision, &decision.event_id, None, &decision);
+                if let Some(s) = &schedule {
+                    n.event(NoticeKind::Proposal, &s.event_id, Some(s.priority), s);
+                }
+            }
             Ok((StatusCode::CREATED, Json(DecisionResponse { decision, schedule, replayed: false })).into_response())
         }
         Err(AppendError::Refused(Refusal::Replay(d))) => {
@@ -368,7 +419,8 @@ pub(crate) async fn decide(
 }
 
 /// Query of the audit log.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only this asset.
@@ -390,7 +442,7 @@ pub struct AuditQuery {
 }
 
 /// A page of the audit log.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     /// Decisions matching the filter.
     pub total: usize,
@@ -403,6 +455,20 @@ pub struct AuditPage {
 }
 
 /// `GET /api/v1/decisions`: the audit log, newest first, paginated.
+#[utoipa::path(
+    get,
+    path = "/api/v1/decisions",
+    tag = "decisions",
+    operation_id = "list_decisions",
+    summary = "The audit log of decisions, newest first, paginated",
+    description = "Every decision recorded in the planning ledger, filtered by asset, request, decision, operator and time.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of decisions", body = AuditPage),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn audit(State(state): State<AppState>, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
     let from = q.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
     let to = q.to.as_deref().map(|s| parse_time("to", s)).transpose()?;
@@ -430,7 +496,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ApiQuery(q): ApiQuery<A
 }
 
 /// Body of `POST /api/v1/maintenance/{proposal_id}/complete`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompletionBody {
     /// Who did the work (defaults to the API key's name).
@@ -440,13 +506,15 @@ pub struct CompletionBody {
     /// `preventive` (default) or `corrective`.
     pub kind: Option<MaintenanceKind>,
     /// Out of service from (default: the completion time).
+    #[schema(schema_with = crate::openapi::time_value)]
     pub started_at: Option<serde_json::Value>,
     /// Back in service at (default: now).
+    #[schema(schema_with = crate::openapi::time_value)]
     pub completed_at: Option<serde_json::Value>,
 }
 
 /// The answer to a completion.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompletionResponse {
     /// The maintenance record.
     pub maintenance: MaintenanceCompleted,
@@ -462,6 +530,31 @@ enum CompletionRefusal {
 }
 
 /// `POST /api/v1/maintenance/{proposal_id}/complete`: the approved maintenance is done.
+#[utoipa::path(
+    post,
+    path = "/api/v1/maintenance/{proposal_id}/complete",
+    tag = "decisions",
+    operation_id = "complete_maintenance",
+    summary = "The approved maintenance is done",
+    description = "Records the maintenance and the proposal's `completed` status in the planning ledger; the asset's baselines restart. Needs an approved proposal; recorded once (the same completion again is 200, `replayed`).",
+    params(("proposal_id" = String, Path, description = "The proposal carried out")),
+    request_body(content = CompletionBody, content_type = "application/json", description = "Who did what, and when"),
+    responses(
+        (status = 201, description = "Recorded", body = CompletionResponse),
+        (status = 200, description = "The same completion was already recorded; nothing new was written (`replayed: true`)", body = CompletionResponse),
+        (status = 400, description = "Bad JSON, a bad path or a bad time (`bad_json`, `bad_path`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such proposal with a decision request (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Already completed otherwise (`already_completed`), or the proposal is not approved (`not_scheduled`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema, a text is too long, or `started_at` is after `completed_at` (`invalid_body`)", body = ErrorBody),
+        (status = 500, description = "The decision requests could not be read from the history (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "Reading the decision requests ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody),
+        (status = 503, description = "The ledger did not record the completion (`ledger_unavailable`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn complete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

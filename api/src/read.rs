@@ -14,7 +14,7 @@ use vigil_queries::canned::{
 };
 use vigil_queries::report::{ReportFormat, ReportRequest};
 
-use crate::error::{parse_time, ApiError, ApiJson, ApiQuery};
+use crate::error::{parse_time, ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::AppState;
 
 /// Points a series returns when `max_points` is not given.
@@ -23,12 +23,28 @@ const DEFAULT_POINTS: usize = 1000;
 const MAX_POINTS: usize = 20_000;
 
 /// `GET /api/v1/sensors`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensors",
+    tag = "history",
+    operation_id = "list_sensors",
+    summary = "Every sensor seen in the last day of data, with its last value and status",
+    description = "Sensors with a reading in the day before the history's newest reading (`as_of`), their last value, anomalies in the last hour and status (`alarm`, `warning`, `silent` or `ok`).",
+    responses(
+        (status = 200, description = "The sensors", body = SensorList),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn sensors(State(state): State<AppState>) -> Result<Json<SensorList>, ApiError> {
     Ok(Json(state.history.sensors().await?))
 }
 
 /// Query of `GET /api/v1/readings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadingsQuery {
     /// Sensor.
@@ -42,6 +58,23 @@ pub struct ReadingsQuery {
 }
 
 /// `GET /api/v1/readings`: one sensor's readings, downsampled to at most `max_points`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/readings",
+    tag = "history",
+    operation_id = "get_readings",
+    summary = "One sensor's readings, downsampled to at most `max_points`",
+    description = "The readings of `sensor_id` in `[from, to)`; beyond `max_points` (default 1000, at most 20000) readings are bucketed with their mean, min and max.",
+    params(ReadingsQuery),
+    responses(
+        (status = 200, description = "The series", body = ReadingSeries),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn readings(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReadingsQuery>,
@@ -62,7 +95,8 @@ pub(crate) async fn readings(
 }
 
 /// Query of the event endpoints.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only this asset.
@@ -90,6 +124,23 @@ impl EventsQuery {
 }
 
 /// `GET /api/v1/anomalies`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/anomalies",
+    tag = "history",
+    operation_id = "list_anomalies",
+    summary = "Anomalies by asset, sensor and period, newest first",
+    description = "Anomalies the detectors found, filtered by asset, sensor and event time, newest first.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<AnomalyRow>),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn anomalies(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
@@ -98,6 +149,23 @@ pub(crate) async fn anomalies(
 }
 
 /// `GET /api/v1/drift`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/drift",
+    tag = "history",
+    operation_id = "list_drift",
+    summary = "Drift events by asset, sensor and period, newest first",
+    description = "Distribution drift found on sensors, filtered by asset, sensor and event time, newest first.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<DriftRow>),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn drift(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
@@ -106,6 +174,23 @@ pub(crate) async fn drift(
 }
 
 /// `GET /api/v1/predictions`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/predictions",
+    tag = "history",
+    operation_id = "list_predictions",
+    summary = "Health and failure predictions by asset and period, newest first",
+    description = "Predictions (health, failure probability, remaining useful life), filtered by asset and event time, newest first.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<PredictionRow>),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn predictions(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
@@ -114,6 +199,23 @@ pub(crate) async fn predictions(
 }
 
 /// `GET /api/v1/schedule`: proposals and every change of their status (decisions included).
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedule",
+    tag = "history",
+    operation_id = "list_schedule",
+    summary = "Proposals and every change of their status (decisions included)",
+    description = "Maintenance proposals and their status changes (proposed, scheduled, rejected, completed), filtered by asset and event time, newest first.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The schedule changes", body = Vec<ScheduleRow>),
+        (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn schedule(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
@@ -122,12 +224,27 @@ pub(crate) async fn schedule(
 }
 
 /// `GET /api/v1/fleet`: every asset's health now, worst first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/fleet",
+    tag = "history",
+    operation_id = "fleet_health",
+    summary = "Every asset's health now, worst first",
+    description = "Per asset the latest prediction, anomalies of the last day and open proposals, and the fleet's counts by status.",
+    responses(
+        (status = 200, description = "The fleet", body = FleetHealth),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn fleet(State(state): State<AppState>) -> Result<Json<FleetHealth>, ApiError> {
     Ok(Json(state.history.fleet_health().await?))
 }
 
 /// Body of `POST /api/v1/query`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
     /// One read-only statement.
@@ -137,11 +254,12 @@ pub struct QueryBody {
 }
 
 /// The result of `POST /api/v1/query`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueryResponse {
     /// Column names and types.
     pub columns: Vec<ColumnInfo>,
     /// Rows as objects.
+    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
     /// Rows returned.
     pub row_count: usize,
@@ -152,7 +270,7 @@ pub struct QueryResponse {
 }
 
 /// A result column.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ColumnInfo {
     /// Name.
     pub name: String,
@@ -162,6 +280,27 @@ pub struct ColumnInfo {
 }
 
 /// `POST /api/v1/query`: read-only SQL over the history.
+#[utoipa::path(
+    post,
+    path = "/api/v1/query",
+    tag = "history",
+    operation_id = "run_query",
+    summary = "Read-only SQL over the history",
+    description = "One read-only statement (DataFusion SQL) over the history's tables, under the `[query]` limits; rows come back as JSON objects.",
+    request_body(content = QueryBody, content_type = "application/json", description = "The statement"),
+    responses(
+        (status = 200, description = "The result", body = QueryResponse),
+        (status = 400, description = "Bad JSON, an empty statement or SQL that does not plan (`bad_json`, `bad_sql`, `bad_parameter`)", body = ErrorBody),
+        (status = 403, description = "The statement is not read-only (`query_refused`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema (`invalid_body`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn query(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<QueryBody>,
@@ -203,7 +342,7 @@ pub(crate) async fn query(
 }
 
 /// Body of `POST /api/v1/reports`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportBody {
     /// One asset; the fleet when absent.
@@ -217,6 +356,30 @@ pub struct ReportBody {
 }
 
 /// `POST /api/v1/reports`: the report of an asset or the fleet for a period.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reports",
+    tag = "history",
+    operation_id = "make_report",
+    summary = "The report of an asset or the fleet for a period",
+    description = "Availability, anomalies, drift, predictions and maintenance of one asset or the fleet over `[from, to)`, as JSON, CSV (one row per figure) or one self-contained HTML page.",
+    request_body(content = ReportBody, content_type = "application/json", description = "What to report on, and the format"),
+    responses(
+        (status = 200, description = "The report, in the format asked for", content(
+            (Object = "application/json"),
+            (String = "text/csv"),
+            (String = "text/html")
+        )),
+        (status = 400, description = "Bad JSON or a bad time (`bad_json`, `bad_parameter`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema (`invalid_body`), or the history is empty and no period was given (`empty_history`)", body = ErrorBody),
+        (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
+        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub(crate) async fn report(State(state): State<AppState>, ApiJson(body): ApiJson<ReportBody>) -> Result<Response, ApiError> {
     let from = body.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
     let to = body.to.as_deref().map(|s| parse_time("to", s)).transpose()?;

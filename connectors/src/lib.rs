@@ -12,6 +12,8 @@
 //! - [`ledger`]: human decisions, schedule changes and maintenance records, durable (group
 //!   commit, fsync) before they are acknowledged, compacted into the history tables.
 //!
+//! - [`webhook`]: notifications to webhook targets, retried, dead-lettered when undeliverable.
+//!
 //! Connectors know files and Parquet; they know nothing of the dataflow's operators.
 
 use std::path::Path;
@@ -23,6 +25,7 @@ pub mod kafka;
 pub mod ledger;
 pub mod local_log;
 pub mod simulator;
+pub mod webhook;
 
 /// Errors of the connectors. `retryable` says whether trying again can help.
 #[derive(Debug, thiserror::Error)]

@@ -472,6 +472,7 @@ pub struct WindowFeatures {
 
 /// Severity of an anomaly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth a look.
@@ -587,6 +588,7 @@ pub struct MaintenancePredicted {
 
 /// Status of a maintenance proposal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleStatus {
     /// Proposed by the policy, waiting for a decision or auto-approved.
@@ -613,6 +615,7 @@ impl ScheduleStatus {
 
 /// A change to the maintenance schedule (`MaintenanceScheduled`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceScheduled {
     /// Stable id.
     pub event_id: String,
@@ -623,12 +626,15 @@ pub struct MaintenanceScheduled {
     /// Proposal id (stable per asset and proposal).
     pub proposal_id: String,
     /// Asset.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub asset_id: Arc<str>,
     /// Status after this change.
     pub status: ScheduleStatus,
     /// Event time of the change.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub ts: EventTime,
     /// Proposed time for the work.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub scheduled_for: EventTime,
     /// Priority derived from health and RUL.
     pub priority: Severity,
@@ -661,6 +667,7 @@ pub struct HumanDecisionRequested {
 
 /// What a person decided about a proposal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Go ahead: the proposal becomes scheduled maintenance.
@@ -689,6 +696,7 @@ impl Decision {
 
 /// A person's answer to a decision request (`HumanDecisionSubmitted`); the audit log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HumanDecisionSubmitted {
     /// Stable id.
     pub event_id: String,
@@ -701,6 +709,7 @@ pub struct HumanDecisionSubmitted {
     /// The proposal decided on.
     pub proposal_id: String,
     /// Asset.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub asset_id: Arc<str>,
     /// What was decided.
     pub decision: Decision,
@@ -711,13 +720,16 @@ pub struct HumanDecisionSubmitted {
     /// Why.
     pub comment: Option<String>,
     /// Wall-clock time of the decision.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub ts: EventTime,
     /// For a deferral: when to ask again.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub deferred_until: Option<EventTime>,
 }
 
 /// Preventive maintenance follows a proposal; corrective maintenance follows a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MaintenanceKind {
     /// Planned, before a failure.
@@ -738,6 +750,7 @@ impl MaintenanceKind {
 
 /// Maintenance done on an asset (`MaintenanceCompleted`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceCompleted {
     /// Stable id.
     pub event_id: String,
@@ -748,12 +761,15 @@ pub struct MaintenanceCompleted {
     /// The proposal carried out, if any.
     pub proposal_id: Option<String>,
     /// Asset.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub asset_id: Arc<str>,
     /// Preventive or corrective.
     pub kind: MaintenanceKind,
     /// Asset out of service from.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub started_at: EventTime,
     /// Completed: asset back in service.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub ts: EventTime,
     /// Who did it.
     pub performed_by: String,

@@ -57,8 +57,18 @@ pub struct VigilConfig {
     pub query: vigil_queries::QueryConfig,
     /// The HTTP API (`vigil serve`): listen address, API keys, rate and body limits.
     pub api: vigil_api::ApiConfig,
+    /// Webhook notifications (`vigil run`, `vigil serve`).
+    pub notifications: NotificationsConfig,
     /// Sensor registry entries (which sensors belong to which asset, limits, criticality).
     pub registry: Vec<RegistryEntry>,
+}
+
+/// Webhook notifications.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Targets: anomalies at or above a severity, proposals and decisions, POSTed as JSON.
+    pub webhooks: Vec<vigil_connectors::webhook::WebhookTarget>,
 }
 
 /// Kafka input and output topics.

@@ -409,6 +409,7 @@ fn run() -> anyhow::Result<()> {
                 instance: instance.unwrap_or(base.instance.clone()),
                 outputs: base.outputs.clone().filter(|_| !no_publish),
                 stop_at_end,
+                notifier: vigil_connectors::webhook::Notifier::start(cfg.notifications.webhooks.clone(), &data_dir),
                 ..base
             };
             let control = Arc::new(StreamControl::default());

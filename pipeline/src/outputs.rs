@@ -1,4 +1,6 @@
-//! The Kafka output topics of a streaming run.
+//! The outputs of a streaming run besides the history: the Kafka output topics, and the
+//! webhook notifications (anomalies above a severity and proposals; see
+//! `vigil_connectors::webhook`, which never blocks the pipeline).
 //!
 //! Inputs: the events the history sinks receive (anomalies, drift, predictions, proposals,
 //! decision requests, dead letters). Output: one JSON record per event on its topic, keyed by
@@ -8,10 +10,12 @@
 //! consumers deduplicate by `event_id`. State: the producer's queue, and a count of failures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vigil_connectors::kafka::{JsonProducer, KafkaConnectorError};
+use vigil_connectors::webhook::{NoticeKind, Notifier};
 use vigil_events::{
     event_id, AnomalyDetected, DriftDetected, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectedReading,
 };
@@ -81,8 +85,13 @@ pub struct DeadLetter {
     pub rejected_at: String,
 }
 
-/// The producer and the topics.
+/// Where the pipeline's events go besides the history: the Kafka output topics and the webhooks.
 pub struct Outputs {
+    kafka: Option<KafkaOutputs>,
+    notifier: Option<Arc<Notifier>>,
+}
+
+struct KafkaOutputs {
     producer: JsonProducer,
     topics: OutputTopics,
     input_topic: String,
@@ -90,50 +99,72 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Connects to `brokers`.
-    pub fn new(brokers: &str, topics: OutputTopics, input_topic: &str) -> Result<Self, KafkaConnectorError> {
+    /// Connects to `brokers` (and sends to `notifier` too, when given).
+    pub fn new(
+        brokers: &str,
+        topics: OutputTopics,
+        input_topic: &str,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Result<Self, KafkaConnectorError> {
         Ok(Outputs {
-            producer: JsonProducer::new(brokers)?,
-            topics,
-            input_topic: input_topic.to_string(),
-            failures: AtomicU64::new(0),
+            kafka: Some(KafkaOutputs {
+                producer: JsonProducer::new(brokers)?,
+                topics,
+                input_topic: input_topic.to_string(),
+                failures: AtomicU64::new(0),
+            }),
+            notifier,
         })
     }
 
-    fn send<T: Serialize>(&self, topic: &str, key: &str, event: &T) {
+    /// Webhooks only (no Kafka output topics).
+    pub fn notifications(notifier: Arc<Notifier>) -> Self {
+        Outputs { kafka: None, notifier: Some(notifier) }
+    }
+
+    fn send<T: Serialize>(&self, topic: impl Fn(&OutputTopics) -> &str, key: &str, event: &T) {
+        let Some(k) = &self.kafka else { return };
+        let topic = topic(&k.topics);
         if topic.is_empty() {
             return;
         }
         let result = serde_json::to_vec(event)
             .map_err(|e| KafkaConnectorError::Client(e.to_string()))
-            .and_then(|payload| self.producer.send(topic, key.as_bytes(), &payload));
+            .and_then(|payload| k.producer.send(topic, key.as_bytes(), &payload));
         if let Err(e) = result {
-            if self.failures.fetch_add(1, Ordering::Relaxed) == 0 {
+            if k.failures.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::error!(topic, error = %e, "cannot publish to an output topic");
             }
         }
     }
 
     pub(crate) fn anomaly(&self, a: &AnomalyDetected) {
-        self.send(&self.topics.anomalies, &a.asset_id, a);
+        self.send(|t| &t.anomalies, &a.asset_id, a);
+        if let Some(n) = &self.notifier {
+            n.event(NoticeKind::Anomaly, &a.event_id, Some(a.severity), a);
+        }
     }
     pub(crate) fn drift(&self, d: &DriftDetected) {
-        self.send(&self.topics.drift, &d.sensor_id, d);
+        self.send(|t| &t.drift, &d.sensor_id, d);
     }
     pub(crate) fn prediction(&self, p: &MaintenancePredicted) {
-        self.send(&self.topics.predictions, &p.asset_id, p);
+        self.send(|t| &t.predictions, &p.asset_id, p);
     }
     pub(crate) fn schedule(&self, s: &MaintenanceScheduled) {
-        self.send(&self.topics.schedule, &s.asset_id, s);
+        self.send(|t| &t.schedule, &s.asset_id, s);
+        if let Some(n) = &self.notifier {
+            n.event(NoticeKind::Proposal, &s.event_id, Some(s.priority), s);
+        }
     }
     pub(crate) fn decision(&self, d: &HumanDecisionRequested) {
-        self.send(&self.topics.decisions, &d.asset_id, d);
+        self.send(|t| &t.decisions, &d.asset_id, d);
     }
     pub(crate) fn rejected(&self, r: &RejectedReading) {
+        let Some(k) = &self.kafka else { return };
         let partition = r.pos.source as i32;
         let letter = DeadLetter {
-            event_id: event_id("dead_letter", &[&self.input_topic, &partition.to_string(), &r.pos.offset.to_string()], 0),
-            topic: self.input_topic.clone(),
+            event_id: event_id("dead_letter", &[&k.input_topic, &partition.to_string(), &r.pos.offset.to_string()], 0),
+            topic: k.input_topic.clone(),
             partition,
             offset: r.pos.offset,
             reason: r.reason.as_str().to_string(),
@@ -143,14 +174,15 @@ impl Outputs {
             rejected_at: vigil_events::format_rfc3339_ms(r.rejected_at),
         };
         let key = r.sensor_id.as_deref().map_or_else(|| format!("partition-{partition}"), str::to_string);
-        self.send(&self.topics.rejected, &key, &letter);
+        self.send(|t| &t.rejected, &key, &letter);
     }
 
     /// Waits until everything sent is acknowledged. Fails if a send failed since the last flush
     /// (the cut must not commit: the restart re-emits).
     pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaConnectorError> {
-        self.producer.flush(timeout)?;
-        let failed = self.failures.swap(0, Ordering::Relaxed);
+        let Some(k) = &self.kafka else { return Ok(()) };
+        k.producer.flush(timeout)?;
+        let failed = k.failures.swap(0, Ordering::Relaxed);
         if failed > 0 {
             return Err(KafkaConnectorError::Broker(format!("{failed} output records could not be queued")));
         }

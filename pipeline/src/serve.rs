@@ -263,6 +263,7 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
     let history = History::open(&args.data_dir, &cfg.query)?;
     let ledger = Ledger::<PlanningBook>::open(&args.data_dir, LedgerConfig::default()).context("opening the decision ledger")?;
 
+    let notifier = vigil_connectors::webhook::Notifier::start(cfg.notifications.webhooks.clone(), &args.data_dir);
     let mut stream_thread = None;
     let mut feeder = None;
     let mut control = None;
@@ -271,6 +272,7 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
         ServeSource::None => None,
         source => {
             let mut opts = StreamOptions::from_config(cfg, args.data_dir.clone(), args.workers);
+            opts.notifier = notifier.clone();
             let mut registry: Vec<vigil_operators::sensor_stage::SensorSpec> =
                 cfg.registry.iter().map(vigil_pipeline::config::RegistryEntry::spec).collect();
             let (target, label) = if source == ServeSource::Kafka {
@@ -317,7 +319,8 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let state = AppState::new(history, ledger.clone(), api.clone(), pipeline);
+    let mut state = AppState::new(history, ledger.clone(), api.clone(), pipeline);
+    state.notifier = notifier;
     let router = vigil_api::app(state);
     rt.block_on(async {
         let listener =

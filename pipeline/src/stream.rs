@@ -87,6 +87,8 @@ pub struct StreamOptions {
     pub consumer: BTreeMap<String, String>,
     /// Read this embedded log instead of Kafka (`topic` is then the log's name).
     pub local: Option<Arc<LocalLog>>,
+    /// Webhook notifications.
+    pub notifier: Option<Arc<vigil_connectors::webhook::Notifier>>,
 }
 
 impl StreamOptions {
@@ -110,6 +112,7 @@ impl StreamOptions {
             now_ms: crate::run::system_now_ms,
             consumer: k.consumer.clone(),
             local: None,
+            notifier: None,
             cfg: cfg.clone(),
         }
     }
@@ -681,11 +684,12 @@ pub fn run_stream(
         vigil_connectors::kafka::ensure_topics(&opts.brokers, &t.all(), partitions_hint.max(1) as i32, Duration::from_secs(30))
             .map_err(|e| StreamError::Kafka(format!("creating output topics: {e}")))?;
     }
-    let outputs = match &opts.outputs {
-        Some(t) => {
-            Some(Arc::new(Outputs::new(&opts.brokers, t.clone(), &opts.topic).map_err(|e| StreamError::Kafka(e.to_string()))?))
-        }
-        None => None,
+    let outputs = match (&opts.outputs, &opts.notifier) {
+        (Some(t), n) => Some(Arc::new(
+            Outputs::new(&opts.brokers, t.clone(), &opts.topic, n.clone()).map_err(|e| StreamError::Kafka(e.to_string()))?,
+        )),
+        (None, Some(n)) => Some(Arc::new(Outputs::notifications(n.clone()))),
+        (None, None) => None,
     };
     let source_names: Arc<Vec<String>> =
         Arc::new((0..partitions_hint.max(1024)).map(|p| format!("{}/{}", opts.topic, p)).collect());

@@ -278,3 +278,80 @@ fn the_golden_path_runs_end_to_end_and_waits_for_a_decision() {
     assert_eq!(run["status"], "done");
     assert!(srv.stop().success());
 }
+
+/// A webhook receiver: every request body it gets, answered 200.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    g.lock().unwrap().push(v);
+                }
+            }
+            let mut s = s;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn webhooks_hear_of_anomalies_proposals_and_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (url, got) = webhook_receiver();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!("[[notifications.webhooks]]\nname = \"test\"\nurl = \"{url}\"\nmin_severity = \"high\"\nmax_attempts = 3\n"),
+    )
+    .unwrap();
+    let srv = Server::start(&data, &["--config", config.to_str().unwrap(), "--source", "ingest"]);
+    // A temperature over its hard limit: alerted on arrival.
+    let t = vigil_now_minute() * 60_000 - 60_000;
+    let body = serde_json::json!([
+        {"sensor_id": "h1-temp", "asset_id": "h1", "sensor_type": "temperature", "value": 40.0, "unit": "C", "ts": t},
+        {"sensor_id": "h1-temp", "asset_id": "h1", "sensor_type": "temperature", "value": 180.0, "unit": "C", "ts": t + 1000},
+    ]);
+    let (status, _) = srv.call("POST", "/api/v1/readings", Some(&body.to_string()));
+    assert_eq!(status, 202);
+    wait_for("an anomaly notice", || {
+        got.lock().unwrap().iter().any(|n| n["kind"] == "anomaly" && n["event"]["sensor_id"] == "h1-temp")
+    });
+    // A decision, and the proposal's new status.
+    let (_, run) = srv.call("POST", "/api/v1/demo/golden-path", Some("{}"));
+    let id = run["correlation_id"].as_str().unwrap().to_string();
+    let mut request = String::new();
+    wait_for("the golden path", || {
+        let (_, r) = srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None);
+        request = r["request_id"].as_str().unwrap_or("").to_string();
+        !request.is_empty()
+    });
+    let (status, v) =
+        srv.call("POST", &format!("/api/v1/decisions/{request}"), Some(r#"{"decision":"reject","rationale":"not now"}"#));
+    assert_eq!(status, 201, "{v}");
+    let event_id = v["decision"]["event_id"].as_str().unwrap().to_string();
+    wait_for("the decision and proposal notices", || {
+        let g = got.lock().unwrap();
+        g.iter().any(|n| n["kind"] == "decision" && n["event_id"] == event_id.as_str())
+            && g.iter().any(|n| n["kind"] == "proposal" && n["event"]["status"] == "rejected")
+    });
+    assert!(srv.stop().success());
+}

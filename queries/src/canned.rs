@@ -29,6 +29,7 @@ pub const SILENT_AFTER_MS: i64 = 15 * 60_000;
 
 /// One point of a sensor's series: a reading, or the summary of a bucket of readings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeriesPoint {
     /// Time (ms since the epoch): the reading's, or the bucket's start.
     pub ts: i64,
@@ -44,6 +45,7 @@ pub struct SeriesPoint {
 
 /// Readings of one sensor in `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadingSeries {
     /// Sensor.
     pub sensor_id: String,
@@ -59,6 +61,7 @@ pub struct ReadingSeries {
 
 /// A sensor with its last value and status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorStatus {
     /// Sensor.
     pub sensor_id: String,
@@ -81,6 +84,7 @@ pub struct SensorStatus {
 
 /// The sensors of the fleet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorList {
     /// The newest reading time in the history (ms), what "now" means; `None` when empty.
     pub as_of: Option<i64>,
@@ -105,6 +109,7 @@ pub struct EventFilter {
 
 /// An anomaly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnomalyRow {
     /// Event id.
     pub event_id: String,
@@ -132,6 +137,7 @@ pub struct AnomalyRow {
 
 /// A drift event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftRow {
     /// Event id.
     pub event_id: String,
@@ -157,6 +163,7 @@ pub struct DriftRow {
 
 /// A prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PredictionRow {
     /// Event id.
     pub event_id: String,
@@ -184,6 +191,7 @@ pub struct PredictionRow {
 
 /// A change of a maintenance proposal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleRow {
     /// Event id.
     pub event_id: String,
@@ -207,6 +215,7 @@ pub struct ScheduleRow {
 
 /// A question put to a person, with the proposal it is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionRequestRow {
     /// Request id (what a decision answers).
     pub request_id: String,
@@ -232,6 +241,7 @@ pub struct DecisionRequestRow {
 
 /// An asset's health now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssetHealth {
     /// Asset.
     pub asset_id: String,
@@ -256,6 +266,7 @@ pub struct AssetHealth {
 
 /// The fleet's health now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetHealth {
     /// The newest event time in the history (ms).
     pub as_of: Option<i64>,

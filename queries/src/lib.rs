@@ -21,6 +21,7 @@ mod ledger_tail;
 pub mod report;
 mod session;
 pub mod tables;
+mod utc_trunc;
 
 pub use catalog::{Catalog, TableInfo};
 pub use session::{History, QueryConfig, QueryResult};

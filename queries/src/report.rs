@@ -59,6 +59,7 @@ pub struct ReportRequest {
 
 /// Report format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReportFormat {
     /// The [`Report`] as JSON.

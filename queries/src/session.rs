@@ -126,6 +126,8 @@ impl History {
         config.options_mut().execution.parquet.pushdown_filters = cfg.pushdown_filters;
         config.options_mut().execution.parquet.reorder_filters = cfg.pushdown_filters;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // Every time column is UTC: truncation by arithmetic (see `utc_trunc`).
+        ctx.register_udf(crate::utc_trunc::UtcDateTrunc::udf());
         let abs = std::path::absolute(data_dir)
             .map_err(|e| QueryError::Read { path: data_dir.display().to_string(), message: e.to_string() })?;
         for doc in TABLES {
