@@ -104,7 +104,7 @@ fn records(body: &[u8], ndjson: bool) -> Result<Vec<(String, Vec<u8>)>, ApiError
     operation_id = "ingest_readings",
     summary = "Readings into the running pipeline",
     description = "A JSON array of readings (the `SensorReading` wire format) or JSON lines, handed to the pipeline's source as they came; validation and dead letters are the pipeline's. The answer (202) comes once the batch is durable in the source.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 characters: the same key again gets the same answer without a second append (kept a day, the last 10,000 keys)")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 200, description = "1 to 200 characters: the same key again gets the same answer without a second append (kept a day, the last 10,000 keys)")),
     request_body(
         description = "Readings, at most `[api] ingest_limit_bytes`",
         content(

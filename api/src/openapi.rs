@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
@@ -136,8 +136,14 @@ impl Modify for Scopes {
                     Some(d) if !d.is_empty() => format!("{d} {sentence}"),
                     _ => sentence,
                 });
-                for (status, name, _) in AUTH_RESPONSES {
-                    op.responses.responses.insert(status.into(), RefOr::Ref(Ref::from_response_name(name)));
+                for (status, name, description) in AUTH_RESPONSES {
+                    match op.responses.responses.get_mut(status) {
+                        // The handler has its own answer with this status (403 `query_refused`).
+                        Some(RefOr::T(own)) => own.description = format!("{}; or: {description}", own.description),
+                        _ => {
+                            op.responses.responses.insert(status.into(), RefOr::Ref(Ref::from_response_name(name)));
+                        }
+                    }
                 }
             }
         }
@@ -187,19 +193,15 @@ pub fn document() -> Document {
     ApiDoc::openapi()
 }
 
-/// A time in a body: RFC 3339 text or epoch milliseconds (for `schema_with`).
-pub(crate) fn time_value() -> Schema {
-    let one_of = OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String).description(Some("RFC 3339")))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                .description(Some("Epoch milliseconds")),
-        )
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .build();
-    Schema::OneOf(one_of)
+/// A time: RFC 3339 text or epoch milliseconds.
+// Only the document uses it: the bodies keep a JSON value, which the handlers parse.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum TimeValue {
+    /// RFC 3339, e.g. `2026-01-01T10:30:00Z`.
+    Text(String),
+    /// Epoch milliseconds.
+    Millis(i64),
 }
 
 /// The document as JSON and the docs page, rendered once.
@@ -314,7 +316,7 @@ th{font-weight:600;color:#485063;font-size:.9em}
 section{background:#fff;border:1px solid #e1e4eb;border-radius:6px;padding:1em 1.2em;margin:1.2em 0}
 .m{display:inline-block;min-width:4.2em;text-align:center;font:600 12px ui-monospace,monospace;color:#fff;border-radius:3px;padding:.15em .3em;margin-right:.4em}
 .GET{background:#2b7bb9}.POST{background:#2f9e5b}.PUT{background:#b9822b}.DELETE{background:#b93a2b}.PATCH{background:#7b4bb9}
-.scope{font:600 12px ui-monospace,monospace;border-radius:3px;padding:.1em .4em;background:#fdf0d5;color:#7a4b00}
+.scope{white-space:nowrap;font:600 12px ui-monospace,monospace;border-radius:3px;padding:.1em .4em;background:#fdf0d5;color:#7a4b00}
 .open{background:#e3f4e8;color:#1c6b38}.muted{color:#6b7385}a{color:#2b5fb9}
 ";
 

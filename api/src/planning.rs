@@ -214,7 +214,7 @@ pub struct DecisionBody {
     /// Why.
     pub rationale: Option<String>,
     /// For `defer`: when to ask again (RFC 3339 or epoch ms; default in 24 h).
-    #[schema(schema_with = crate::openapi::time_value)]
+    #[schema(value_type = Option<crate::openapi::TimeValue>)]
     pub deferred_until: Option<serde_json::Value>,
 }
 
@@ -506,10 +506,10 @@ pub struct CompletionBody {
     /// `preventive` (default) or `corrective`.
     pub kind: Option<MaintenanceKind>,
     /// Out of service from (default: the completion time).
-    #[schema(schema_with = crate::openapi::time_value)]
+    #[schema(value_type = Option<crate::openapi::TimeValue>)]
     pub started_at: Option<serde_json::Value>,
     /// Back in service at (default: now).
-    #[schema(schema_with = crate::openapi::time_value)]
+    #[schema(value_type = Option<crate::openapi::TimeValue>)]
     pub completed_at: Option<serde_json::Value>,
 }
 
