@@ -153,7 +153,9 @@ fn valid_request_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-fn new_request_id() -> String {
+/// 16 hex digits, unique in this process and not guessable across processes (request ids, and
+/// the key `vigil serve` makes when none is configured).
+pub fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     // The standard hasher's keys are random per process; hashing a sequence number and the
@@ -172,7 +174,7 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|s| valid_request_id(s))
-        .map_or_else(new_request_id, str::to_string);
+        .map_or_else(random_hex, str::to_string);
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
     let method = req.method().as_str().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, key = tracing::field::Empty);
@@ -203,7 +205,8 @@ mod tests {
         assert!(!valid_request_id(""));
         assert!(!valid_request_id("a b"));
         assert!(!valid_request_id(&"x".repeat(129)));
-        assert_eq!(new_request_id().len(), 16);
+        assert_eq!(random_hex().len(), 16);
+        assert_ne!(random_hex(), random_hex());
     }
 
     #[test]

@@ -202,33 +202,6 @@ fn compact(data_dir: &Path, n: u64, path: &Path, records: &[LedgerRecord]) -> Re
     Ok(())
 }
 
-/// The live (not yet compacted) ledger rows of `table`, as JSON objects: what the SQL side
-/// reads beside the table's Parquet files.
-pub fn live_rows(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>> {
-    let dir = data_dir.join(LEDGER_DIR);
-    let mut out = Vec::new();
-    for (_, path, compacted) in segments(&dir)? {
-        if compacted {
-            continue;
-        }
-        let text = match fs::read(&path) {
-            Ok(t) => t,
-            // Compacted (renamed) between the listing and the read: its rows are in Parquet now.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(ConnectorError::io(&path, e)),
-        };
-        for line in text.split(|b| *b == b'\n') {
-            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-            if v.get("table").and_then(|t| t.as_str()) == Some(table) {
-                if let Some(row) = v.get_mut("row") {
-                    out.push(row.take());
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl<S: LedgerState> Ledger<S> {
     /// Opens the ledger of `data_dir`: rebuilds the state from every segment, compacts the
     /// segments a previous process left open, and starts a new segment and its writer thread.
@@ -469,6 +442,33 @@ mod tests {
     use super::*;
     use std::sync::Arc as StdArc;
     use vigil_events::{Decision, HumanDecisionSubmitted};
+
+    /// The live (not yet compacted) ledger rows of `table`, as JSON objects: what the SQL side
+    /// reads beside the table's Parquet files.
+    fn live_rows(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>> {
+        let dir = data_dir.join(LEDGER_DIR);
+        let mut out = Vec::new();
+        for (_, path, compacted) in segments(&dir)? {
+            if compacted {
+                continue;
+            }
+            let text = match fs::read(&path) {
+                Ok(t) => t,
+                // Compacted (renamed) between the listing and the read: its rows are in Parquet now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ConnectorError::io(&path, e)),
+            };
+            for line in text.split(|b| *b == b'\n') {
+                let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+                if v.get("table").and_then(|t| t.as_str()) == Some(table) {
+                    if let Some(row) = v.get_mut("row") {
+                        out.push(row.take());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
 
     #[derive(Default)]
     struct Count {

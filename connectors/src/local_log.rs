@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -324,23 +324,12 @@ impl LocalLogReader {
             match r.read_exact(&mut head) {
                 Ok(()) => {}
                 Err(_) => {
-                    // End of this segment: move to the next one (if it exists, this one is full).
-                    let b = *base;
-                    match self.log.segment_after(p, b) {
-                        Some(_) => {
-                            c.reader = None;
-                            let (nb, path) = self.log.segment_after(p, b).ok_or("segment vanished")?;
-                            let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                            c.reader = Some((nb, BufReader::with_capacity(1 << 18, f), nb));
-                            continue;
-                        }
-                        None => {
-                            // The writer has not flushed what `durable` says: re-read from here.
-                            let pos = r.stream_position().map_err(|e| e.to_string())?;
-                            r.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
-                            return Ok(None);
-                        }
-                    }
+                    // End of this segment: records up to `durable` are whole, so the rest is in
+                    // the next one (this one is full).
+                    let Some((nb, path)) = self.log.segment_after(p, *base) else { return Ok(None) };
+                    let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    c.reader = Some((nb, BufReader::with_capacity(1 << 18, f), nb));
+                    continue;
                 }
             }
             let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;

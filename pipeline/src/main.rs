@@ -490,20 +490,7 @@ fn kafka_demo(
 fn stop_on_signal(control: Arc<StreamControl>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = ctrl_c => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
-            }
-        });
+        rt.block_on(serve::shutdown_signal());
         eprintln!("vigil run: stopping (last commit, then exit)");
         control.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });

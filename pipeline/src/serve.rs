@@ -214,19 +214,11 @@ fn golden_path(
 
 /// A key for this run when none is configured, so the API is never open by accident.
 fn generated_key() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut key = String::new();
-    for i in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-        h.write_u32(std::process::id());
-        key.push_str(&format!("{:016x}", h.finish()));
-    }
-    key
+    vigil_api::observe::random_hex() + &vigil_api::observe::random_hex()
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {
