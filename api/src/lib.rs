@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use vigil_connectors::ledger::Ledger;
-use vigil_events::MaintenanceCompleted;
+use vigil_events::MaintenanceScheduled;
 use vigil_queries::History;
 
 use crate::error::ErrorBody;
@@ -114,8 +114,10 @@ pub trait Pipeline: Send + Sync {
     fn readiness(&self) -> Readiness;
     /// The pipeline's metrics in Prometheus text.
     fn render_metrics(&self, out: &mut String);
-    /// An asset's maintenance was completed: its baselines restart.
-    fn maintenance_completed(&self, m: &MaintenanceCompleted);
+    /// People changed a proposal's status (approved, rejected, completed), as the ledger
+    /// recorded it: the dataflow's scheduler and baselines follow (a rejection or completion
+    /// closes the asset's open proposal, a completion restarts its baselines).
+    fn schedule_changed(&self, change: &MaintenanceScheduled);
     /// Hands `(key, JSON reading)` records to the pipeline's source; returns once they are
     /// durable there (fsynced in the embedded log, acknowledged by Kafka). Blocking.
     fn ingest(&self, records: &[(&[u8], &[u8])]) -> Result<(), String>;

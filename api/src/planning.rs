@@ -80,6 +80,22 @@ impl PlanningBook {
     pub fn decisions(&self) -> &[HumanDecisionSubmitted] {
         &self.decisions
     }
+    /// Per asset, the latest rejection or completion recorded: what the dataflow must have
+    /// applied (handed to it again at start; it applies them idempotently).
+    pub fn latest_closing_changes(&self) -> Vec<MaintenanceScheduled> {
+        let mut by_asset: HashMap<&str, &MaintenanceScheduled> = HashMap::new();
+        for s in self.proposals.values() {
+            if matches!(s.status, ScheduleStatus::Rejected | ScheduleStatus::Completed) {
+                let e = by_asset.entry(&s.asset_id).or_insert(s);
+                if (s.ts, &s.proposal_id) > (e.ts, &e.proposal_id) {
+                    *e = s;
+                }
+            }
+        }
+        let mut out: Vec<MaintenanceScheduled> = by_asset.into_values().cloned().collect();
+        out.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
+        out
+    }
     /// The ledger's latest status of a proposal.
     pub fn proposal_status(&self, proposal_id: &str) -> Option<ScheduleStatus> {
         self.proposals.get(proposal_id).map(|s| s.status)
@@ -406,6 +422,9 @@ pub(crate) async fn decide(
                     n.event(NoticeKind::Proposal, &s.event_id, Some(s.priority), s);
                 }
             }
+            if let (Some(p), Some(s)) = (&state.pipeline, &schedule) {
+                p.schedule_changed(s);
+            }
             Ok((StatusCode::CREATED, Json(DecisionResponse { decision, schedule, replayed: false })).into_response())
         }
         Err(AppendError::Refused(Refusal::Replay(d))) => {
@@ -633,8 +652,8 @@ pub(crate) async fn complete(
             }
             let maintenance = maintenance.ok_or_else(|| ApiError::internal("the ledger returned no maintenance record"))?;
             tracing::info!(proposal = %proposal_id, asset = %maintenance.asset_id, "maintenance completed");
-            if let Some(p) = &state.pipeline {
-                p.maintenance_completed(&maintenance);
+            if let (Some(p), Some(s)) = (&state.pipeline, &schedule) {
+                p.schedule_changed(s);
             }
             Ok((StatusCode::CREATED, Json(CompletionResponse { maintenance, schedule, replayed: false })).into_response())
         }

@@ -3,12 +3,15 @@
 //! Input: [`AssetInput`]s (closed tumbling windows and anomalies of the asset's sensors) and
 //! watermarks. Output ([`AssetOutputs`]): multivariate [`AnomalyDetected`] events,
 //! [`MaintenancePredicted`] events, [`MaintenanceScheduled`] proposals and
-//! [`HumanDecisionRequested`] events.
+//! [`HumanDecisionRequested`] events. Feedback from the planning loop
+//! ([`AssetStage::apply_status`]): the status changes people record (rejected, completed) close
+//! the open proposal, and completed maintenance restarts the asset's baselines.
 //!
 //! Inputs are stashed until the watermark passes their event time, then processed in event-time
 //! order per asset, all sensors of one window end together, so outputs are deterministic.
 //! State per asset: the multivariate mean and covariance, the predictor's trends, the open
-//! proposal; plus the stash ahead of the watermark.
+//! proposal and a rejection's hold, the time of the last reset; plus the stash ahead of the
+//! watermark.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -50,11 +53,24 @@ pub struct AssetOutputs {
     pub decisions: Vec<HumanDecisionRequested>,
 }
 
-#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct AssetState {
     mv: Option<AssetMahalanobis>,
     predictor: AssetPredictor,
     schedule: AssetSchedule,
+    /// Recording time of the last completed maintenance that reset the baselines.
+    reset_mark: EventTime,
+}
+
+impl Default for AssetState {
+    fn default() -> Self {
+        AssetState {
+            mv: None,
+            predictor: AssetPredictor::default(),
+            schedule: AssetSchedule::default(),
+            reset_mark: EventTime::MIN,
+        }
+    }
 }
 
 /// A serialisable copy of an [`AssetStage`]'s state (see [`AssetStage::checkpoint`]).
@@ -112,19 +128,23 @@ impl AssetStage {
         self.pending.len()
     }
 
-    /// Closes an asset's open proposal (after a decision or completion).
-    pub fn close_proposal(&mut self, asset: &str) {
-        if let Some(a) = self.assets.get_mut(asset) {
-            a.schedule.close();
-        }
-    }
-
-    /// Resets an asset's baselines (after maintenance).
-    pub fn reset_asset(&mut self, asset: &str) {
-        if let Some(a) = self.assets.get_mut(asset) {
+    /// Takes a status change the planning loop recorded (a decision, completed maintenance) at
+    /// event time `at`: a rejection or completion closes the asset's open proposal, and a
+    /// completion restarts its baselines (multivariate model and predictor trends). It is
+    /// idempotent: a change to a proposal that is not open closes nothing, and a completion
+    /// recorded no later than the last one applied resets nothing. Returns whether it changed
+    /// the asset's state.
+    pub fn apply_status(&mut self, change: &MaintenanceScheduled, at: EventTime) -> bool {
+        let a = self.assets.entry(change.asset_id.clone()).or_default();
+        let closed = crate::scheduler::proposal_seq(&change.proposal_id)
+            .is_some_and(|seq| a.schedule.on_status(&self.cfg.scheduler, seq, change.status, change.priority, at));
+        let reset = change.status == ScheduleStatus::Completed && change.ts > a.reset_mark;
+        if reset {
+            a.reset_mark = change.ts;
             a.mv = None;
             a.predictor.reset();
         }
+        closed || reset
     }
 
     /// Processes every stashed input earlier than `watermark` (`None`: all of them).
@@ -236,7 +256,7 @@ impl AssetStage {
                 model_version: cfg.predictor.model_version.clone(),
             };
             if let Some(prop) = state.schedule.on_prediction(&cfg.scheduler, &p) {
-                let proposal_id = format!("{asset}-p{}", prop.seq);
+                let proposal_id = crate::scheduler::proposal_id(asset, prop.seq);
                 out.schedule.push(MaintenanceScheduled {
                     event_id: event_id("schedule", &[&proposal_id, "proposed"], prop.ts),
                     correlation_id: pred_id.clone(),

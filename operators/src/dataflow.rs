@@ -11,9 +11,15 @@
 //! streaming run can checkpoint their state at a cut and restore it before the first record.
 //!
 //! - [`SensorStageExt::sensor_stage`]: readings exchanged by sensor, plus the registry as a
-//!   differential collection, into the per-sensor stage; six output streams.
-//! - [`AssetStageExt::asset_stage`]: asset inputs exchanged by asset into the per-asset stage;
-//!   four output streams.
+//!   differential collection and the planning loop's status changes (broadcast: an asset's
+//!   sensors live on every worker), into the per-sensor stage; six output streams.
+//! - [`AssetStageExt::asset_stage`]: asset inputs and status changes, both exchanged by asset,
+//!   into the per-asset stage; four output streams.
+//!
+//! A status change (a [`MaintenanceScheduled`] a person caused: rejected, completed) takes
+//! effect at the watermark of its time: the stage first processes everything before that
+//! watermark, then applies the change, then goes on. Which records come before it is therefore
+//! fixed by its time alone, whatever the arrival order.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,6 +27,7 @@ use timely::dataflow::channels::pact::Exchange;
 
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
@@ -70,6 +77,25 @@ fn combined(frontiers: &[MutableAntichain<EventTime>]) -> Option<EventTime> {
     frontiers.iter().filter_map(single).min()
 }
 
+/// Status changes held until the frontier passes their time.
+struct HeldChanges(Vec<(EventTime, MaintenanceScheduled)>);
+
+impl HeldChanges {
+    fn hold(&mut self, t: EventTime, c: MaintenanceScheduled) {
+        self.0.push((t, c));
+    }
+
+    /// The changes `frontier` completes, in time order (stable: arrival order within a time).
+    fn ready(&mut self, frontier: Option<EventTime>) -> Vec<(EventTime, MaintenanceScheduled)> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        self.0.sort_by_key(|(t, _)| *t);
+        let n = self.0.iter().take_while(|(t, _)| frontier.is_none_or(|f| *t < f)).count();
+        self.0.drain(..n).collect()
+    }
+}
+
 fn downgrade_all(caps: &mut Vec<Capability<EventTime>>, to: Option<EventTime>) {
     match to {
         Some(t) => {
@@ -85,11 +111,13 @@ fn downgrade_all(caps: &mut Vec<Capability<EventTime>>, to: Option<EventTime>) {
 
 /// The per-sensor stage as a timely operator.
 pub trait SensorStageExt<'scope> {
-    /// Runs the per-sensor stage on a stream of accepted readings and a registry collection
-    /// (the `inner` stream of a differential collection of [`SensorSpec`]s).
+    /// Runs the per-sensor stage on a stream of accepted readings, a registry collection (the
+    /// `inner` stream of a differential collection of [`SensorSpec`]s) and the planning loop's
+    /// status changes.
     fn sensor_stage(
         self,
         registry: StreamVec<'scope, EventTime, (SensorSpec, EventTime, isize)>,
+        changes: StreamVec<'scope, EventTime, MaintenanceScheduled>,
         stage: Rc<RefCell<SensorStage>>,
     ) -> SensorStreams<'scope>;
 }
@@ -98,12 +126,14 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
     fn sensor_stage(
         self,
         registry: StreamVec<'scope, EventTime, (SensorSpec, EventTime, isize)>,
+        changes: StreamVec<'scope, EventTime, MaintenanceScheduled>,
         stage: Rc<RefCell<SensorStage>>,
     ) -> SensorStreams<'scope> {
         let mut builder = OperatorBuilder::new("SensorStage".to_owned(), self.scope());
         let mut readings_in = builder.new_input(self, Exchange::new(|r: &SensorReading| r.sensor_key));
         let mut registry_in =
             builder.new_input(registry, Exchange::new(|u: &(SensorSpec, EventTime, isize)| stable_hash_str(&u.0.sensor_id)));
+        let mut changes_in = builder.new_input(changes.broadcast(), timely::dataflow::channels::pact::Pipeline);
         let (o0, readings) = builder.new_output();
         let (o1, rejected) = builder.new_output();
         let (o2, features) = builder.new_output();
@@ -122,6 +152,7 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
         builder.build(move |capabilities| {
             let mut caps = capabilities;
             let mut out = SensorOutputs::default();
+            let mut held = HeldChanges(Vec::new());
             let mut last: Option<EventTime> = Some(EventTime::MIN);
             move |frontiers| {
                 let mut stage = stage.borrow_mut();
@@ -135,9 +166,18 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
                         stage.push(r);
                     }
                 });
+                changes_in.for_each(|cap, data| {
+                    for c in data.drain(..) {
+                        held.hold(cap.least().copied().unwrap_or(EventTime::MIN), c);
+                    }
+                });
                 let frontier = combined(frontiers);
                 if frontier == last || caps.is_empty() {
                     return;
+                }
+                for (t, c) in held.ready(frontier) {
+                    stage.advance(Some(watermark_of(t)), &mut out);
+                    stage.apply_status(&c);
                 }
                 stage.advance(frontier.map(watermark_of), &mut out);
                 if !out.is_empty() {
@@ -161,14 +201,23 @@ impl<'scope> SensorStageExt<'scope> for StreamVec<'scope, EventTime, SensorReadi
 
 /// The per-asset stage as a timely operator.
 pub trait AssetStageExt<'scope> {
-    /// Runs the per-asset stage.
-    fn asset_stage(self, stage: Rc<RefCell<AssetStage>>) -> AssetStreams<'scope>;
+    /// Runs the per-asset stage on its inputs and the planning loop's status changes.
+    fn asset_stage(
+        self,
+        changes: StreamVec<'scope, EventTime, MaintenanceScheduled>,
+        stage: Rc<RefCell<AssetStage>>,
+    ) -> AssetStreams<'scope>;
 }
 
 impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> {
-    fn asset_stage(self, stage: Rc<RefCell<AssetStage>>) -> AssetStreams<'scope> {
+    fn asset_stage(
+        self,
+        changes: StreamVec<'scope, EventTime, MaintenanceScheduled>,
+        stage: Rc<RefCell<AssetStage>>,
+    ) -> AssetStreams<'scope> {
         let mut builder = OperatorBuilder::new("AssetStage".to_owned(), self.scope());
         let mut input = builder.new_input(self, Exchange::new(|i: &AssetInput| stable_hash_str(i.asset_id())));
+        let mut changes_in = builder.new_input(changes, Exchange::new(|c: &MaintenanceScheduled| stable_hash_str(&c.asset_id)));
         let (o0, anomalies) = builder.new_output();
         let (o1, predictions) = builder.new_output();
         let (o2, schedule) = builder.new_output();
@@ -179,6 +228,7 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
         builder.build(move |capabilities| {
             let mut caps = capabilities;
             let mut out = AssetOutputs::default();
+            let mut held = HeldChanges(Vec::new());
             let mut last: Option<EventTime> = Some(EventTime::MIN);
             move |frontiers| {
                 let mut stage = stage.borrow_mut();
@@ -187,9 +237,18 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
                         stage.push(i);
                     }
                 });
+                changes_in.for_each(|cap, data| {
+                    for c in data.drain(..) {
+                        held.hold(cap.least().copied().unwrap_or(EventTime::MIN), c);
+                    }
+                });
                 let frontier = combined(frontiers);
                 if frontier == last || caps.is_empty() {
                     return;
+                }
+                for (t, c) in held.ready(frontier) {
+                    stage.advance(Some(watermark_of(t)), &mut out);
+                    stage.apply_status(&c, watermark_of(t));
                 }
                 stage.advance(frontier.map(watermark_of), &mut out);
                 {

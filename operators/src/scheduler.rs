@@ -4,9 +4,19 @@
 //! status `proposed`) when the remaining useful life is under the horizon with enough confidence,
 //! or health is under the threshold; and a decision request when the proposal's priority is at or
 //! above the level that needs a person. Never two open proposals for one asset: while one is open
-//! the asset gets no new proposal. State: the open proposal, and a counter per asset.
+//! the asset gets no new proposal.
+//!
+//! The planning loop feeds back ([`AssetSchedule::on_status`]): a rejection closes the proposal
+//! and holds back proposals of the same or lower priority for `reject_cooldown_hours` of event
+//! time (the planner said no; asking again at the next prediction would be noise), while a worse
+//! one is still proposed; an approval keeps the proposal open until the work is done; a
+//! completion closes it. A change to a
+//! proposal that is not the open one (replayed after a restart, or late) changes nothing, so the
+//! feedback is idempotent.
+//!
+//! State per asset: the open proposal, a counter, and the hold a rejection left.
 
-use vigil_events::{EventTime, Severity};
+use vigil_events::{EventTime, ScheduleStatus, Severity};
 
 use crate::predictor::Prediction;
 
@@ -23,6 +33,9 @@ pub struct SchedulerConfig {
     pub decision_from: Severity,
     /// Hours a person has to decide.
     pub decision_deadline_hours: f64,
+    /// After a rejection, hours of event time in which the asset gets no proposal of the same or
+    /// a lower priority.
+    pub reject_cooldown_hours: f64,
 }
 
 impl Default for SchedulerConfig {
@@ -33,6 +46,7 @@ impl Default for SchedulerConfig {
             min_confidence: 0.5,
             decision_from: Severity::Medium,
             decision_deadline_hours: 4.0,
+            reject_cooldown_hours: 24.0,
         }
     }
 }
@@ -56,11 +70,29 @@ pub struct Proposal {
     pub deadline: EventTime,
 }
 
+/// The id of an asset's `seq`-th proposal.
+pub fn proposal_id(asset: &str, seq: u32) -> String {
+    format!("{asset}-p{seq}")
+}
+
+/// The sequence number in a proposal id made by [`proposal_id`].
+pub fn proposal_seq(id: &str) -> Option<u32> {
+    id.rsplit_once("-p").and_then(|(_, n)| n.parse().ok())
+}
+
+/// A rejection's hold on new proposals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Hold {
+    priority: Severity,
+    until: EventTime,
+}
+
 /// Per-asset scheduling state.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AssetSchedule {
     open: Option<u32>,
     seq: u32,
+    hold: Option<Hold>,
 }
 
 impl AssetSchedule {
@@ -69,9 +101,37 @@ impl AssetSchedule {
         self.open.is_some()
     }
 
-    /// Closes the open proposal (decided or completed), so a new one may be made.
-    pub fn close(&mut self) {
-        self.open = None;
+    /// The open proposal's sequence number.
+    pub fn open(&self) -> Option<u32> {
+        self.open
+    }
+
+    /// Takes a status change of proposal `seq` that the planning loop recorded, at event time
+    /// `at` (the dataflow's watermark when it arrived). Returns whether it closed the open proposal.
+    pub fn on_status(
+        &mut self,
+        cfg: &SchedulerConfig,
+        seq: u32,
+        status: ScheduleStatus,
+        priority: Severity,
+        at: EventTime,
+    ) -> bool {
+        if self.open != Some(seq) {
+            return false;
+        }
+        match status {
+            ScheduleStatus::Rejected => {
+                self.open = None;
+                self.hold = Some(Hold { priority, until: at.saturating_add((cfg.reject_cooldown_hours * 3_600_000.0) as i64) });
+                true
+            }
+            ScheduleStatus::Completed => {
+                self.open = None;
+                self.hold = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Applies the policy to a prediction.
@@ -92,6 +152,12 @@ impl AssetSchedule {
             (Some(_), _) => Severity::Medium,
             _ => Severity::Low,
         };
+        if let Some(hold) = &self.hold {
+            if p.ts < hold.until && priority <= hold.priority {
+                return None;
+            }
+            self.hold = None;
+        }
         let lead_ms = match rul_trigger {
             Some(h) => (h * 0.5 * 3_600_000.0) as i64,
             None => 24 * 3_600_000,
@@ -134,8 +200,48 @@ mod tests {
         let p = s.on_prediction(&cfg, &pred(Some(5.0), 0.8)).unwrap();
         assert_eq!((p.seq, p.priority, p.requires_decision), (1, Severity::Critical, true));
         assert!(s.on_prediction(&cfg, &pred(Some(1.0), 0.1)).is_none(), "never two open proposals");
-        s.close();
+        assert!(s.on_status(&cfg, 1, ScheduleStatus::Completed, Severity::Critical, 0));
         assert_eq!(s.on_prediction(&cfg, &pred(None, 0.4)).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn a_rejection_holds_back_equal_proposals_but_not_worse_ones() {
+        let cfg = SchedulerConfig::default();
+        let mut s = AssetSchedule::default();
+        let p = s.on_prediction(&cfg, &pred(Some(20.0), 0.8)).unwrap();
+        assert_eq!(p.priority, Severity::Medium);
+        // Another proposal's change, or an approval, leaves the open one open.
+        assert!(!s.on_status(&cfg, 7, ScheduleStatus::Rejected, p.priority, 0));
+        assert!(!s.on_status(&cfg, 1, ScheduleStatus::Scheduled, p.priority, 0));
+        assert_eq!(s.open(), Some(1));
+        assert!(s.on_status(&cfg, 1, ScheduleStatus::Rejected, p.priority, 1_000));
+        // Replayed: nothing more happens.
+        assert!(!s.on_status(&cfg, 1, ScheduleStatus::Rejected, p.priority, 1_000));
+        let mut same = pred(Some(20.0), 0.8);
+        same.ts = 3_600_000;
+        assert!(s.on_prediction(&cfg, &same).is_none(), "held back within the cooldown");
+        let mut worse = pred(Some(3.0), 0.8);
+        worse.ts = 3_600_000;
+        assert_eq!(s.on_prediction(&cfg, &worse).unwrap().priority, Severity::Critical);
+        assert!(s.on_status(&cfg, 2, ScheduleStatus::Completed, Severity::Critical, 2 * 3_600_000));
+        assert_eq!(s.open(), None);
+    }
+
+    #[test]
+    fn the_hold_ends_after_the_cooldown() {
+        let cfg = SchedulerConfig::default();
+        let mut s = AssetSchedule::default();
+        let p = s.on_prediction(&cfg, &pred(Some(20.0), 0.8)).unwrap();
+        s.on_status(&cfg, p.seq, ScheduleStatus::Rejected, p.priority, 0);
+        let mut later = pred(Some(20.0), 0.8);
+        later.ts = (cfg.reject_cooldown_hours * 3_600_000.0) as i64;
+        assert_eq!(s.on_prediction(&cfg, &later).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn proposal_ids_round_trip() {
+        assert_eq!(proposal_seq(&proposal_id("pump-p-0001", 12)), Some(12));
+        assert_eq!(proposal_seq("nonsense"), None);
     }
 
     #[test]

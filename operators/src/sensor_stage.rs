@@ -4,20 +4,23 @@
 //! registry changes, and watermarks. Output ([`SensorOutputs`]): the readings kept (duplicates
 //! and readings outside a registry range become [`RejectedReading`]s), the closed windows as
 //! [`WindowFeatures`], hard-limit and robust [`AnomalyDetected`] events, [`DriftDetected`] events,
-//! and [`AssetInput`]s for the per-asset stage.
+//! and [`AssetInput`]s for the per-asset stage. Feedback from the planning loop
+//! ([`SensorStage::apply_status`]): completed maintenance restarts the baselines of the asset's
+//! sensors (robust detector and drift reference); windows, dedupe and limits carry on.
 //!
 //! Determinism: readings are stashed until the watermark passes them, then processed per sensor
 //! in (event time, source position) order, so the outputs do not depend on arrival order, batch
 //! sizes or the number of workers. State per sensor: the dedupe horizon, the open panes, the
-//! detectors' rings (all bounded); plus the stash of readings ahead of the watermark.
+//! detectors' rings (all bounded); per asset, the time of the last completed maintenance applied;
+//! plus the stash of readings ahead of the watermark.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vigil_events::{
-    event_id, AnomalyDetected, DriftDetected, EventTime, RejectReason, RejectedReading, SensorReading, SensorType, Severity,
-    WindowFeatures, WindowKind, EVENT_VERSION,
+    event_id, AnomalyDetected, DriftDetected, EventTime, MaintenanceScheduled, RejectReason, RejectedReading, ScheduleStatus,
+    SensorReading, SensorType, Severity, WindowFeatures, WindowKind, EVENT_VERSION,
 };
 
 use crate::dedupe::Dedupe;
@@ -183,6 +186,7 @@ pub struct SensorStageCheckpoint {
     watermark: EventTime,
     sensors: Vec<(u64, SensorState)>,
     pending: Vec<SensorReading>,
+    resets: Vec<(Arc<str>, EventTime)>,
 }
 
 impl SensorStageCheckpoint {
@@ -203,6 +207,8 @@ pub struct SensorStage {
     pending_spare: Vec<SensorReading>,
     scratch: Vec<ClosedWindow>,
     watermark: EventTime,
+    /// Per asset, the recording time of the last completed maintenance applied.
+    resets: HashMap<Arc<str>, EventTime>,
     now_ms: Box<dyn Fn() -> i64>,
 }
 
@@ -318,6 +324,7 @@ impl SensorStage {
             pending_spare: Vec::new(),
             scratch: Vec::new(),
             watermark: EventTime::MIN,
+            resets: HashMap::new(),
             now_ms,
         }
     }
@@ -327,7 +334,9 @@ impl SensorStage {
     pub fn checkpoint(&self) -> SensorStageCheckpoint {
         let mut sensors: Vec<(u64, SensorState)> = self.sensors.iter().map(|(k, v)| (*k, v.clone())).collect();
         sensors.sort_by_key(|(k, _)| *k);
-        SensorStageCheckpoint { watermark: self.watermark, sensors, pending: self.pending.clone() }
+        let mut resets: Vec<(Arc<str>, EventTime)> = self.resets.iter().map(|(a, t)| (a.clone(), *t)).collect();
+        resets.sort();
+        SensorStageCheckpoint { watermark: self.watermark, sensors, pending: self.pending.clone(), resets }
     }
 
     /// Takes over the part of a checkpoint whose sensor keys `mine` accepts (several checkpoints,
@@ -340,6 +349,35 @@ impl SensorStage {
             }
         }
         self.pending.extend(cp.pending.iter().filter(|r| mine(r.sensor_key)).cloned());
+        // Every worker saw every status change: the marks are the same in each part.
+        for (a, t) in &cp.resets {
+            let mark = self.resets.entry(a.clone()).or_insert(EventTime::MIN);
+            *mark = (*mark).max(*t);
+        }
+    }
+
+    /// Takes a status change the planning loop recorded: completed maintenance restarts the
+    /// baselines (robust detector, drift reference) of the asset's sensors on this worker.
+    /// Idempotent: a completion recorded no later than the last one applied to the asset changes
+    /// nothing. Returns the sensors reset.
+    pub fn apply_status(&mut self, change: &MaintenanceScheduled) -> usize {
+        if change.status != ScheduleStatus::Completed {
+            return 0;
+        }
+        let mark = self.resets.entry(change.asset_id.clone()).or_insert(EventTime::MIN);
+        if change.ts <= *mark {
+            return 0;
+        }
+        *mark = change.ts;
+        let mut n = 0;
+        for s in self.sensors.values_mut() {
+            if s.asset_id == change.asset_id {
+                s.robust.reset();
+                s.drift.reset();
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Readings waiting for the watermark.

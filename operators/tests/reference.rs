@@ -614,7 +614,9 @@ fn run_dataflow(input: Arc<Vec<(EventTime, SensorReading)>>, specs: Arc<Vec<Sens
             let readings = scope.input_from(&mut readings_in);
             let registry = registry_in.to_collection(scope).inner;
             let stage = std::rc::Rc::new(std::cell::RefCell::new(SensorStage::new(SensorStageConfig::default(), Box::new(|| 0))));
-            let s = readings.sensor_stage(registry, stage);
+            let changes =
+                timely::dataflow::operators::ToStream::to_stream(Vec::<vigil_events::MaintenanceScheduled>::new(), scope);
+            let s = readings.sensor_stage(registry, changes, stage);
             capture(s.readings, &shared, "readings", |r| format!("{r:?}"), |r| r.ts);
             capture(s.rejected, &shared, "rejected", fmt_rejected, |r| r.ts.unwrap_or(EventTime::MAX));
             capture(s.features, &shared, "features", |f| format!("{f:?}"), |f| f.window_end);

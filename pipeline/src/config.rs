@@ -240,6 +240,9 @@ pub struct MaintenanceConfig {
     pub decision_from: Severity,
     /// Emit a prediction every this many windows per asset.
     pub predict_every_windows: u64,
+    /// After a person rejects a proposal, hours of event time in which the asset gets no new
+    /// proposal of the same or a lower priority (a worse one is still proposed).
+    pub reject_cooldown_hours: f64,
 }
 
 impl Default for MaintenanceConfig {
@@ -251,6 +254,7 @@ impl Default for MaintenanceConfig {
             min_confidence: s.min_confidence,
             decision_from: s.decision_from,
             predict_every_windows: PredictorConfig::default().emit_every,
+            reject_cooldown_hours: s.reject_cooldown_hours,
         }
     }
 }
@@ -415,6 +419,7 @@ impl VigilConfig {
                 health_threshold: m.health_threshold,
                 min_confidence: m.min_confidence,
                 decision_from: m.decision_from,
+                reject_cooldown_hours: m.reject_cooldown_hours,
                 ..SchedulerConfig::default()
             },
         }

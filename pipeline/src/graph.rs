@@ -1,7 +1,8 @@
 //! The dataflow graph of one worker, shared by bounded replays and streaming runs.
 //!
-//! Inputs: accepted readings, records rejected at the source, and the sensor registry (a
-//! differential collection). The graph: the per-sensor stage (exchanged by sensor), the per-asset
+//! Inputs: accepted readings, records rejected at the source, the sensor registry (a
+//! differential collection), and the status changes people record in the planning ledger
+//! (rejected, completed), which flow back into the stages. The graph: the per-sensor stage (exchanged by sensor), the per-asset
 //! stage (exchanged by asset), and one history sink per table. A sink also hands each event to
 //! the Kafka output topics when a streaming run has them.
 //!
@@ -67,6 +68,7 @@ pub(crate) struct Graph {
     pub(crate) readings_in: InputHandleVec<DataflowTime, SensorReading>,
     pub(crate) rejected_in: InputHandleVec<DataflowTime, RejectedReading>,
     pub(crate) registry_in: InputSession<DataflowTime, SensorSpec, isize>,
+    pub(crate) changes_in: InputHandleVec<DataflowTime, MaintenanceScheduled>,
     pub(crate) probe: ProbeHandle<DataflowTime>,
     pub(crate) sensor: Rc<RefCell<SensorStage>>,
     pub(crate) asset: Rc<RefCell<AssetStage>>,
@@ -90,6 +92,7 @@ impl Graph {
             self.rejected_in.advance_to(t);
             self.registry_in.advance_to(t);
             self.registry_in.flush();
+            self.changes_in.advance_to(t);
         }
     }
 
@@ -106,8 +109,8 @@ impl Graph {
     /// Closes the inputs (everything in flight then flows out to the sinks); returns the
     /// statistics the sinks keep filling.
     pub(crate) fn close(self) -> Shared {
-        let Graph { readings_in, rejected_in, registry_in, stats, .. } = self;
-        drop((readings_in, rejected_in, registry_in));
+        let Graph { readings_in, rejected_in, registry_in, changes_in, stats, .. } = self;
+        drop((readings_in, rejected_in, registry_in, changes_in));
         stats
     }
 }
@@ -125,6 +128,7 @@ pub(crate) fn build(
     let mut readings_in: InputHandleVec<DataflowTime, SensorReading> = InputHandleVec::new();
     let mut rejected_in: InputHandleVec<DataflowTime, RejectedReading> = InputHandleVec::new();
     let mut registry_in: InputSession<DataflowTime, SensorSpec, isize> = InputSession::new();
+    let mut changes_in: InputHandleVec<DataflowTime, MaintenanceScheduled> = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let sensor = Rc::new(RefCell::new(SensorStage::new(cfg.sensor_stage_config(), Box::new(now_ms))));
     let asset = Rc::new(RefCell::new(AssetStage::new(cfg.asset_stage_config())));
@@ -135,8 +139,9 @@ pub(crate) fn build(
         let readings = scope.input_from(&mut readings_in);
         let rejected_src = scope.input_from(&mut rejected_in);
         let registry = registry_in.to_collection(scope).inner;
-        let s = readings.sensor_stage(registry, sensor.clone());
-        let a = s.asset.asset_stage(asset.clone());
+        let changes = scope.input_from(&mut changes_in);
+        let s = readings.sensor_stage(registry, changes.clone(), sensor.clone());
+        let a = s.asset.asset_stage(changes, asset.clone());
         a.predictions.clone().probe_with(&probe);
         s.features.clone().probe_with(&probe);
 
@@ -205,7 +210,7 @@ pub(crate) fn build(
         }));
     });
 
-    Graph { readings_in, rejected_in, registry_in, probe, sensor, asset, sinks, stats, time: DataflowTime::MIN }
+    Graph { readings_in, rejected_in, registry_in, changes_in, probe, sensor, asset, sinks, stats, time: DataflowTime::MIN }
 }
 
 /// Loads the registry into the graph (worker 0 inserts it; every worker flushes).

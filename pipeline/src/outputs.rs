@@ -156,6 +156,10 @@ impl Outputs {
             n.event(NoticeKind::Proposal, &s.event_id, Some(s.priority), s);
         }
     }
+    /// A status change people recorded (the API has notified the webhooks already).
+    pub(crate) fn schedule_change(&self, s: &MaintenanceScheduled) {
+        self.send(|t| &t.schedule, &s.asset_id, s);
+    }
     pub(crate) fn decision(&self, d: &HumanDecisionRequested) {
         self.send(|t| &t.decisions, &d.asset_id, d);
     }

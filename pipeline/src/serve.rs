@@ -15,7 +15,7 @@ use anyhow::Context;
 use vigil_api::{ApiConfig, AppState, KeyConfig, PlanningBook, Readiness, Scope};
 use vigil_connectors::ledger::{Ledger, LedgerConfig};
 use vigil_connectors::local_log::LocalLog;
-use vigil_events::MaintenanceCompleted;
+use vigil_events::MaintenanceScheduled;
 use vigil_pipeline::config::VigilConfig;
 use vigil_pipeline::stream::{StreamControl, StreamOptions};
 use vigil_queries::History;
@@ -157,8 +157,8 @@ impl vigil_api::Pipeline for StreamHandle {
         golden_path(&self.cfg, &self.data_dir, asset_prefix)
     }
 
-    fn maintenance_completed(&self, m: &MaintenanceCompleted) {
-        tracing::info!(asset = %m.asset_id, "maintenance completed: the asset's baselines restart with its next readings");
+    fn schedule_changed(&self, change: &MaintenanceScheduled) {
+        self.control.schedule_changed(change.clone());
     }
 }
 
@@ -299,6 +299,11 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
                 (IngestTarget::Local(log), format!("embedded log {}", args.data_dir.join("_log").join(LOCAL_TOPIC).display()))
             };
             let c = Arc::new(StreamControl::default());
+            // What people decided before this start (perhaps not yet applied when the last run
+            // stopped): the stages apply each change once, so handing them over again is safe.
+            for change in ledger.read(PlanningBook::latest_closing_changes) {
+                c.schedule_changed(change);
+            }
             let thread_control = c.clone();
             stream_thread = Some(
                 std::thread::Builder::new()

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use vigil_connectors::history::{self, FileEntry, StagingLock, StreamMark, WriterConfig};
 use vigil_connectors::kafka::{GroupSource, OwnedRecord, PartitionOwner, Polled};
 use vigil_connectors::local_log::{LocalLog, LocalLogReader};
-use vigil_events::{dataflow_time, stable_hash_str, watermark_of, DataflowTime, EventTime, SourcePos};
+use vigil_events::{dataflow_time, stable_hash_str, watermark_of, DataflowTime, EventTime, MaintenanceScheduled, SourcePos};
 use vigil_operators::asset_stage::AssetStageCheckpoint;
 use vigil_operators::sensor_stage::{SensorSpec, SensorStageCheckpoint};
 use vigil_operators::validate::Validator;
@@ -138,6 +138,8 @@ pub struct StreamControl {
     /// Seconds from the watermark's event time to the commit that made everything before it
     /// durable, per cut (the end-to-end latency of results, lateness included).
     pub commit_delay: Mutex<vigil_api::observe::Histogram>,
+    /// Status changes people recorded, waiting to enter the dataflow.
+    changes: Mutex<Vec<MaintenanceScheduled>>,
 }
 
 impl StreamControl {
@@ -154,6 +156,21 @@ impl StreamControl {
 }
 
 impl StreamControl {
+    /// Hands a status change people recorded in the planning ledger (approved, rejected,
+    /// completed) to the dataflow: a rejection or completion closes the asset's open proposal, a
+    /// completion restarts its baselines, and every change goes to the schedule output topic.
+    /// The stages apply a change idempotently, so handing one over again (after a restart, the
+    /// latest of each asset) is harmless; one applied before a commit is part of its checkpoint.
+    pub fn schedule_changed(&self, change: MaintenanceScheduled) {
+        if let Ok(mut q) = self.changes.lock() {
+            q.push(change);
+        }
+    }
+
+    fn take_changes(&self) -> Vec<MaintenanceScheduled> {
+        self.changes.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default()
+    }
+
     fn not_ready(&self, why: impl Into<String>) {
         let why = why.into();
         if self.ready.swap(false, Ordering::Relaxed) {
@@ -252,12 +269,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether a partition has had nothing new for the idle timeout (never, for a bounded topic).
+    fn is_idle(&self, p: &Partition) -> bool {
+        !self.stop_at_end && p.last_arrival.max(p.assigned_at).elapsed() > self.idle_timeout
+    }
+
     /// The watermark the assigned partitions allow (`None`: hold).
     fn watermark(&self) -> Option<EventTime> {
         let parts = self.partitions.lock().ok()?;
         let mut w: Option<EventTime> = None;
         for p in parts.values().filter(|p| p.owned) {
-            let idle = !self.stop_at_end && p.last_arrival.max(p.assigned_at).elapsed() > self.idle_timeout;
+            let idle = self.is_idle(p);
             if p.max_seen == EventTime::MIN {
                 // Nothing read yet: holds until idle (or, for a bounded topic, until it is known empty).
                 if idle || (self.stop_at_end && p.at_end) {
@@ -892,6 +914,17 @@ fn align(source: &Input, shared: &Shared, max_lead: i64) {
     let Ok(mut paused) = shared.paused.lock() else { return };
     let watermark = shared.watermark();
     let Ok(parts) = shared.partitions.lock() else { return };
+    // Every partition idle (paused ones included: they get nothing new): no partition is behind,
+    // so none waits. Pausing here would stall the run for good, as nothing would move the
+    // watermark again.
+    if watermark.is_none() && parts.values().filter(|p| p.owned).all(|p| shared.is_idle(p)) {
+        drop(parts);
+        if !paused.is_empty() {
+            let _ = source.pause_resume(&[], &paused);
+            paused.clear();
+        }
+        return;
+    }
     // Before every partition has been read the watermark is held; the partitions already read
     // then run at most `max_lead` beyond where the earliest of them started, so one partition
     // fetched late does not make the others pile up in memory.
@@ -980,6 +1013,7 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
     // Hard-limit alerts go out the moment a reading arrives (the history's copy follows the watermark).
     let mut alerts =
         outputs.clone().map(|o| (vigil_operators::sensor_stage::ArrivalLimitAlerts::new(cfg.sensor_stage_config(), registry), o));
+    let change_outputs = outputs.clone();
     let mut graph = crate::graph::build(worker, cfg, opts.now_ms, wcfg, outputs);
     crate::graph::load_registry(&mut graph, index, registry);
     if let Some(cp) = checkpoint {
@@ -1030,6 +1064,16 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
                         shared.abort.store(true, Ordering::Relaxed);
                         break;
                     }
+                }
+            }
+            if index == 0 && cut.is_none() {
+                for change in control.take_changes() {
+                    busy = true;
+                    tracing::info!(asset = %change.asset_id, proposal = %change.proposal_id, status = change.status.as_str(), "status change enters the dataflow");
+                    if let Some(o) = &change_outputs {
+                        o.schedule_change(&change);
+                    }
+                    graph.changes_in.send(change);
                 }
             }
         }

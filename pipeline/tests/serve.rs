@@ -4,6 +4,9 @@
 //! - Readings posted to the embedded log reach the history exactly once across a graceful stop
 //!   and a restart, bad ones as dead letters.
 //! - The live simulator feeds the pipeline, and the API sees its sensors.
+//! - Decisions flow back into the dataflow: completed maintenance closes the asset's proposal
+//!   and restarts its baselines, so a still-degrading asset is proposed again. The readings come
+//!   in batches with idle time between them (a source that pauses must not stall the pipeline).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -77,6 +80,20 @@ impl Server {
         let body =
             if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
         (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+    }
+
+    fn call_ndjson(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())))
     }
 
     fn sql(&self, q: &str) -> Vec<serde_json::Value> {
@@ -353,5 +370,78 @@ fn webhooks_hear_of_anomalies_proposals_and_decisions() {
         g.iter().any(|n| n["kind"] == "decision" && n["event_id"] == event_id.as_str())
             && g.iter().any(|n| n["kind"] == "proposal" && n["event"]["status"] == "rejected")
     });
+    assert!(srv.stop().success());
+}
+
+/// One simulated asset that degrades towards failure, as JSON lines in time order.
+fn degrading_asset(dir: &Path, prefix: &str, hours: f64) -> Vec<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let cfg = vigil_connectors::simulator::FleetConfig {
+        assets: 1,
+        sensors_per_asset: 6,
+        hours,
+        interval_ms: 10_000,
+        seed: 11,
+        start_ms: now - 3_600_000 - (hours * 3_600_000.0) as i64,
+        degrading_fraction: 1.0,
+        drift_fraction: 0.0,
+        anomalies_per_sensor_hour: 0.5,
+        asset_prefix: prefix.to_string(),
+        ..Default::default()
+    };
+    let path = dir.join(format!("{prefix}.jsonl"));
+    vigil_connectors::export::write_fleet(&vigil_connectors::simulator::Fleet::new(cfg), &path, |_, _| {}).unwrap();
+    std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect()
+}
+
+fn pending_for(srv: &Server, asset: &str) -> Vec<serde_json::Value> {
+    let (_, pending) = srv.call("GET", "/api/v1/decisions/pending", None);
+    pending.as_array().map_or(Vec::new(), |a| a.iter().filter(|p| p["asset_id"] == asset).cloned().collect())
+}
+
+/// Posts `lines` as NDJSON batches (20 simulated minutes each, some idle time between them)
+/// until `until` holds; returns how many were posted.
+fn post_until(srv: &Server, lines: &[String], mut until: impl FnMut() -> bool) -> usize {
+    let mut posted = 0;
+    for chunk in lines.chunks(720) {
+        let (status, v) = srv.call_ndjson("/api/v1/readings", &chunk.join("\n"));
+        assert_eq!(status, 202, "{v}");
+        posted += chunk.len();
+        let deadline = Instant::now() + Duration::from_millis(1200);
+        while Instant::now() < deadline {
+            if until() {
+                return posted;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    posted
+}
+
+#[test]
+fn people_s_decisions_flow_back_into_the_dataflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lines = degrading_asset(dir.path(), "press", 12.0);
+    let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
+    // The asset degrades: the pipeline proposes maintenance and asks for a decision.
+    let posted = post_until(&srv, &lines, || !pending_for(&srv, "press-0001").is_empty());
+    let first = pending_for(&srv, "press-0001");
+    assert_eq!(first.len(), 1, "one proposal at a time: {first:?} ({posted} readings posted)");
+    let (request, proposal) = (first[0]["request_id"].as_str().unwrap(), first[0]["proposal_id"].as_str().unwrap());
+    assert!(proposal.ends_with("-p1"), "{proposal}");
+    let (status, v) =
+        srv.call("POST", &format!("/api/v1/decisions/{request}"), Some(r#"{"decision":"approve","operator":"ann"}"#));
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = srv.call("POST", &format!("/api/v1/maintenance/{proposal}/complete"), Some(r#"{"performed_by":"bob"}"#));
+    assert_eq!(status, 201, "{v}");
+    // Completed maintenance closed the proposal and restarted the asset's baselines: as the
+    // asset keeps degrading (the simulator does not know of the repair), it is proposed again.
+    let more = post_until(&srv, &lines[posted..], || {
+        pending_for(&srv, "press-0001").iter().any(|p| p["proposal_id"] == "press-0001-p2")
+    });
+    eprintln!("first proposal after {posted} readings, the second {more} readings later, of {}", lines.len());
+    let second = pending_for(&srv, "press-0001");
+    assert!(second.iter().any(|p| p["proposal_id"] == "press-0001-p2"), "no second proposal after the repair: {second:?}");
     assert!(srv.stop().success());
 }
