@@ -7,7 +7,8 @@
 //! - Open routes: `GET /health` (alive), `GET /ready` (history readable, pipeline running, lag),
 //!   `GET /metrics` (Prometheus text).
 //! - Keyed routes ([`auth`]): `read` — sensors, readings, anomalies, drift, predictions,
-//!   schedule, fleet, decisions (pending, audit log), query, reports, history catalog;
+//!   schedule, fleet, decisions (pending, audit log), query, reports, history catalog, the
+//!   model registry ([`models`]);
 //!   `decide` — `POST /decisions/{request_id}`, `POST /maintenance/{proposal_id}/complete`;
 //!   `ingest` — `POST /readings` (into the running pipeline's source); `admin` —
 //!   `POST /demo/golden-path` (its status is `read`).
@@ -41,6 +42,7 @@ pub mod auth;
 pub mod error;
 pub mod golden;
 pub mod ingest;
+pub mod models;
 pub mod observe;
 pub mod openapi;
 pub mod planning;
@@ -118,6 +120,8 @@ pub trait Pipeline: Send + Sync {
     /// recorded it: the dataflow's scheduler and baselines follow (a rejection or completion
     /// closes the asset's open proposal, a completion restarts its baselines).
     fn schedule_changed(&self, change: &MaintenanceScheduled);
+    /// The model the pipeline predicts with.
+    fn running_model(&self) -> models::RunningModel;
     /// Hands `(key, JSON reading)` records to the pipeline's source; returns once they are
     /// durable there (fsynced in the embedded log, acknowledged by Kafka). Blocking.
     fn ingest(&self, records: &[(&[u8], &[u8])]) -> Result<(), String>;
@@ -151,6 +155,8 @@ pub struct AppState {
     pub golden: golden::SharedRuns,
     /// Webhook notifications of decisions and schedule changes.
     pub notifier: Option<Arc<vigil_connectors::webhook::Notifier>>,
+    /// The model registry (default: `DATA/_models`).
+    pub models: vigil_connectors::models::ModelRegistry,
 }
 
 impl AppState {
@@ -158,7 +164,6 @@ impl AppState {
     pub fn new(history: History, ledger: Ledger<PlanningBook>, config: ApiConfig, pipeline: Option<Arc<dyn Pipeline>>) -> Self {
         let keys = Keys::new(config.keys_with_env(), config.rate_per_second, config.rate_burst);
         AppState {
-            history,
             ledger,
             requests: Arc::new(RequestIndex::default()),
             keys: Arc::new(keys),
@@ -169,6 +174,8 @@ impl AppState {
             idempotency: Arc::new(ingest::IdempotencyCache::default()),
             golden: Arc::new(golden::GoldenRuns::default()),
             notifier: None,
+            models: vigil_connectors::models::ModelRegistry::in_data_dir(history.data_dir()),
+            history,
         }
     }
 
@@ -357,6 +364,9 @@ pub const KEYED_ROUTES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/query", Scope::Read),
     ("POST", "/api/v1/reports", Scope::Read),
     ("GET", "/api/v1/demo/golden-path/{correlation_id}", Scope::Read),
+    ("GET", "/api/v1/models", Scope::Read),
+    ("GET", "/api/v1/models/{name}/versions", Scope::Read),
+    ("GET", "/api/v1/models/{name}/latest", Scope::Read),
     ("POST", "/api/v1/decisions/{request_id}", Scope::Decide),
     ("POST", "/api/v1/maintenance/{proposal_id}/complete", Scope::Decide),
     ("POST", "/api/v1/readings", Scope::Ingest),
@@ -383,6 +393,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/query", post(read::query))
         .route("/api/v1/reports", post(read::report))
         .route("/api/v1/demo/golden-path/{correlation_id}", get(golden::status))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/{name}/versions", get(models::versions))
+        .route("/api/v1/models/{name}/latest", get(models::latest))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
     let decide = Router::new()
         .route("/api/v1/decisions/{request_id}", post(planning::decide))

@@ -41,7 +41,7 @@ pub const SCOPE_EXTENSION: &str = "x-scope";
 #[openapi(
     info(
         title = "Vigil API",
-        description = "Vigil's HTTP API: history reads, SQL and reports over the Parquet history, the human-decision loop on the planning ledger, ingest into the running pipeline, the golden-path demo, health and metrics. Keyed operations take `Authorization: Bearer KEY` or `X-API-Key: KEY`; each needs one scope (`x-scope`), and an `admin` key may do everything. Every error has the body `{\"error\": {\"code\", \"message\", \"request_id\"}}`, and every response carries `X-Request-Id`."
+        description = "Vigil's HTTP API: history reads, SQL and reports over the Parquet history, the human-decision loop on the planning ledger, ingest into the running pipeline, the golden-path demo, the model registry, health and metrics. Keyed operations take `Authorization: Bearer KEY` or `X-API-Key: KEY`; each needs one scope (`x-scope`), and an `admin` key may do everything. Every error has the body `{\"error\": {\"code\", \"message\", \"request_id\"}}`, and every response carries `X-Request-Id`."
     ),
     paths(
         crate::health,
@@ -66,6 +66,9 @@ pub const SCOPE_EXTENSION: &str = "x-scope";
         crate::ingest::readings,
         crate::golden::start,
         crate::golden::status,
+        crate::models::list,
+        crate::models::versions,
+        crate::models::latest,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes, &Scopes),
@@ -76,6 +79,7 @@ pub const SCOPE_EXTENSION: &str = "x-scope";
         (name = "decisions", description = "The human-decision loop: pending requests, decisions, the audit log, completed maintenance"),
         (name = "ingest", description = "Readings into the running pipeline"),
         (name = "demo", description = "The golden-path demo"),
+        (name = "models", description = "The model registry, and the model the pipeline runs"),
     )
 )]
 struct ApiDoc;

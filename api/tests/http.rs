@@ -49,6 +49,9 @@ const KEYED: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/v1/decisions", None),
     ("POST", "/api/v1/query", Some(r#"{"sql": "SELECT 1"}"#)),
     ("POST", "/api/v1/reports", Some(r#"{"asset_id": "a1"}"#)),
+    ("GET", "/api/v1/models", None),
+    ("GET", "/api/v1/models/rul/versions", None),
+    ("GET", "/api/v1/models/rul/latest", None),
     ("POST", "/api/v1/decisions/req-a1", Some(r#"{"decision": "approve"}"#)),
     ("POST", "/api/v1/maintenance/prop-a1-1/complete", Some(r#"{}"#)),
 ];
@@ -58,6 +61,7 @@ async fn every_keyed_route_needs_a_key_and_the_right_scope() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());
     let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    register_models(dir.path());
     for (method, path, body) in KEYED {
         let r = http(srv.addr, method, path, &[JSON], *body).await;
         assert_error_shape(&r, 401, "unauthorized");
@@ -285,5 +289,47 @@ async fn reads_report_and_query() {
     assert_eq!(v["rows"], serde_json::json!([{"sensor_id": "a1-temp", "n": 120}]));
     assert_eq!(v["truncated"], true);
     assert_eq!(v["columns"][1]["name"], "n");
+    srv.stop().await;
+}
+
+/// Two versions of `rul` in the data directory's registry, as `vigil train` leaves them.
+fn register_models(dir: &std::path::Path) {
+    let reg = vigil_connectors::models::ModelRegistry::in_data_dir(dir);
+    for (rmse, at) in [(15.5, T0), (12.25, T0 + MIN)] {
+        let meta = vigil_connectors::models::ModelMeta {
+            kind: "gbt-rul".into(),
+            params: serde_json::json!({"trees": 200, "depth": 4}),
+            training_data: "train_FD001.txt".into(),
+            training_data_sha256: "0f".repeat(32),
+            metrics: [("rmse".to_string(), rmse)].into_iter().collect(),
+            notes: None,
+        };
+        reg.register("rul", "json", b"{}", meta, at).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_model_registry_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let srv = Server::start(dir.path(), config(1000.0, 1000)).await;
+    let a = srv.addr;
+    let empty = http(a, "GET", "/api/v1/models", &[READ], None).await.json();
+    assert_eq!(empty["models"], serde_json::json!([]));
+    register_models(dir.path());
+    let list = http(a, "GET", "/api/v1/models", &[READ], None).await.json();
+    assert_eq!(list["models"][0]["name"], "rul");
+    assert_eq!(list["models"][0]["versions"], 2);
+    assert_eq!(list["models"][0]["latest"]["version"], 2);
+    let versions = http(a, "GET", "/api/v1/models/rul/versions", &[READ], None).await.json();
+    let rmse: Vec<f64> = versions.as_array().unwrap().iter().map(|v| v["metrics"]["rmse"].as_f64().unwrap()).collect();
+    assert_eq!(rmse, [15.5, 12.25]);
+    let latest = http(a, "GET", "/api/v1/models/rul/latest", &[READ], None).await.json();
+    assert_eq!((latest["version"].as_u64(), latest["created_ms"].as_i64()), (Some(2), Some(T0 + MIN)));
+    assert_eq!(latest["training_data_sha256"], "0f".repeat(32));
+    assert_eq!(latest["params"]["trees"], 200);
+    assert_error_shape(&http(a, "GET", "/api/v1/models/none/latest", &[READ], None).await, 404, "not_found");
+    assert_error_shape(&http(a, "GET", "/api/v1/models/none/versions", &[READ], None).await, 404, "not_found");
+    assert_error_shape(&http(a, "GET", "/api/v1/models/..%2Fx/latest", &[READ], None).await, 400, "bad_parameter");
     srv.stop().await;
 }

@@ -12,6 +12,7 @@
 //! - [`ledger`]: human decisions, schedule changes and maintenance records, durable (group
 //!   commit, fsync) before they are acknowledged, compacted into the history tables.
 //!
+//! - [`models`]: the model registry, versioned model artifacts with their metadata.
 //! - [`webhook`]: notifications to webhook targets, retried, dead-lettered when undeliverable.
 //!
 //! Connectors know files and Parquet; they know nothing of the dataflow's operators.
@@ -24,6 +25,7 @@ pub mod history;
 pub mod kafka;
 pub mod ledger;
 pub mod local_log;
+pub mod models;
 pub mod simulator;
 pub mod webhook;
 
@@ -55,6 +57,9 @@ pub enum ConnectorError {
     /// The extension names no supported format.
     #[error("{0}: unknown format (use .jsonl, .csv, .tsv or .parquet)")]
     UnknownFormat(String),
+    /// An argument or a stored record is not valid.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl ConnectorError {

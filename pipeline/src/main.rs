@@ -58,6 +58,68 @@ enum OrderArg {
 }
 
 #[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every model with its latest version.
+    List,
+    /// One model's versions, oldest first.
+    Versions {
+        /// Model name.
+        name: String,
+    },
+}
+
+/// `vigil models`.
+fn models_cli(reg: &vigil_connectors::models::ModelRegistry, what: ModelsCommand, json: bool) -> anyhow::Result<()> {
+    let metrics =
+        |m: &std::collections::BTreeMap<String, f64>| m.iter().map(|(k, v)| format!("{k}={v:.3}")).collect::<Vec<_>>().join(" ");
+    let when = |ms: i64| vigil_events::format_rfc3339_ms(ms);
+    match what {
+        ModelsCommand::List => {
+            let list = reg.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no models in {}", reg.root().display());
+            } else {
+                println!("{:<24} {:>8} {:<12} {:<24} metrics", "name", "versions", "kind", "latest created");
+                for m in &list {
+                    println!(
+                        "{:<24} {:>8} {:<12} {:<24} v{}: {}",
+                        m.name,
+                        m.versions,
+                        m.latest.meta.kind,
+                        when(m.latest.created_ms),
+                        m.latest.version,
+                        metrics(&m.latest.meta.metrics)
+                    );
+                }
+            }
+        }
+        ModelsCommand::Versions { name } => {
+            let versions = reg.versions(&name)?;
+            anyhow::ensure!(!versions.is_empty(), "no model {name:?} in {}", reg.root().display());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+            } else {
+                println!("{:>7} {:<24} {:<16} {:<40} metrics", "version", "created", "training data", "params");
+                for v in &versions {
+                    let data_hash = &v.meta.training_data_sha256[..v.meta.training_data_sha256.len().min(12)];
+                    println!(
+                        "{:>7} {:<24} {:<16} {:<40} {}",
+                        v.version,
+                        when(v.created_ms),
+                        data_hash,
+                        v.meta.params.to_string(),
+                        metrics(&v.meta.metrics)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Simulate a fleet, run it through the whole dataflow, write the history, print what was found.
     Demo {
@@ -141,6 +203,20 @@ enum Command {
         timeout_ms: Option<u64>,
         /// The statement.
         sql: Option<String>,
+    },
+    /// The model registry: list models, or one model's versions, with their metrics.
+    Models {
+        /// Registry directory (default: `_models` under `--data-dir`).
+        #[arg(long, global = true)]
+        registry: Option<PathBuf>,
+        /// History directory, whose `_models` is the default registry.
+        #[arg(long, default_value = "./vigil-data", global = true)]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        what: ModelsCommand,
     },
     /// Report on one asset or the fleet for a period: anomalies, drift, predictions, proposals
     /// and decisions, maintenance, MTBF and availability, charts of the key sensors.
@@ -366,6 +442,13 @@ fn run() -> anyhow::Result<()> {
             let summary = Summary::new("replay", names(&input), data_dir.display().to_string(), opts.workers, secs, &stats, None);
             print(&summary, json)?;
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
+        }
+        Command::Models { registry, data_dir, json, what } => {
+            let reg = registry.map_or_else(
+                || vigil_connectors::models::ModelRegistry::in_data_dir(&data_dir),
+                vigil_connectors::models::ModelRegistry::new,
+            );
+            models_cli(&reg, what, json)?;
         }
         Command::Sql { data_dir, format, tables, max_rows, timeout_ms, sql } => {
             let mut q = cfg.query.clone();

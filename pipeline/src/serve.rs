@@ -160,6 +160,11 @@ impl vigil_api::Pipeline for StreamHandle {
     fn schedule_changed(&self, change: &MaintenanceScheduled) {
         self.control.schedule_changed(change.clone());
     }
+
+    fn running_model(&self) -> vigil_api::models::RunningModel {
+        let p = self.cfg.asset_stage_config().predictor;
+        vigil_api::models::RunningModel { name: p.model, version: p.model_version, source: "built-in".into() }
+    }
 }
 
 /// The golden path: one asset that degrades to failure within six simulated hours (ending an
