@@ -259,3 +259,66 @@ pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64
     }
     Ok(truth)
 }
+
+/// Feeds a JSON-lines file to `sink` as `(sensor id, line)` records, `batch` lines at a time,
+/// after skipping its first `skip` lines (fed before), until its end or `stop` (checked between
+/// batches). After each batch
+/// the sink took, `fed(lines)` hears how many lines of the file are done (blank ones included),
+/// so a caller can record where to continue. A line that is not a JSON object with a
+/// `sensor_id` goes with an empty key: the pipeline dead-letters it with its reason. Returns
+/// the lines done.
+pub fn feed_lines(
+    path: &Path,
+    skip: u64,
+    batch: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    mut sink: impl FnMut(&[(&[u8], &[u8])]) -> Result<()>,
+    mut fed: impl FnMut(u64),
+) -> Result<u64> {
+    use std::io::BufRead;
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow)]
+        sensor_id: Option<&'a str>,
+    }
+    let file = File::open(path).map_err(|e| ConnectorError::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut done = 0u64;
+    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(batch);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| ConnectorError::io(path, e))?;
+        let at_end = n == 0;
+        if !at_end {
+            done += 1;
+            if done > skip {
+                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    line.pop();
+                }
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    lines.push(line.clone());
+                }
+            }
+        }
+        if (at_end || lines.len() >= batch) && done > skip {
+            if !lines.is_empty() {
+                let keys: Vec<&[u8]> = lines
+                    .iter()
+                    .map(|l| serde_json::from_slice::<Key<'_>>(l).ok().and_then(|k| k.sensor_id).map_or(&b""[..], str::as_bytes))
+                    .collect();
+                let records: Vec<(&[u8], &[u8])> = keys.iter().zip(&lines).map(|(k, l)| (*k, l.as_slice())).collect();
+                sink(&records)?;
+                lines.clear();
+            }
+            fed(done);
+            // Stop only between batches: what was read is what was fed.
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(done);
+            }
+        }
+        if at_end {
+            return Ok(done);
+        }
+    }
+}

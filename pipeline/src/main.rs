@@ -254,6 +254,9 @@ enum Command {
         /// What feeds the pipeline.
         #[arg(long, value_enum, default_value = "simulator", env = "VIGIL_SERVE_SOURCE")]
         source: serve::ServeSource,
+        /// The JSON-lines file of `--source file`.
+        #[arg(long)]
+        input: Option<PathBuf>,
         /// Simulated assets (`--source simulator`).
         #[arg(long, default_value_t = 20)]
         assets: usize,
@@ -463,6 +466,7 @@ fn run() -> anyhow::Result<()> {
             data_dir,
             listen,
             source,
+            input,
             no_pipeline,
             workers,
             assets,
@@ -481,7 +485,7 @@ fn run() -> anyhow::Result<()> {
                 &FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: vigil_events::format_rfc3339_ms(start) },
                 0.0,
             )?;
-            serve::serve(&cfg, serve::ServeArgs { data_dir, listen, source, workers, fleet, speed })?;
+            serve::serve(&cfg, serve::ServeArgs { data_dir, listen, source, input, workers, fleet, speed })?;
         }
         Command::Run { brokers, topic, group, instance, data_dir, workers, stop_at_end, no_publish, json } => {
             let base = StreamOptions::from_config(&cfg, data_dir.clone(), workers);

@@ -2,7 +2,8 @@
 //!
 //! Sources: `simulator` runs a live simulated fleet into the embedded log (`DATA/_log`), which
 //! the streaming dataflow consumes exactly as it would a Kafka topic; `kafka` runs the dataflow
-//! over `[kafka] topic` (as `vigil run`); `none` (`--no-pipeline`) serves the history only.
+//! over `[kafka] topic` (as `vigil run`); `file` feeds a JSON-lines file into the embedded log
+//! once; `none` (`--no-pipeline`) serves the history only.
 //! `POST /api/v1/readings` appends to the source (the embedded log, or the Kafka topic). SIGTERM or Ctrl-C stops intake, lets
 //! the pipeline make its last commit, stops the ledger after everything acknowledged is on disk,
 //! and exits 0.
@@ -30,6 +31,9 @@ pub(crate) enum ServeSource {
     Simulator,
     /// Only `POST /readings`, through the embedded log.
     Ingest,
+    /// A JSON-lines file (`--input`), fed once into the embedded log (a restart goes on after
+    /// the last batch fed), then `POST /readings`.
+    File,
     /// The `[kafka]` input topic, consumed exactly once into the history.
     Kafka,
     /// No pipeline: serve the history only.
@@ -41,6 +45,8 @@ pub(crate) struct ServeArgs {
     pub(crate) data_dir: PathBuf,
     pub(crate) listen: Option<String>,
     pub(crate) source: ServeSource,
+    /// The file of `--source file`.
+    pub(crate) input: Option<PathBuf>,
     pub(crate) workers: Option<usize>,
     /// The simulated fleet (`simulator` source).
     pub(crate) fleet: vigil_connectors::simulator::FleetConfig,
@@ -217,6 +223,45 @@ fn golden_path(
     })
 }
 
+/// Where the feed of `input` records how many of its lines are in the embedded log.
+fn file_marker(data_dir: &std::path::Path, input: &std::path::Path) -> PathBuf {
+    let full = std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf());
+    let name: String = input
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect())
+        .unwrap_or_default();
+    let hash = vigil_events::stable_hash_str(&full.to_string_lossy());
+    data_dir.join("_log").join("feeds").join(format!("{name}-{hash:016x}.json"))
+}
+
+/// Feeds a JSON-lines file into the embedded log once, 10,000 lines a batch, each durable before
+/// the next; after each, the marker (temp + rename) records the lines done, so a restart goes
+/// on after them. A crash between a batch and its marker feeds that batch again: its readings
+/// come back as `duplicate` dead letters, never twice in the history.
+fn feed_file(log: &LocalLog, input: &std::path::Path, marker: &std::path::Path, stop: &std::sync::atomic::AtomicBool) {
+    let skip: u64 = std::fs::read(marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["lines"].as_u64())
+        .unwrap_or(0);
+    if let Some(dir) = marker.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let path = input.display().to_string();
+    let write_marker = |lines: u64| {
+        let tmp = marker.with_extension("tmp");
+        let body = serde_json::json!({ "file": path, "lines": lines }).to_string();
+        if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, marker)).is_err() {
+            tracing::warn!(marker = %marker.display(), "cannot record the file feed's progress");
+        }
+    };
+    let fed = vigil_connectors::export::feed_lines(input, skip, 10_000, stop, |batch| log.append(batch), write_marker);
+    match fed {
+        Ok(n) => tracing::info!(file = %input.display(), lines = n, from = skip, "the file is fed"),
+        Err(e) => tracing::error!(file = %input.display(), error = %e, "the file feed stopped"),
+    }
+}
+
 /// A key for this run when none is configured, so the API is never open by accident.
 fn generated_key() -> String {
     vigil_api::observe::random_hex() + &vigil_api::observe::random_hex()
@@ -301,6 +346,26 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
                             .context("starting the simulator")?,
                     );
                 }
+                if source == ServeSource::File {
+                    let input = args.input.clone().context("--source file needs --input FILE (JSON lines)")?;
+                    anyhow::ensure!(
+                        matches!(
+                            vigil_connectors::files::Format::from_path(&input),
+                            Ok(vigil_connectors::files::Format::JsonLines)
+                        ),
+                        "--source file takes JSON lines ({}); replay CSV or Parquet with `vigil replay`",
+                        input.display()
+                    );
+                    let log = log.clone();
+                    let stop = stop_feed.clone();
+                    let marker = file_marker(&args.data_dir, &input);
+                    feeder = Some(
+                        std::thread::Builder::new()
+                            .name("vigil-file".into())
+                            .spawn(move || feed_file(&log, &input, &marker, &stop))
+                            .context("starting the file feed")?,
+                    );
+                }
                 (IngestTarget::Local(log), format!("embedded log {}", args.data_dir.join("_log").join(LOCAL_TOPIC).display()))
             };
             let c = Arc::new(StreamControl::default());
@@ -334,6 +399,7 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
             match args.source {
                 ServeSource::Simulator => "live simulator through the embedded log",
                 ServeSource::Ingest => "POST /api/v1/readings through the embedded log",
+                ServeSource::File => "the input file, then POST /api/v1/readings, through the embedded log",
                 ServeSource::Kafka => "kafka",
                 ServeSource::None => "none (history only)",
             }

@@ -445,3 +445,26 @@ fn people_s_decisions_flow_back_into_the_dataflow() {
     assert!(second.iter().any(|p| p["proposal_id"] == "press-0001-p2"), "no second proposal after the repair: {second:?}");
     assert!(srv.stop().success());
 }
+
+#[test]
+fn a_file_source_is_fed_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let input = dir.path().join("in.jsonl");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&readings(0, 120)).unwrap();
+    let mut text: String = rows.iter().map(|r| r.to_string() + "\n").collect();
+    text.push_str("{\"sensor_id\": \"p1-temp\", \"value\": \"hot\"}\n");
+    std::fs::write(&input, text).unwrap();
+    let args = ["--source", "file", "--input", input.to_str().unwrap(), "--workers", "2"];
+    let srv = Server::start(&data, &args);
+    // Up to the watermark (the newest minute less the lateness), everything is in the history.
+    wait_for("the file in the history", || srv.sql("SELECT count(*) AS n FROM readings")[0]["n"].as_u64().unwrap_or(0) >= 236);
+    assert!(srv.stop().success());
+    let srv = Server::start(&data, &args);
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = srv.sql("SELECT count(*) AS n, count(DISTINCT reading_id) AS d FROM readings");
+    assert_eq!(rows[0]["n"], rows[0]["d"], "no reading stored twice");
+    let rejected = srv.sql("SELECT reason FROM rejected");
+    assert_eq!(rejected.len(), 1, "the file was fed once, its bad line dead-lettered once: {rejected:?}");
+    assert!(srv.stop().success());
+}
