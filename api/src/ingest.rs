@@ -81,17 +81,11 @@ fn records(body: &[u8], ndjson: bool) -> Result<Vec<(String, Vec<u8>)>, ApiError
     if elements.is_empty() {
         return Err(ApiError::bad_request("bad_body", "no readings in the body"));
     }
-    #[derive(Deserialize)]
-    struct Key<'a> {
-        #[serde(borrow)]
-        sensor_id: Option<&'a str>,
-    }
     Ok(elements
         .into_iter()
         .map(|e| {
-            let key =
-                serde_json::from_str::<Key<'_>>(e.get()).ok().and_then(|k| k.sensor_id.map(str::to_string)).unwrap_or_default();
-            (key, e.get().as_bytes().to_vec())
+            let bytes = e.get().as_bytes();
+            (vigil_connectors::export::sensor_id_of(bytes).unwrap_or_default().to_string(), bytes.to_vec())
         })
         .collect())
 }

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
-use vigil_connectors::models::{ModelRef, ModelRegistry, ModelSummary, ModelVersion};
+use vigil_connectors::models::{ModelRegistry, ModelSummary, ModelVersion};
 use vigil_connectors::ConnectorError;
 
 use crate::error::{ApiError, ApiPath, ErrorBody};
@@ -121,10 +121,7 @@ pub(crate) async fn latest(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ModelVersion>, ApiError> {
-    let r: ModelRef = name.parse().map_err(registry_error)?;
-    if r.version.is_some() {
-        return Err(ApiError::bad_request("bad_parameter", format!("{name:?}: give the model's name only")));
-    }
-    let found = blocking(&state.models, move |reg| reg.resolve(&r)).await?;
-    found.map(Json).ok_or_else(|| ApiError::not_found(format!("no model {name:?} in the registry")))
+    let n = name.clone();
+    let latest = blocking(&state.models, move |r| r.versions(&n)).await?.pop();
+    latest.map(Json).ok_or_else(|| ApiError::not_found(format!("no model {name:?} in the registry")))
 }

@@ -260,13 +260,23 @@ pub fn write_fleet(fleet: &Fleet, path: &Path, mut progress: impl FnMut(u64, u64
     Ok(truth)
 }
 
+/// The `sensor_id` of a JSON reading, the key that spreads readings over a log's partitions
+/// (`None` when the record is not a JSON object with one: it is dead-lettered downstream).
+pub fn sensor_id_of(json: &[u8]) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow)]
+        sensor_id: Option<&'a str>,
+    }
+    serde_json::from_slice::<Key<'_>>(json).ok().and_then(|k| k.sensor_id)
+}
+
 /// Feeds a JSON-lines file to `sink` as `(sensor id, line)` records, `batch` lines at a time,
 /// after skipping its first `skip` lines (fed before), until its end or `stop` (checked between
-/// batches). After each batch
-/// the sink took, `fed(lines)` hears how many lines of the file are done (blank ones included),
-/// so a caller can record where to continue. A line that is not a JSON object with a
-/// `sensor_id` goes with an empty key: the pipeline dead-letters it with its reason. Returns
-/// the lines done.
+/// batches). After each batch the sink took, `fed(lines)` hears how many lines of the file are
+/// done (blank ones included), so a caller can record where to continue. A line without a
+/// `sensor_id` ([`sensor_id_of`]) goes with an empty key: the pipeline dead-letters it with its
+/// reason. Returns the lines done.
 pub fn feed_lines(
     path: &Path,
     skip: u64,
@@ -276,11 +286,6 @@ pub fn feed_lines(
     mut fed: impl FnMut(u64),
 ) -> Result<u64> {
     use std::io::BufRead;
-    #[derive(serde::Deserialize)]
-    struct Key<'a> {
-        #[serde(borrow)]
-        sensor_id: Option<&'a str>,
-    }
     let file = File::open(path).map_err(|e| ConnectorError::io(path, e))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut done = 0u64;
@@ -297,16 +302,13 @@ pub fn feed_lines(
                     line.pop();
                 }
                 if !line.iter().all(u8::is_ascii_whitespace) {
-                    lines.push(line.clone());
+                    lines.push(std::mem::take(&mut line));
                 }
             }
         }
         if (at_end || lines.len() >= batch) && done > skip {
             if !lines.is_empty() {
-                let keys: Vec<&[u8]> = lines
-                    .iter()
-                    .map(|l| serde_json::from_slice::<Key<'_>>(l).ok().and_then(|k| k.sensor_id).map_or(&b""[..], str::as_bytes))
-                    .collect();
+                let keys: Vec<&[u8]> = lines.iter().map(|l| sensor_id_of(l).map_or(&b""[..], str::as_bytes)).collect();
                 let records: Vec<(&[u8], &[u8])> = keys.iter().zip(&lines).map(|(k, l)| (*k, l.as_slice())).collect();
                 sink(&records)?;
                 lines.clear();

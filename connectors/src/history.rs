@@ -1216,8 +1216,7 @@ impl StagingLock {
         let dir = data_dir.join("_staging");
         fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
         let path = dir.join(format!("{run}.lock"));
-        let file =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| ConnectorError::io(&path, e))?;
+        let file = crate::open_lock_file(&path)?;
         file.try_lock().map_err(|e| ConnectorError::io(&path, std::io::Error::other(e.to_string())))?;
         Ok(StagingLock { _file: file })
     }

@@ -210,12 +210,7 @@ impl<S: LedgerState> Ledger<S> {
         let dir = data_dir.join(LEDGER_DIR);
         fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
         let lock_path = dir.join("ledger.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| ConnectorError::io(&lock_path, e))?;
+        let lock = crate::open_lock_file(&lock_path)?;
         if lock.try_lock().is_err() {
             return Err(ConnectorError::io(
                 &lock_path,

@@ -62,6 +62,11 @@ pub enum ConnectorError {
     Invalid(String),
 }
 
+/// Opens (creating it if needed) a lock file, for `File::lock` or `File::try_lock`.
+pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| ConnectorError::io(path, e))
+}
+
 impl ConnectorError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ConnectorError::Io { path: path.display().to_string(), source }

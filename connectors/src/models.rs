@@ -12,7 +12,7 @@
 //! the same number. Versions are never changed once written. Nothing is cached: the files are
 //! the state, so the pipeline, the API and the CLI sharing a directory all see the same thing.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -218,12 +218,7 @@ impl ModelRegistry {
         let dir = self.root.join(name);
         fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
         let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| ConnectorError::io(&lock_path, e))?;
+        let lock = crate::open_lock_file(&lock_path)?;
         lock.lock().map_err(|e| ConnectorError::io(&lock_path, e))?;
         let version = self.versions(name)?.last().map_or(1, |v| v.version + 1);
         let tmp = dir.join(format!(".tmp-v{version}-{}", std::process::id()));

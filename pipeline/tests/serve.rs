@@ -65,13 +65,21 @@ impl Server {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        self.request(method, path, body.map(|b| ("application/json", b)))
+    }
+
+    fn call_ndjson(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        self.request("POST", path, Some(("application/x-ndjson", body)))
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<(&str, &str)>) -> (u16, serde_json::Value) {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {KEY}\r\n");
-        if let Some(b) = body {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        if let Some((content_type, b)) = body {
+            req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", b.len()));
         }
         req.push_str("\r\n");
-        req.push_str(body.unwrap_or(""));
+        req.push_str(body.map_or("", |(_, b)| b));
         s.write_all(req.as_bytes()).unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
@@ -80,20 +88,6 @@ impl Server {
         let body =
             if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
         (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
-    }
-
-    fn call_ndjson(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())))
     }
 
     fn sql(&self, q: &str) -> Vec<serde_json::Value> {

@@ -234,7 +234,7 @@ async fn run(args: Args) {
 
     if rate > 0.0 {
         // Open loop: request n is due at start + n / rate, whatever happened to the others.
-        let (tx, rx) = async_channel(connections);
+        let (tx, rx) = connection_pool(connections);
         for _ in 0..connections {
             let c = Conn::open(&addr).await.expect("connect");
             tx.send(c).await.ok();
@@ -314,7 +314,7 @@ async fn run(args: Args) {
 }
 
 /// A multi-producer multi-consumer pool of connections (tokio's mpsc has one consumer).
-fn async_channel(cap: usize) -> (PoolTx, PoolRx) {
+fn connection_pool(cap: usize) -> (PoolTx, PoolRx) {
     let (tx, rx) = tokio::sync::mpsc::channel(cap.max(1) * 2);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     (PoolTx(tx), PoolRx(rx))
