@@ -20,6 +20,8 @@ if [ ! -d "$HIST/readings" ]; then
   "$V" replay --input "$D/sql-$N.jsonl" --data-dir "$HIST" --workers 2 >&2
   rm -f "$D/sql-$N.jsonl"
 fi
+# One sorted file per closed day (a no-op once done).
+"$V" compact --data-dir "$HIST" >&2
 python3 -c "import duckdb" 2>/dev/null || pip install --quiet duckdb >&2
 Q=$(mktemp)
 sed -e 's/\$SENSOR/asset-0017-vibration/g' -e 's/\$ASSET/asset-0017/g' -e 's/\$DAY/2026-01-03/g' -e 's/\$WEEK/2026-01-02/g' benches/sql/queries.sql > "$Q"

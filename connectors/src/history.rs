@@ -10,6 +10,9 @@
 //! fsync, rename); [`commit`] then appends the commit line to the manifest (fsync), and only then
 //! renames the staged files into place. [`recover`] finishes a commit whose line is durable and
 //! deletes staged files no commit names.
+//!
+//! Closed date partitions are later merged into one file each by [`crate::compact`], which adds
+//! lines of its own kind (`{"compaction": …}`) to the manifest; [`read_manifest`] skips them.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -322,8 +325,8 @@ impl HistoryRow for AnomalyDetected {
         self.ts
     }
     fn sort_key(&self) -> (&str, EventTime, u64) {
-        let k: &str = if self.sensor_id.is_empty() { &self.asset_id } else { &self.sensor_id };
-        (k, self.ts, vigil_events::stable_hash_str(&self.event_id))
+        // Asset-level anomalies have no sensor (""): they come first, as the declared order says.
+        (&self.sensor_id, self.ts, vigil_events::stable_hash_str(&self.event_id))
     }
     fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
         let n = rows.len();
@@ -898,7 +901,7 @@ pub fn date_of_day(day: i64) -> String {
     vigil_events::format_rfc3339_ms(day * MS_PER_DAY)[..10].to_string()
 }
 
-fn fsync_dir(dir: &Path) {
+pub(crate) fn fsync_dir(dir: &Path) {
     // Durability of the rename; platforms that cannot open directories ignore it.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -1110,17 +1113,7 @@ fn write_file<R: HistoryRow>(cfg: &WriterConfig, day: i64, seq: usize, rows: &[&
     fs::create_dir_all(&dir).map_err(|e| ConnectorError::io(&dir, e))?;
     let tmp = staged.with_extension("parquet.tmp");
     let file = File::create(&tmp).map_err(|e| ConnectorError::io(&tmp, e))?;
-    let sorting = vec![
-        SortingColumn { column_idx: sort_column::<R>(0), descending: false, nulls_first: false },
-        SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
-    ];
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(cfg.row_group_rows))
-        .set_sorting_columns(Some(sorting));
-    // Unique-per-row columns gain nothing from a dictionary; trying one first costs time.
-    let props =
-        R::unique_columns().iter().fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(*c), false)).build();
+    let props = writer_properties::<R>(cfg.row_group_rows);
     let mut w = ArrowWriter::try_new(file, R::schema(), Some(props)).map_err(|e| ConnectorError::parquet(&tmp, e))?;
     for part in rows.chunks(cfg.row_group_rows.max(1)) {
         let b = R::to_batch(part, &cfg.sources)?;
@@ -1142,6 +1135,22 @@ fn write_file<R: HistoryRow>(cfg: &WriterConfig, day: i64, seq: usize, rows: &[&
         max_ts,
         sources: spans(rows, &cfg.sources),
     })
+}
+
+/// Properties of the files of table `R` (those of the [`TableWriter`]s, and of the merged files of
+/// [`crate::compact`]): Snappy, row groups of `row_group_rows`, the sort order (key, time) in the
+/// metadata, no dictionary for the unique-per-row columns.
+pub fn writer_properties<R: HistoryRow>(row_group_rows: usize) -> WriterProperties {
+    let sorting = vec![
+        SortingColumn { column_idx: sort_column::<R>(0), descending: false, nulls_first: false },
+        SortingColumn { column_idx: sort_column::<R>(1), descending: false, nulls_first: false },
+    ];
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_sorting_columns(Some(sorting));
+    // Unique-per-row columns gain nothing from a dictionary; trying one first costs time.
+    R::unique_columns().iter().fold(props, |p, c| p.set_column_dictionary_enabled(ColumnPath::from(*c), false)).build()
 }
 
 /// Index of the sort columns in the schema: the key and the time column.
@@ -1251,8 +1260,10 @@ pub fn read_manifest(data_dir: &Path) -> Result<Vec<Commit>> {
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
-/// Finishes committed-but-unpublished files and deletes staged files of uncommitted runs.
-/// Returns (files published, staged runs discarded).
+/// Finishes committed-but-unpublished files and deletes staged files of uncommitted runs; also
+/// finishes the compactions whose manifest line is durable and drops those whose line is not
+/// ([`crate::compact::recover_compactions`]). Returns (files published and compactions finished,
+/// staged runs discarded).
 pub fn recover(data_dir: &Path) -> Result<(usize, usize)> {
     let commits = read_manifest(data_dir)?;
     let mut published = 0;
@@ -1264,6 +1275,7 @@ pub fn recover(data_dir: &Path) -> Result<(usize, usize)> {
         }
         publish(data_dir, c)?;
     }
+    published += crate::compact::recover_compactions(data_dir)?;
     let mut discarded = 0;
     let staging = data_dir.join("_staging");
     if let Ok(entries) = fs::read_dir(&staging) {

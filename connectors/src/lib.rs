@@ -7,6 +7,8 @@
 //! - [`export`]: writes a simulated fleet to JSON lines, CSV or Parquet.
 //! - [`history`]: the Parquet history — date-partitioned, sorted, atomic files, and a manifest of
 //!   the source positions each file covers.
+//! - [`compact`]: merges each closed date partition of the history into one sorted file,
+//!   atomically (a manifest line, finished by recovery after a crash).
 //! - [`local_log`]: the embedded log, a durable partitioned record log on disk that stands in
 //!   for a Kafka topic when the pipeline runs without a broker.
 //! - [`ledger`]: human decisions, schedule changes and maintenance records, durable (group
@@ -19,6 +21,7 @@
 
 use std::path::Path;
 
+pub mod compact;
 pub mod export;
 pub mod files;
 pub mod history;

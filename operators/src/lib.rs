@@ -17,6 +17,7 @@
 //! | [`multivariate`] | an asset's window means | Mahalanobis anomalies | mean and covariance per asset |
 //! | [`predictor`] | window means, anomalies | health, RUL | trend rings per sensor of the asset |
 //! | [`scheduler`] | predictions | proposals, decision requests | open proposal per asset |
+//! | [`scoring`] | anomaly scores per row, label windows | NAB scores, the corpus threshold | none |
 
 pub mod asset_stage;
 pub mod dataflow;
@@ -28,6 +29,7 @@ pub mod multivariate;
 pub mod predictor;
 pub mod robust;
 pub mod scheduler;
+pub mod scoring;
 pub mod sensor_stage;
 pub mod validate;
 pub mod watermark;

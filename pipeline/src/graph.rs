@@ -177,6 +177,8 @@ pub(crate) fn build(
                     detector: a.detector.clone(),
                     severity: a.severity,
                     ts: a.ts,
+                    window_start: a.window_start,
+                    score: a.score,
                 })
             },
         ));

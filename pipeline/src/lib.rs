@@ -17,6 +17,7 @@ use vigil_connectors::simulator::{Fleet, FleetConfig};
 use vigil_operators::sensor_stage::SensorSpec;
 use vigil_operators::validate::Validator;
 
+pub mod backtest;
 pub mod config;
 pub(crate) mod graph;
 pub mod outputs;

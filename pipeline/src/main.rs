@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod backtest_cli;
 mod serve;
 mod sql_cli;
 
@@ -217,6 +218,24 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         what: ModelsCommand,
+    },
+    /// Merge each closed date partition of every history table into one sorted file (atomic,
+    /// recorded in the manifest): fewer, larger files make queries faster.
+    Compact {
+        /// History directory.
+        #[arg(long, default_value = "./vigil-data")]
+        data_dir: PathBuf,
+        /// A partition is closed when it is at least this many days older than its table's newest.
+        #[arg(long, default_value_t = 1)]
+        min_age_days: i64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Labelled data through the same dataflow, scored against its labels.
+    Backtest {
+        #[command(subcommand)]
+        what: backtest_cli::BacktestCommand,
     },
     /// Report on one asset or the fleet for a period: anomalies, drift, predictions, proposals
     /// and decisions, maintenance, MTBF and availability, charts of the key sensors.
@@ -452,6 +471,32 @@ fn run() -> anyhow::Result<()> {
                 vigil_connectors::models::ModelRegistry::new,
             );
             models_cli(&reg, what, json)?;
+        }
+        Command::Backtest { what } => backtest_cli::backtest(&cfg, what)?,
+        Command::Compact { data_dir, min_age_days, json } => {
+            let opts = vigil_connectors::compact::CompactOptions {
+                min_age_days,
+                row_group_rows: cfg.history.row_group_rows,
+                ..Default::default()
+            };
+            let (report, secs) = timed(|| vigil_connectors::compact::compact_all(&data_dir, &opts));
+            let report = report.with_context(|| format!("compacting {}", data_dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "compacted {} partitions: {} files into {}, {} rows, {:.1} MB into {:.1} MB, {secs:.1} s",
+                    report.partitions.len(),
+                    report.files_before,
+                    report.files_after,
+                    report.rows,
+                    report.bytes_before as f64 / 1e6,
+                    report.bytes_after as f64 / 1e6
+                );
+                for s in &report.skipped {
+                    println!("  skipped {}/date={}: {}", s.table, s.date, s.reason);
+                }
+            }
         }
         Command::Sql { data_dir, format, tables, max_rows, timeout_ms, sql } => {
             let mut q = cfg.query.clone();

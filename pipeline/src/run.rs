@@ -92,6 +92,10 @@ pub struct AnomalyBrief {
     pub severity: Severity,
     /// Event time.
     pub ts: EventTime,
+    /// Window start, for window-based detectors.
+    pub window_start: Option<EventTime>,
+    /// The detector's score.
+    pub score: f64,
 }
 
 /// A drift event, briefly.

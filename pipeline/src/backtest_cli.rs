@@ -1,0 +1,147 @@
+//! `vigil backtest …`: the command-line side of the backtests (arguments, printing).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use vigil_pipeline::backtest::{labelled, nab};
+use vigil_pipeline::config::VigilConfig;
+
+/// `vigil backtest` subcommands.
+#[derive(Subcommand)]
+pub(crate) enum BacktestCommand {
+    /// The Numenta Anomaly Benchmark: every CSV under DATA/data as one sensor through the graph,
+    /// scored with NAB's three profiles.
+    Nab {
+        /// The corpus, in NAB's layout (`data/<category>/*.csv`, `labels/combined_windows.json`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Write NAB's results layout here (`OUT/vigil/<category>/vigil_<file>.csv`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Files run at once (default: the configured workers).
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Any labelled CSV of one asset's sensors (or a directory of them, one asset each):
+    /// point-wise precision, recall, F1, false- and missed-alarm rates; NAB-style changepoint
+    /// scores with --changepoint.
+    Labelled {
+        /// A CSV file or a directory of them.
+        #[arg(long)]
+        data: PathBuf,
+        /// The timestamp column.
+        #[arg(long)]
+        timestamp: String,
+        /// The 0/1 anomaly label column.
+        #[arg(long)]
+        label: String,
+        /// The 0/1 changepoint column.
+        #[arg(long)]
+        changepoint: Option<String>,
+        /// Field separator (one character).
+        #[arg(long, default_value = ",")]
+        sep: char,
+        /// Rows of each file that only warm the detectors up.
+        #[arg(long, default_value_t = 0)]
+        train_rows: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a backtest command.
+pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Result<()> {
+    match what {
+        BacktestCommand::Nab { data, out, parallel, json } => {
+            let opts = nab::NabOptions { data, out, parallel: parallel.unwrap_or(cfg.pipeline.workers).max(1), progress: !json };
+            let report = nab::backtest(cfg, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_nab(&report);
+            }
+        }
+        BacktestCommand::Labelled { data, timestamp, label, changepoint, sep, train_rows, json } => {
+            anyhow::ensure!(sep.is_ascii(), "--sep must be one ASCII character");
+            let opts = labelled::LabelledOptions {
+                data,
+                timestamp,
+                label,
+                changepoint,
+                sep: sep as u8,
+                train_rows,
+                workers: cfg.pipeline.workers.max(1),
+                progress: !json,
+            };
+            let report = labelled::backtest(cfg, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_labelled(&report);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_labelled(r: &labelled::LabelledReport) {
+    println!("labelled backtest: {} files, {:.2} s", r.files.len(), r.seconds);
+    println!();
+    println!(
+        "{:<40} {:>7} {:>9} {:>7} {:>7} {:>11} {:>12}",
+        "file", "sensors", "precision", "recall", "F1", "false alarm", "missed alarm"
+    );
+    let row = |name: &str, sensors: String, p: &labelled::PointScores| {
+        println!(
+            "{:<40} {:>7} {:>9.3} {:>7.3} {:>7.3} {:>11.3} {:>12.3}",
+            name, sensors, p.precision, p.recall, p.f1, p.false_alarm_rate, p.missed_alarm_rate
+        )
+    };
+    for f in &r.files {
+        let name = std::path::Path::new(&f.file).file_name().and_then(|n| n.to_str()).unwrap_or(&f.file);
+        row(name, f.sensors.to_string(), &f.points);
+    }
+    row("all", String::new(), &r.points);
+    if let Some(cps) = &r.changepoints {
+        println!();
+        println!("changepoints (NAB-style, normalised):");
+        for (profile, score) in cps {
+            println!("  {profile:<22} {score:>8.2}");
+        }
+    }
+}
+
+fn print_nab(r: &nab::NabReport) {
+    println!("NAB backtest: {} files, {} rows, {} label windows, {:.2} s", r.files.len(), r.rows, r.windows, r.seconds);
+    println!();
+    println!(
+        "{:<22} {:>9} {:>10} {:>16} {:>14} {:>19}",
+        "profile", "score", "threshold", "windows detected", "windows missed", "false-positive rows"
+    );
+    for p in &r.profiles {
+        println!(
+            "{:<22} {:>9.2} {:>10.4} {:>16} {:>14} {:>19}",
+            p.profile, p.score, p.threshold, p.windows_detected, p.windows_missed, p.false_positive_rows
+        );
+    }
+    println!();
+    let cats: Vec<&String> = r.profiles.first().map(|p| p.by_category.keys().collect()).unwrap_or_default();
+    print!("{:<24}", "category");
+    for p in &r.profiles {
+        print!(" {:>20}", p.profile);
+    }
+    println!();
+    for c in cats {
+        print!("{c:<24}");
+        for p in &r.profiles {
+            print!(" {:>20.2}", p.by_category.get(c).copied().unwrap_or(0.0));
+        }
+        println!();
+    }
+    println!();
+    println!("(category scores are normalised like the total; a category without windows shows its raw score, ≤ 0)");
+}
