@@ -16,6 +16,14 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   fi
 fi
 
+# The labelled benchmark data (NAB, C-MAPSS) the backtest tests read: ../shared/datasets beside
+# the project unless VIGIL_DATASETS says otherwise (tests that need it say so and skip without it).
+if [ -z "${VIGIL_DATASETS:-}" ]; then
+  for d in ../shared/datasets /work/shared/datasets; do
+    if [ -d "$d" ]; then export VIGIL_DATASETS="$(cd "$d" && pwd)"; break; fi
+  done
+fi
+
 export VIGIL_KAFKA_LISTEN="${VIGIL_KAFKA_LISTEN:-127.0.0.1:19092}"
 export VIGIL_KAFKA_DIR="${VIGIL_KAFKA_DIR:-$HOME/.cache/vigil/kafka-test}"
 export VIGIL_TEST_BROKERS="$VIGIL_KAFKA_LISTEN"

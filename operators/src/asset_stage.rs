@@ -23,6 +23,8 @@ use vigil_events::{
 
 use crate::multivariate::{AssetMahalanobis, MultivariateConfig};
 use crate::predictor::{AssetPredictor, PredictorConfig};
+use crate::rul_features::RulFeatures;
+use crate::rul_model::LoadedRul;
 use crate::scheduler::{AssetSchedule, SchedulerConfig};
 use crate::sensor_stage::AssetInput;
 
@@ -38,6 +40,10 @@ pub struct AssetStageConfig {
     pub predictor: PredictorConfig,
     /// Scheduling policy.
     pub scheduler: SchedulerConfig,
+    /// A trained RUL model from the registry: when set, its RUL replaces the trend model's.
+    pub rul_model: Option<Arc<LoadedRul>>,
+    /// Tumbling window size (ms): one step of the RUL model.
+    pub window_ms: i64,
 }
 
 /// Outputs of one step.
@@ -60,6 +66,9 @@ struct AssetState {
     schedule: AssetSchedule,
     /// Recording time of the last completed maintenance that reset the baselines.
     reset_mark: EventTime,
+    /// The trained RUL model's features, when one runs.
+    #[serde(default)]
+    rul: Option<RulFeatures>,
 }
 
 impl Default for AssetState {
@@ -69,6 +78,7 @@ impl Default for AssetState {
             predictor: AssetPredictor::default(),
             schedule: AssetSchedule::default(),
             reset_mark: EventTime::MIN,
+            rul: None,
         }
     }
 }
@@ -143,6 +153,7 @@ impl AssetStage {
             a.reset_mark = change.ts;
             a.mv = None;
             a.predictor.reset();
+            a.rul = None;
         }
         closed || reset
     }
@@ -238,7 +249,34 @@ impl AssetStage {
                 state.predictor.observe_anomaly(end);
             }
         }
-        if let Some(p) = state.predictor.end_window(&cfg.predictor) {
+        let model_rul = cfg.rul_model.as_ref();
+        if let Some(m) = model_rul {
+            let mut values = vec![None; m.model.inputs.len()];
+            for w in windows {
+                if let AssetInput::Window { sensor_id, mean, .. } = w {
+                    if let Some(k) = m.model.input_of(asset, sensor_id) {
+                        values[k] = Some(*mean);
+                    }
+                }
+            }
+            state.rul.get_or_insert_with(|| m.model.new_state()).observe(&values);
+        }
+        if let Some(mut p) = state.predictor.end_window(&cfg.predictor) {
+            let (mut model, mut model_version) = (cfg.predictor.model.clone(), cfg.predictor.model_version.clone());
+            if let (Some(m), Some(features)) = (model_rul, &state.rul) {
+                // Predicted only when a prediction is emitted; the features follow every window.
+                let (rul_windows, seen) = (m.model.predict(features), features.seen());
+                let hours = rul_windows * cfg.window_ms as f64 / 3_600_000.0;
+                let horizon = cfg.predictor.horizon_hours;
+                p.rul_hours = Some(hours);
+                p.failure_probability =
+                    (1.0 / (1.0 + ((hours - horizon / 2.0) / (horizon / 8.0)).exp())).max((1.0 - p.health) * 0.5);
+                let ring = m.model.features.ring.max(1) as f64;
+                p.confidence = 0.8 * (seen as f64 / ring).min(1.0);
+                p.reasons.insert(0, format!("{}@{}: {rul_windows:.1} windows ({hours:.1} h) of life left", m.name, m.version));
+                model = m.name.clone();
+                model_version = m.version.to_string();
+            }
             let pred_id = event_id("prediction", &[asset], p.ts);
             let pred = MaintenancePredicted {
                 event_id: pred_id.clone(),
@@ -252,8 +290,8 @@ impl AssetStage {
                 predicted_failure_ts: p.rul_hours.map(|h| p.ts + (h * 3_600_000.0) as i64),
                 confidence: p.confidence,
                 reasons: p.reasons.clone(),
-                model: cfg.predictor.model.clone(),
-                model_version: cfg.predictor.model_version.clone(),
+                model,
+                model_version,
             };
             if let Some(prop) = state.schedule.on_prediction(&cfg.scheduler, &p) {
                 let proposal_id = crate::scheduler::proposal_id(asset, prop.seq);

@@ -14,8 +14,12 @@
 //! | [`window`] | readings | tumbling and hopping window features | open panes per sensor |
 //! | [`robust`] | window features | level, spread, excursion, stuck anomalies | baseline rings per sensor |
 //! | [`drift`] | window means | Page-Hinkley and KS drift | reference and recent rings per sensor |
+//! | [`novelty`] | window min, mean, max | novelty score in [0, 1] (range and sequence novelty) | range ring, two context bitsets per sensor |
 //! | [`multivariate`] | an asset's window means | Mahalanobis anomalies | mean and covariance per asset |
 //! | [`predictor`] | window means, anomalies | health, RUL | trend rings per sensor of the asset |
+//! | [`rul_features`] | an asset's window means | RUL feature vector | a ring of means per input per asset |
+//! | [`gbt`] | feature rows, targets | gradient-boosted regression trees | the trees (trained offline) |
+//! | [`rul_model`] | RUL features | RUL from a registered model | none beyond the features |
 //! | [`scheduler`] | predictions | proposals, decision requests | open proposal per asset |
 //! | [`scoring`] | anomaly scores per row, label windows | NAB scores, the corpus threshold | none |
 
@@ -24,10 +28,14 @@ pub mod dataflow;
 pub mod decode;
 pub mod dedupe;
 pub mod drift;
+pub mod gbt;
 pub mod limits;
 pub mod multivariate;
+pub mod novelty;
 pub mod predictor;
 pub mod robust;
+pub mod rul_features;
+pub mod rul_model;
 pub mod scheduler;
 pub mod scoring;
 pub mod sensor_stage;

@@ -609,10 +609,13 @@ mod tests {
     }
 
     /// NAB's golden vectors: windowedGaussian's per-row `S(t)` for the three profiles, on the shared
-    /// data set beside the project (skipped with a message when it is absent).
+    /// data sets (`$VIGIL_DATASETS`, else `../shared/datasets` beside the project; skipped with a
+    /// message when absent).
     #[test]
     fn golden_vectors_of_nab() {
-        golden::check_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets/nab"));
+        let root = std::env::var("VIGIL_DATASETS")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets").to_string());
+        golden::check_all(&format!("{root}/nab"));
     }
 
     mod golden {

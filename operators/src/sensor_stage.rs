@@ -1,12 +1,12 @@
-//! The per-sensor stage: dedupe, registry, hard limits, windows, robust detector and drift.
+//! The per-sensor stage: dedupe, registry, hard limits, windows, robust and novelty detectors, drift.
 //!
 //! Input: accepted readings (any order, each no earlier than the watermark it arrived under),
 //! registry changes, and watermarks. Output ([`SensorOutputs`]): the readings kept (duplicates
 //! and readings outside a registry range become [`RejectedReading`]s), the closed windows as
-//! [`WindowFeatures`], hard-limit and robust [`AnomalyDetected`] events, [`DriftDetected`] events,
+//! [`WindowFeatures`], hard-limit, robust and novelty [`AnomalyDetected`] events, [`DriftDetected`] events,
 //! and [`AssetInput`]s for the per-asset stage. Feedback from the planning loop
 //! ([`SensorStage::apply_status`]): completed maintenance restarts the baselines of the asset's
-//! sensors (robust detector and drift reference); windows, dedupe and limits carry on.
+//! sensors (robust and novelty detectors, drift reference); windows, dedupe and limits carry on.
 //!
 //! Determinism: readings are stashed until the watermark passes them, then processed per sensor
 //! in (event time, source position) order, so the outputs do not depend on arrival order, batch
@@ -26,11 +26,14 @@ use vigil_events::{
 use crate::dedupe::Dedupe;
 use crate::drift::{DriftConfig, DriftDetector};
 use crate::limits::{HardLimitDetector, LimitBreach, Limits};
+use crate::novelty::{Novelty, NoveltyConfig};
 use crate::robust::{RobustConfig, RobustDetector};
 use crate::window::{ClosedWindow, SensorWindows, WindowConfig};
 
 /// Version of the hard-limit detector.
 pub const HARD_LIMIT_VERSION: u32 = 1;
+/// Version of the novelty detector.
+pub const NOVELTY_VERSION: u32 = 1;
 /// Version of the robust detector.
 pub const ROBUST_VERSION: u32 = 1;
 
@@ -66,6 +69,11 @@ impl SensorSpec {
     }
 }
 
+/// The default alert threshold of the novelty detector. NAB's optimiser picks about 0.08 for its
+/// scoring, which rewards early alerts and forgives false ones cheaply; on the simulated fleet 0.3
+/// keeps precision above 0.9 (0.1 gives 0.89) at the same recall and delay.
+pub const DEFAULT_NOVELTY_THRESHOLD: f64 = 0.3;
+
 /// Settings of the sensor stage.
 #[derive(Debug, Clone)]
 pub struct SensorStageConfig {
@@ -73,6 +81,10 @@ pub struct SensorStageConfig {
     pub windows: WindowConfig,
     /// Robust detector.
     pub robust: RobustConfig,
+    /// Novelty detector.
+    pub novelty: NoveltyConfig,
+    /// Novelty score (in [0, 1]) at or above which a window is reported as an anomaly.
+    pub novelty_threshold: f64,
     /// Drift detectors.
     pub drift: DriftConfig,
     /// Dedupe horizon, ms of event time.
@@ -86,6 +98,8 @@ impl Default for SensorStageConfig {
         SensorStageConfig {
             windows: WindowConfig::default(),
             robust: RobustConfig::default(),
+            novelty: NoveltyConfig::default(),
+            novelty_threshold: DEFAULT_NOVELTY_THRESHOLD,
             drift: DriftConfig::default(),
             dedupe_horizon_ms: 10 * 60_000,
             limits: HashMap::new(),
@@ -177,6 +191,9 @@ struct SensorState {
     dedupe: Dedupe,
     hard: HardLimitDetector,
     robust: RobustDetector,
+    /// Made at the sensor's first window (absent in checkpoints of older versions).
+    #[serde(default)]
+    novelty: Option<Box<Novelty>>,
     drift: DriftDetector,
 }
 
@@ -373,6 +390,7 @@ impl SensorStage {
         for s in self.sensors.values_mut() {
             if s.asset_id == change.asset_id {
                 s.robust.reset();
+                s.novelty = None;
                 s.drift.reset();
                 n += 1;
             }
@@ -484,6 +502,7 @@ impl SensorStage {
             dedupe: Dedupe::default(),
             hard: HardLimitDetector::default(),
             robust: RobustDetector::new(cfg.robust),
+            novelty: None,
             drift: DriftDetector::new(cfg.drift),
         });
         let duplicate = match r.reading_id() {
@@ -586,6 +605,28 @@ impl SensorStage {
                         explanation: serde_json::json!({
                             "feature": f.feature, "observed": f.observed, "expected": f.expected, "scale": f.scale,
                             "window_mean": w.mean, "window_std": w.std, "window_min": w.min, "window_max": w.max, "count": w.count,
+                        })
+                        .to_string(),
+                    });
+                    out.asset.push(AssetInput::Anomaly { asset_id: s.asset_id.clone(), ts: w.end });
+                }
+                let novelty = s.novelty.get_or_insert_with(|| Box::new(Novelty::new(self.cfg.novelty.clone())));
+                let score = novelty.observe(w.end, w.count, w.mean, w.min, w.max, w.std, w.last);
+                if score >= self.cfg.novelty_threshold {
+                    out.anomalies.push(AnomalyDetected {
+                        event_id: event_id("anomaly", &["novelty", &s.sensor_id], w.end),
+                        correlation_id: corr.clone(),
+                        event_version: EVENT_VERSION,
+                        sensor_id: s.sensor_id.clone(),
+                        asset_id: s.asset_id.clone(),
+                        detector: "novelty".into(),
+                        detector_version: NOVELTY_VERSION,
+                        score,
+                        severity: severity_of(score, 0.25, 0.5, 0.9),
+                        ts: w.end,
+                        window_start: Some(w.start),
+                        explanation: serde_json::json!({
+                            "novelty": score, "window_mean": w.mean, "window_min": w.min, "window_max": w.max, "count": w.count,
                         })
                         .to_string(),
                     });

@@ -260,7 +260,10 @@ impl SensorWindows {
 
     fn merged(&self, start: EventTime, end: EventTime) -> Option<Moments> {
         let mut acc: Option<Moments> = None;
-        for p in self.panes.iter().filter(|p| p.start >= start && p.start < end) {
+        // Panes are in start order: skip to the first in the window (a replay closing a long
+        // stretch at once must not rescan every pane per window).
+        let from = self.panes.partition_point(|p| p.start < start);
+        for p in self.panes.range(from..).take_while(|p| p.start < end) {
             let d = (p.start - start) as f64 / 1000.0;
             match &mut acc {
                 None => {
@@ -302,7 +305,7 @@ impl SensorWindows {
         let mut hopping = Vec::new();
 
         // Tumbling windows.
-        while let Some(p) = self.panes.iter().find(|p| p.start >= self.tumble_done) {
+        while let Some(p) = self.panes.get(self.panes.partition_point(|p| p.start < self.tumble_done)) {
             let start = p.start.div_euclid(t) * t;
             let end = start + t;
             if end > limit {
@@ -315,7 +318,7 @@ impl SensorWindows {
         // Hopping windows [s, s + h) with s a multiple of e.
         loop {
             let next_s = if self.hop_done == EventTime::MIN { EventTime::MIN } else { (self.hop_done - h).div_euclid(e) * e + e };
-            let Some(p) = self.panes.iter().find(|p| p.start >= next_s) else { break };
+            let Some(p) = self.panes.get(self.panes.partition_point(|p| p.start < next_s)) else { break };
             let first_s = (p.start - h).div_euclid(e) * e + e;
             let s = first_s.max(next_s);
             let end = s + h;

@@ -61,6 +61,33 @@ pub struct VigilConfig {
     pub notifications: NotificationsConfig,
     /// Sensor registry entries (which sensors belong to which asset, limits, criticality).
     pub registry: Vec<RegistryEntry>,
+    /// Trained models the pipeline runs (from the model registry).
+    pub models: ModelsConfig,
+}
+
+/// Trained models the pipeline runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// The RUL model: `NAME` or `NAME@latest` (the latest version at start) or `NAME@<n>` (pinned).
+    /// Unset: the built-in trend model.
+    pub rul: Option<String>,
+    /// The registry (default: `_models` under the data directory).
+    pub registry: Option<std::path::PathBuf>,
+    /// The RUL model as loaded at start ([`crate::load_models`]); not configuration.
+    #[serde(skip)]
+    pub loaded_rul: Option<std::sync::Arc<vigil_operators::rul_model::LoadedRul>>,
+}
+
+impl PartialEq for ModelsConfig {
+    fn eq(&self, o: &Self) -> bool {
+        let loaded = match (&self.loaded_rul, &o.loaded_rul) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.rul == o.rul && self.registry == o.registry && loaded
+    }
 }
 
 /// Webhook notifications.
@@ -193,6 +220,9 @@ pub struct DetectorsConfig {
     pub robust_warmup_windows: usize,
     /// Robust detector: score threshold (robust standard deviations).
     pub robust_threshold: f64,
+    /// Novelty detector: score in [0, 1] at or above which a window is an anomaly (alerts are
+    /// self-suppressing, so thresholds are low; NAB's corpus optimum is about 0.08).
+    pub novelty_threshold: f64,
     /// Multivariate detector: threshold on squared Mahalanobis distance per dimension.
     pub multivariate_threshold: f64,
     /// Multivariate detector: windows before scoring.
@@ -216,6 +246,7 @@ impl Default for DetectorsConfig {
             robust_baseline_windows: r.baseline,
             robust_warmup_windows: r.warmup,
             robust_threshold: r.threshold,
+            novelty_threshold: vigil_operators::sensor_stage::DEFAULT_NOVELTY_THRESHOLD,
             multivariate_threshold: m.threshold,
             multivariate_warmup_windows: m.warmup,
             drift_window: d.window,
@@ -389,6 +420,8 @@ impl VigilConfig {
                 threshold: d.robust_threshold,
                 ..RobustConfig::default()
             },
+            novelty: Default::default(),
+            novelty_threshold: d.novelty_threshold,
             drift: DriftConfig {
                 window: d.drift_window,
                 alpha: d.drift_alpha,
@@ -414,6 +447,8 @@ impl VigilConfig {
                 ..MultivariateConfig::default()
             },
             predictor: PredictorConfig { emit_every: m.predict_every_windows.max(1), ..PredictorConfig::default() },
+            rul_model: self.models.loaded_rul.clone(),
+            window_ms: self.windows.tumbling_ms,
             scheduler: SchedulerConfig {
                 rul_horizon_hours: m.rul_horizon_hours,
                 health_threshold: m.health_threshold,

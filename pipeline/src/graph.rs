@@ -115,13 +115,14 @@ impl Graph {
     }
 }
 
-/// Builds the graph on `worker`. `wcfg` configures the writer of each table; `outputs` adds the
+/// Builds the graph on `worker`. `wcfg` configures the writer of each table (`None`: the table
+/// is not written, as in a backtest); `outputs` adds the
 /// Kafka output topics.
 pub(crate) fn build(
     worker: &mut Worker,
     cfg: &VigilConfig,
     now_ms: fn() -> i64,
-    wcfg: impl Fn(&str) -> WriterConfig,
+    wcfg: impl Fn(&str) -> Option<WriterConfig>,
     outputs: Option<Arc<Outputs>>,
 ) -> Graph {
     let stats: Shared = Rc::new(RefCell::new(RunStats::default()));
@@ -194,7 +195,20 @@ pub(crate) fn build(
             if let Some(o) = &o {
                 o.prediction(p);
             }
-            st.predictions += 1
+            st.predictions += 1;
+            let newer = st.last_predictions.get(&*p.asset_id).is_none_or(|q| q.ts <= p.ts);
+            if newer {
+                st.last_predictions.insert(
+                    p.asset_id.to_string(),
+                    crate::run::PredictionBrief {
+                        ts: p.ts,
+                        health: p.health,
+                        rul_hours: p.rul_hours,
+                        failure_probability: p.failure_probability,
+                        model: format!("{}@{}", p.model, p.model_version),
+                    },
+                );
+            }
         }));
         let o = out.clone();
         sinks.push(history_sink(a.schedule, wcfg("schedule"), stats.clone(), move |p: &MaintenanceScheduled, st| {
@@ -227,14 +241,14 @@ pub(crate) fn load_registry(graph: &mut Graph, index: usize, registry: &[SensorS
 
 fn history_sink<'s, R>(
     stream: StreamVec<'s, DataflowTime, R>,
-    wcfg: WriterConfig,
+    wcfg: Option<WriterConfig>,
     stats: Shared,
     mut observe: impl FnMut(&R, &mut RunStats) + 'static,
 ) -> Rc<dyn SinkHandle>
 where
     R: HistoryRow + Send + 'static,
 {
-    let state = Rc::new(RefCell::new(SinkState { writer: Some(TableWriter::<R>::new(wcfg)), frontier: Some(DataflowTime::MIN) }));
+    let state = Rc::new(RefCell::new(SinkState { writer: wcfg.map(TableWriter::<R>::new), frontier: Some(DataflowTime::MIN) }));
     let handle = state.clone();
     stream.sink(Pipeline, R::TABLE, move |(input, frontier)| {
         let mut state = state.borrow_mut();

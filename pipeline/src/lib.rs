@@ -111,6 +111,17 @@ pub fn fleet_registry(cfg: &config::VigilConfig, fleet: &Fleet) -> Vec<SensorSpe
     specs
 }
 
+/// Loads the models the configuration names (`[models] rul`) from the registry (`[models]
+/// registry`, default `DATA/_models`) into `cfg`, so the graph runs them; a no-op when none is named.
+pub fn load_models(cfg: &mut config::VigilConfig, data_dir: &std::path::Path) -> Result<(), backtest::BacktestError> {
+    let Some(name) = cfg.models.rul.clone() else { return Ok(()) };
+    let registry = cfg.models.registry.clone().unwrap_or_else(|| data_dir.join("_models"));
+    let loaded = backtest::cmapss::load_model(&registry, &name)?;
+    tracing::info!(model = %loaded.name, version = loaded.version, "RUL model loaded");
+    cfg.models.loaded_rul = Some(Arc::new(loaded));
+    Ok(())
+}
+
 /// Measures a closure's wall time in seconds.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();

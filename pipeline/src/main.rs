@@ -232,6 +232,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a model and register it (versioned, with its metadata) in the model registry.
+    Train {
+        #[command(subcommand)]
+        what: backtest_cli::TrainCommand,
+    },
     /// Labelled data through the same dataflow, scored against its labels.
     Backtest {
         #[command(subcommand)]
@@ -349,9 +354,30 @@ fn fleet_config(a: &FleetArgs, bad_rate: f64) -> anyhow::Result<FleetConfig> {
     })
 }
 
+impl Command {
+    /// The history directory of a command that runs the dataflow (and so the configured models).
+    fn pipeline_data_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Demo { data_dir, .. }
+            | Command::Replay { data_dir, .. }
+            | Command::Run { data_dir, .. }
+            | Command::Serve { data_dir, .. } => Some(data_dir),
+            _ => None,
+        }
+    }
+}
+
 fn options(cfg: VigilConfig, data_dir: PathBuf, workers: Option<usize>, progress: bool) -> RunOptions {
     let workers = workers.unwrap_or(cfg.pipeline.workers).max(1);
-    RunOptions { cfg, data_dir, workers, progress, now_ms: system_now_ms, run_id: new_run_id(system_now_ms()) }
+    RunOptions {
+        cfg,
+        data_dir,
+        workers,
+        progress,
+        now_ms: system_now_ms,
+        run_id: new_run_id(system_now_ms()),
+        write_history: true,
+    }
 }
 
 fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
@@ -383,7 +409,10 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let cfg = VigilConfig::load(cli.config.as_deref()).context("loading the configuration")?;
+    let mut cfg = VigilConfig::load(cli.config.as_deref()).context("loading the configuration")?;
+    if let Some(dir) = cli.command.pipeline_data_dir() {
+        vigil_pipeline::load_models(&mut cfg, dir).context("loading the configured model ([models] rul)")?;
+    }
     match cli.command {
         Command::Demo { data_dir, workers, fleet, bad_rate, brokers: Some(brokers), json } => {
             let fc = fleet_config(&fleet, bad_rate)?;
@@ -473,6 +502,7 @@ fn run() -> anyhow::Result<()> {
             models_cli(&reg, what, json)?;
         }
         Command::Backtest { what } => backtest_cli::backtest(&cfg, what)?,
+        Command::Train { what } => backtest_cli::train(what)?,
         Command::Compact { data_dir, min_age_days, json } => {
             let opts = vigil_connectors::compact::CompactOptions {
                 min_age_days,

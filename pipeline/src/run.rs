@@ -72,6 +72,8 @@ pub struct RunOptions {
     pub now_ms: fn() -> i64,
     /// Run id (names the history files of this run).
     pub run_id: String,
+    /// Write the history (off for backtests, which read the run's statistics instead).
+    pub write_history: bool,
 }
 
 /// The wall clock.
@@ -120,6 +122,21 @@ pub struct ProposalBrief {
     pub priority: Severity,
 }
 
+/// An asset's latest prediction, briefly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionBrief {
+    /// Event time.
+    pub ts: EventTime,
+    /// Health in [0, 1].
+    pub health: f64,
+    /// Remaining useful life, hours.
+    pub rul_hours: Option<f64>,
+    /// Failure probability within the horizon.
+    pub failure_probability: f64,
+    /// Model and version.
+    pub model: String,
+}
+
 /// What one worker (and then the whole run) counted.
 #[derive(Debug, Default, Clone)]
 pub struct RunStats {
@@ -139,6 +156,8 @@ pub struct RunStats {
     pub drift: Vec<DriftBrief>,
     /// Predictions.
     pub predictions: u64,
+    /// Each asset's latest prediction (one per asset, so bounded by the fleet).
+    pub last_predictions: BTreeMap<String, PredictionBrief>,
     /// Proposals.
     pub proposals: Vec<ProposalBrief>,
     /// Decision requests.
@@ -203,6 +222,14 @@ impl RunStats {
         self.anomalies.extend(o.anomalies);
         self.drift.extend(o.drift);
         self.predictions += o.predictions;
+        for (asset, p) in o.last_predictions {
+            match self.last_predictions.get(&asset) {
+                Some(q) if q.ts >= p.ts => {}
+                _ => {
+                    self.last_predictions.insert(asset, p);
+                }
+            }
+        }
         self.proposals.extend(o.proposals);
         self.decision_requests += o.decision_requests;
         self.files.extend(o.files);
@@ -298,14 +325,16 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
         let peers = worker.peers();
         let opts = &opts2;
         let cfg = &opts.cfg;
-        let wcfg = |_: &str| WriterConfig {
-            data_dir: opts.data_dir.clone(),
-            run: opts.run_id.clone(),
-            worker: index,
-            max_rows_per_file: cfg.history.max_rows_per_file,
-            row_group_rows: cfg.history.row_group_rows,
-            max_file_span_ms: cfg.history.max_file_span_ms,
-            sources: source_names.clone(),
+        let wcfg = |_: &str| {
+            opts.write_history.then(|| WriterConfig {
+                data_dir: opts.data_dir.clone(),
+                run: opts.run_id.clone(),
+                worker: index,
+                max_rows_per_file: cfg.history.max_rows_per_file,
+                row_group_rows: cfg.history.row_group_rows,
+                max_file_span_ms: cfg.history.max_file_span_ms,
+                sources: source_names.clone(),
+            })
         };
         let mut feed = crate::graph::build(worker, cfg, opts.now_ms, wcfg, None);
         crate::graph::load_registry(&mut feed, index, &registry);

@@ -168,6 +168,13 @@ impl vigil_api::Pipeline for StreamHandle {
     }
 
     fn running_model(&self) -> vigil_api::models::RunningModel {
+        if let Some(m) = &self.cfg.models.loaded_rul {
+            return vigil_api::models::RunningModel {
+                name: m.name.clone(),
+                version: m.version.to_string(),
+                source: "registry".into(),
+            };
+        }
         let p = self.cfg.asset_stage_config().predictor;
         vigil_api::models::RunningModel { name: p.model, version: p.model_version, source: "built-in".into() }
     }
@@ -208,6 +215,7 @@ fn golden_path(
         progress: false,
         now_ms: vigil_pipeline::run::system_now_ms,
         run_id: vigil_pipeline::new_run_id(now),
+        write_history: true,
     };
     let flow = std::time::Instant::now();
     let (stats, _) = vigil_pipeline::run_fleet(fleet_cfg, &opts).map_err(|e| e.to_string())?;

@@ -1001,14 +1001,16 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
     let WorkerArgs { worker, index, peers, rx, parts_tx, shared, opts, run_id, registry, checkpoint, outputs, sources, control } =
         a;
     let cfg = &opts.cfg;
-    let wcfg = |_: &str| WriterConfig {
-        data_dir: opts.data_dir.clone(),
-        run: run_id.to_string(),
-        worker: index,
-        max_rows_per_file: cfg.history.max_rows_per_file,
-        row_group_rows: cfg.history.row_group_rows,
-        max_file_span_ms: cfg.history.max_file_span_ms,
-        sources: sources.clone(),
+    let wcfg = |_: &str| {
+        Some(WriterConfig {
+            data_dir: opts.data_dir.clone(),
+            run: run_id.to_string(),
+            worker: index,
+            max_rows_per_file: cfg.history.max_rows_per_file,
+            row_group_rows: cfg.history.row_group_rows,
+            max_file_span_ms: cfg.history.max_file_span_ms,
+            sources: sources.clone(),
+        })
     };
     // Hard-limit alerts go out the moment a reading arrives (the history's copy follows the watermark).
     let mut alerts =

@@ -1,6 +1,8 @@
 //! Backtests: labelled data through the same dataflow as `vigil replay`, scored against labels.
 //!
 //! - [`nab`]: the Numenta Anomaly Benchmark — every series one sensor, NAB's scoring.
+//! - [`labelled`]: any labelled CSV of one asset's sensors — point-wise and changepoint scores.
+//! - [`cmapss`]: NASA's turbofan data — training the RUL model, and scoring it through the graph.
 //!
 //! A backtest turns its data set into readings, runs them through [`crate::run::run`] exactly as
 //! a replay would (validation, windows, detectors, predictor, history sinks into a scratch data
@@ -18,7 +20,7 @@ use vigil_operators::sensor_stage::SensorSpec;
 use crate::config::VigilConfig;
 use crate::run::{self, ReplayOrder, RunOptions, RunStats, Source};
 
-// pub mod cmapss;
+pub mod cmapss;
 pub mod labelled;
 pub mod nab;
 
@@ -125,6 +127,7 @@ pub fn run_series(series: &[Series], cfg: &VigilConfig, workers: usize, scratch:
         progress: false,
         now_ms: run::system_now_ms,
         run_id: "backtest".into(),
+        write_history: false,
     };
     let the_plan =
         plan(std::slice::from_ref(&input), cfg.pipeline.chunk_bytes).map_err(|e| BacktestError::data(&input, e.to_string()))?;

@@ -131,6 +131,9 @@ fn read_csv(path: &Path) -> Result<(Vec<EventTime>, Vec<f64>), BacktestError> {
     Ok((ts, values))
 }
 
+/// The least novelty score a backtest reports (the pipeline's alert threshold is higher).
+pub const NOVELTY_FLOOR: f64 = 0.01;
+
 /// The dataflow settings a NAB file runs with: the configured detectors, windows of the file's step.
 pub fn file_config(base: &VigilConfig, file: &NabFile) -> VigilConfig {
     let mut cfg = base.clone();
@@ -138,6 +141,8 @@ pub fn file_config(base: &VigilConfig, file: &NabFile) -> VigilConfig {
     cfg.windows.tumbling_ms = step;
     cfg.windows.hopping_step_ms = step;
     cfg.windows.hopping_size_ms = step * 6;
+    // Every novelty score above noise reaches the scorer, which picks the corpus threshold itself.
+    cfg.detectors.novelty_threshold = cfg.detectors.novelty_threshold.min(NOVELTY_FLOOR);
     // Rows arrive in order; a late row can only be a duplicate timestamp.
     cfg.pipeline.lateness_ms = 0;
     cfg.pipeline.dedupe_horizon_ms = step;
@@ -166,8 +171,12 @@ pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief], cfg: &VigilConfig)
     scores
 }
 
-/// A detector's score mapped to [0, 1], 0.5 at the detector's own alert threshold.
+/// A detector's score mapped to [0, 1]: the novelty score as it is; the others 0.5 at their own
+/// alert threshold.
 fn detector_score(detector: &str, score: f64, cfg: &VigilConfig) -> f64 {
+    if detector == "novelty" {
+        return score.clamp(0.0, 1.0);
+    }
     let t = match detector {
         "robust_zscore" => cfg.detectors.robust_threshold,
         "multivariate_mahalanobis" => cfg.detectors.multivariate_threshold,

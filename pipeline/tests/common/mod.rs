@@ -30,6 +30,7 @@ pub fn options(data_dir: &Path, workers: usize, chunk_bytes: usize) -> RunOption
         progress: false,
         now_ms: fixed_now,
         run_id: format!("t{workers}"),
+        write_history: true,
     }
 }
 

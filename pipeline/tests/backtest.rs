@@ -1,0 +1,326 @@
+//! `vigil backtest nab` and `vigil backtest labelled` as a user runs them: the real binary on
+//! small corpora in the layouts it takes, written here.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A deterministic noise source.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+}
+
+fn nab_time(row: usize) -> String {
+    // 2014-04-01 00:00:00 plus five minutes a row.
+    let t = chrono::NaiveDate::from_ymd_opt(2014, 4, 1).unwrap().and_hms_opt(0, 0, 0).unwrap()
+        + chrono::Duration::minutes(5 * row as i64);
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A corpus in NAB's layout: a daily wave with a level shift at row 1500 (labelled window rows
+/// 1450..=1550), and a quiet file without windows.
+fn write_corpus(dir: &Path) {
+    let cat = dir.join("data").join("synthetic");
+    std::fs::create_dir_all(&cat).unwrap();
+    std::fs::create_dir_all(dir.join("labels")).unwrap();
+    let mut rng = Lcg(3);
+    for (name, shift_at) in [("shift", Some(1500usize)), ("quiet", None)] {
+        let mut csv = String::from("timestamp,value\n");
+        for row in 0..2000 {
+            let wave = 10.0 + 2.0 * (row as f64 * std::f64::consts::TAU / 288.0).sin() + 0.3 * rng.next();
+            let v = if shift_at.is_some_and(|s| row >= s) { wave + 12.0 } else { wave };
+            writeln!(csv, "{},{v}", nab_time(row)).unwrap();
+        }
+        std::fs::write(cat.join(format!("{name}.csv")), csv).unwrap();
+    }
+    let labels = format!(
+        r#"{{"synthetic/shift.csv": [["{}.000000", "{}.000000"]], "synthetic/quiet.csv": []}}"#,
+        nab_time(1450),
+        nab_time(1550)
+    );
+    std::fs::write(dir.join("labels").join("combined_windows.json"), labels).unwrap();
+}
+
+#[test]
+fn nab_backtest_detects_the_labelled_shift_writes_nab_results_and_is_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("nab");
+    write_corpus(&corpus);
+    let out = tmp.path().join("results");
+    let c = corpus.to_str().unwrap();
+    let (ok, json, err) = run(&["backtest", "nab", "--data", c, "--out", out.to_str().unwrap(), "--json", "--parallel", "2"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["rows"], 4000);
+    assert_eq!(report["windows"], 1);
+    let profiles = report["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 3);
+    let standard = profiles.iter().find(|p| p["profile"] == "standard").unwrap();
+    assert_eq!(standard["windows_detected"], 1, "{standard}");
+    assert!(standard["score"].as_f64().unwrap() > 50.0, "the shift is found early in its window: {standard}");
+
+    // NAB's results layout: one file per input, the label column from the windows.
+    let results = std::fs::read_to_string(out.join("vigil").join("synthetic").join("vigil_shift.csv")).unwrap();
+    let mut lines = results.lines();
+    assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2000);
+    assert_eq!(rows[0][0], "2014-04-01 00:00:00");
+    let labelled: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r[3] == "1").map(|(i, _)| i).collect();
+    assert_eq!(labelled, (1450..=1550).collect::<Vec<_>>());
+    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r[2].parse::<f64>().unwrap())));
+
+    // The same data and settings give the same scores, whatever runs at once.
+    let (ok, again, err) = run(&["backtest", "nab", "--data", c, "--json", "--parallel", "1"]);
+    assert!(ok, "{err}");
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["profiles"], report["profiles"]);
+    assert_eq!(again["files"], report["files"]);
+
+    // The table for people.
+    let (ok, table, err) = run(&["backtest", "nab", "--data", c]);
+    assert!(ok, "{err}");
+    assert!(table.contains("standard") && table.contains("reward_low_FP_rate") && table.contains("synthetic"), "{table}");
+}
+
+#[test]
+fn nab_backtest_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(&["backtest", "nab", "--data", tmp.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("combined_windows.json"), "{err}");
+    write_corpus(tmp.path());
+    std::fs::write(tmp.path().join("data").join("synthetic").join("bad.csv"), "timestamp,value\n2014-04-01 00:00:00,x\n")
+        .unwrap();
+    let (ok, _, err) = run(&["backtest", "nab", "--data", tmp.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bad.csv") && err.contains("line 2") && err.contains("not a number"), "{err}");
+}
+
+/// One asset's three sensors, `;`-separated: `b` follows `a` until rows 1000..1100, where the
+/// relation breaks (labelled); changepoints at 1000 and 1100.
+fn write_labelled(path: &Path) {
+    let mut rng = Lcg(11);
+    let mut csv = String::from("datetime;a;b;c;anomaly;changepoint\n");
+    for row in 0..1600 {
+        let a = 5.0 + (row as f64 / 40.0).sin() + 0.05 * rng.next();
+        let broken = (1000..1100).contains(&row);
+        let b = if broken { 2.0 * a + 4.0 } else { 2.0 * a } + 0.05 * rng.next();
+        let c = 1.0 + 0.05 * rng.next();
+        let t = chrono::DateTime::from_timestamp(1_583_748_873 + row as i64, 0).unwrap().format("%Y-%m-%d %H:%M:%S");
+        writeln!(csv, "{t};{a};{b};{c};{};{}", broken as u8, (row == 1000 || row == 1100) as u8).unwrap();
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+#[test]
+fn labelled_backtest_scores_points_and_changepoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("valve1.csv");
+    write_labelled(&file);
+    let f = file.to_str().unwrap();
+    let args = [
+        "backtest",
+        "labelled",
+        "--data",
+        f,
+        "--timestamp",
+        "datetime",
+        "--label",
+        "anomaly",
+        "--changepoint",
+        "changepoint",
+        "--sep",
+        ";",
+        "--train-rows",
+        "400",
+        "--json",
+    ];
+    let (ok, json, err) = run(&args);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let points = &report["points"];
+    assert_eq!(points["rows"], 1200, "rows after the warm-up: {points}");
+    assert_eq!(points["tp"].as_u64().unwrap() + points["fn_"].as_u64().unwrap(), 100);
+    assert!(points["recall"].as_f64().unwrap() > 0.3, "{points}");
+    assert!(points["precision"].as_f64().unwrap() > 0.3, "{points}");
+    assert_eq!(report["files"][0]["sensors"], 3);
+    let cps = report["changepoints"].as_object().unwrap();
+    assert_eq!(cps.len(), 3);
+    assert!(cps["standard"].as_f64().unwrap() > 0.0, "{cps:?}");
+
+    // Deterministic.
+    let (ok, again, _) = run(&args);
+    assert!(ok);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["points"], report["points"]);
+
+    // A missing column is named, with the columns there are.
+    let (ok, _, err) = run(&["backtest", "labelled", "--data", f, "--timestamp", "datetime", "--label", "label", "--sep", ";"]);
+    assert!(!ok);
+    assert!(err.contains("\"label\"") && err.contains("anomaly"), "{err}");
+}
+
+/// The shared labelled data sets, when they are beside the project (or `$VIGIL_DATASETS`).
+fn datasets() -> Option<std::path::PathBuf> {
+    let dir = std::env::var("VIGIL_DATASETS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
+    if dir.join("cmapss").join("train_FD001.txt").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("C-MAPSS data not found at {}: skipped", dir.display());
+        None
+    }
+}
+
+#[test]
+fn cmapss_model_is_trained_registered_and_backtested_through_the_graph() {
+    let Some(data) = datasets() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = tmp.path().join("registry");
+    let reg = registry.to_str().unwrap();
+    let train = data.join("cmapss").join("train_FD001.txt");
+    let train_s = train.to_str().unwrap();
+    let (ok, json, err) = run(&["train", "cmapss", "--data", train_s, "--registry", reg, "--trees", "40", "--json"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["model"]["name"], "cmapss-fd001");
+    assert_eq!(report["model"]["version"], 1);
+    assert_eq!(report["units"], serde_json::json!([80, 20]));
+    let rmse = report["validation"]["rmse"].as_f64().unwrap();
+    assert!(rmse > 1.0 && rmse < 30.0, "validation RMSE {rmse}");
+    assert_eq!(report["model"]["metrics"]["validation_rmse"].as_f64().unwrap(), rmse);
+    assert_eq!(report["model"]["training_data_sha256"].as_str().unwrap().len(), 64);
+
+    // Seeded: training again gives the same validation, as version 2.
+    let (ok, json, err) = run(&["train", "cmapss", "--data", train_s, "--registry", reg, "--trees", "40", "--json"]);
+    assert!(ok, "{err}");
+    let again: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(again["model"]["version"], 2);
+    assert_eq!(again["validation"], report["validation"]);
+    let (ok, out, _) = run(&["models", "versions", "cmapss-fd001", "--registry", reg]);
+    assert!(ok && out.lines().count() == 3, "{out}");
+
+    // A test set in C-MAPSS's format: the first ten units cut 20..65 cycles before failure.
+    let text = std::fs::read_to_string(&train).unwrap();
+    let mut by_unit: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let unit: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
+        if unit <= 10 {
+            by_unit.entry(unit).or_default().push(line);
+        }
+    }
+    let (mut test, mut rul) = (String::new(), String::new());
+    for (unit, lines) in &by_unit {
+        let left = 15 + 5 * *unit as usize;
+        for l in &lines[..lines.len() - left] {
+            writeln!(test, "{l}").unwrap();
+        }
+        writeln!(rul, "{left}").unwrap();
+    }
+    let test_path = tmp.path().join("test_FD001.txt");
+    let rul_path = tmp.path().join("RUL_FD001.txt");
+    std::fs::write(&test_path, test).unwrap();
+    std::fs::write(&rul_path, rul).unwrap();
+    let out = tmp.path().join("predictions.csv");
+    let (ok, json, err) = run(&[
+        "backtest",
+        "cmapss",
+        "--model",
+        "cmapss-fd001@1",
+        "--registry",
+        reg,
+        "--test",
+        test_path.to_str().unwrap(),
+        "--rul",
+        rul_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["model"], "cmapss-fd001@1");
+    assert_eq!(report["scores"]["units"], 10);
+    assert!(report["scores"]["rmse"].as_f64().unwrap() < 40.0, "{}", report["scores"]);
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "unit,predicted_rul,true_rul");
+    assert_eq!(lines.len(), 11);
+    assert!(lines[1].starts_with("1,") && lines[1].ends_with(",20"), "{}", lines[1]);
+
+    // The pipeline runs the configured model: the latest version, or a pinned one.
+    let mut jsonl = String::new();
+    let cols = ["setting1", "setting2", "setting3"].into_iter().map(String::from).chain((1..=21).map(|i| format!("s{i}")));
+    let cols: Vec<String> = cols.collect();
+    for (unit, lines) in by_unit.iter().take(3) {
+        for l in lines {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let cycle: i64 = f[1].parse().unwrap();
+            let ts = 1_767_225_600_000i64 + cycle * 3_600_000;
+            for (k, c) in cols.iter().enumerate() {
+                writeln!(
+                    jsonl,
+                    r#"{{"sensor_id":"unit-{unit:03}-{c}","asset_id":"unit-{unit:03}","sensor_type":"other","value":{},"ts":{ts}}}"#,
+                    f[k + 2]
+                )
+                .unwrap();
+            }
+        }
+    }
+    let input = tmp.path().join("units.jsonl");
+    std::fs::write(&input, jsonl).unwrap();
+    for (model, version) in [("cmapss-fd001", "2"), ("cmapss-fd001@1", "1")] {
+        let cfg = tmp.path().join(format!("vigil-{version}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[windows]\ntumbling_ms = 3600000\nhopping_size_ms = 21600000\nhopping_step_ms = 3600000\n\
+                 [maintenance]\npredict_every_windows = 1\n[models]\nrul = \"{model}\"\nregistry = \"{reg}\"\n"
+            ),
+        )
+        .unwrap();
+        let hist = tmp.path().join(format!("history-{version}"));
+        let (c, h) = (cfg.to_str().unwrap(), hist.to_str().unwrap());
+        let (ok, _, err) = run(&["--config", c, "replay", "--input", input.to_str().unwrap(), "--data-dir", h]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = run(&[
+            "sql",
+            "--data-dir",
+            h,
+            "--format",
+            "csv",
+            "SELECT model, model_version, count(*) AS n, min(rul_hours) AS least FROM predictions GROUP BY 1, 2",
+        ]);
+        assert!(ok, "{err}");
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(rows.len(), 1, "{out}");
+        assert!(rows[0].starts_with(&format!("cmapss-fd001,{version},")), "{out}");
+    }
+
+    // A model that is not there is named in the error.
+    let (ok, _, err) = run(&[
+        "backtest",
+        "cmapss",
+        "--model",
+        "cmapss-fd001@9",
+        "--registry",
+        reg,
+        "--test",
+        test_path.to_str().unwrap(),
+        "--rul",
+        rul_path.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cmapss-fd001@9"), "{err}");
+}
