@@ -80,8 +80,8 @@ pub(crate) enum BacktestCommand {
 #[derive(Subcommand)]
 pub(crate) enum TrainCommand {
     /// The RUL model on a C-MAPSS training file (gradient-boosted trees on the asset stage's
-    /// window features, target RUL clipped at 125), validated on a seeded 20 % of the units and
-    /// registered with its metadata.
+    /// window features, target RUL clipped at 125), validated by seeded holdouts of 20 % of the
+    /// units, fitted on all units and registered with its metadata.
     Cmapss {
         /// The training file, e.g. train_FD001.txt.
         #[arg(long)]
@@ -92,9 +92,12 @@ pub(crate) enum TrainCommand {
         /// Model name (default: cmapss-<file stem>, e.g. cmapss-fd001).
         #[arg(long)]
         name: Option<String>,
-        /// Seed of the validation split.
-        #[arg(long, default_value_t = 2026)]
+        /// Seed of the first validation split (split r uses seed + r).
+        #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Validation splits (repeated holdout), each holding out --validation-fraction of the units.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
         /// Fraction of units held out for validation.
         #[arg(long, default_value_t = 0.2)]
         validation_fraction: f64,
@@ -110,7 +113,7 @@ pub(crate) enum TrainCommand {
 /// Runs a training command.
 pub(crate) fn train(what: TrainCommand) -> anyhow::Result<()> {
     match what {
-        TrainCommand::Cmapss { data, registry, name, seed, validation_fraction, trees, json } => {
+        TrainCommand::Cmapss { data, registry, name, seed, repeats, validation_fraction, trees, json } => {
             anyhow::ensure!((0.0..1.0).contains(&validation_fraction), "--validation-fraction must be in [0, 1)");
             let name = name.unwrap_or_else(|| {
                 let stem = data.file_stem().and_then(|s| s.to_str()).unwrap_or("train");
@@ -125,6 +128,7 @@ pub(crate) fn train(what: TrainCommand) -> anyhow::Result<()> {
                 registry,
                 name,
                 seed,
+                repeats,
                 validation_fraction,
                 features: cmapss::default_features(),
                 params,
@@ -135,17 +139,29 @@ pub(crate) fn train(what: TrainCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "registered {}@{} in {} ({} training rows from {} units, {:.1} s)",
+                    "registered {}@{} in {} (fitted on {} rows of {} units, {:.1} s)",
                     report.model.name,
                     report.model.version,
                     opts.registry.display(),
                     report.training_rows,
-                    report.units.0,
+                    report.units,
                     report.seconds
                 );
+                let splits: Vec<String> = report.per_split_rmse.iter().map(|r| format!("{r:.2}")).collect();
                 println!(
-                    "validation on {} held-out units cut at random cycles (seed {}): RMSE {:.2}, MAE {:.2}, PHM08 {:.1}",
-                    report.units.1, opts.seed, report.validation.rmse, report.validation.mae, report.validation.phm08
+                    "validation: {} seeded holdouts of {:.0} % of the units, each cut at a random cycle (seeds {}..{}):",
+                    opts.repeats.max(1),
+                    opts.validation_fraction * 100.0,
+                    opts.seed,
+                    opts.seed + opts.repeats.max(1) as u64 - 1
+                );
+                println!(
+                    "  RMSE {:.2} over {} predictions (per split {}), MAE {:.2}, PHM08 {:.2} per unit",
+                    report.validation.rmse,
+                    report.validation.units,
+                    splits.join(", "),
+                    report.validation.mae,
+                    report.validation.phm08 / report.validation.units.max(1) as f64
                 );
             }
         }

@@ -196,7 +196,9 @@ fn cmapss_model_is_trained_registered_and_backtested_through_the_graph() {
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["model"]["name"], "cmapss-fd001");
     assert_eq!(report["model"]["version"], 1);
-    assert_eq!(report["units"], serde_json::json!([80, 20]));
+    assert_eq!(report["units"], 100);
+    assert_eq!(report["validation"]["units"], 100, "5 holdouts of 20 units");
+    assert_eq!(report["per_split_rmse"].as_array().unwrap().len(), 5);
     let rmse = report["validation"]["rmse"].as_f64().unwrap();
     assert!(rmse > 1.0 && rmse < 30.0, "validation RMSE {rmse}");
     assert_eq!(report["model"]["metrics"]["validation_rmse"].as_f64().unwrap(), rmse);

@@ -10,8 +10,10 @@
 //!
 //! [`train`] fits a gradient-boosted-tree RUL model ([`vigil_operators::rul_model`]) on the
 //! features the asset stage computes from those windows ([`vigil_operators::rul_features`]),
-//! target `min(last cycle − cycle, 125)`, validates it on a seeded 20 % of the units, each cut at
-//! a seeded random cycle, and registers it with its metadata. [`backtest`] replays test units
+//! target `min(last cycle − cycle, 125)`. It validates by repeated holdout — each of `repeats`
+//! seeded splits holds out 20 % of the units, each cut at a seeded random cycle, and a model fitted
+//! on the other units predicts them — then fits the registered model on every unit and registers
+//! it with its metadata and the validation scores. [`backtest`] replays test units
 //! through the whole dataflow with the model loaded, takes each asset's last prediction, and
 //! scores it: RMSE and the PHM08 score.
 
@@ -207,8 +209,10 @@ pub struct TrainOptions {
     pub registry: PathBuf,
     /// Model name.
     pub name: String,
-    /// Seed of the validation split.
+    /// Seed of the first validation split (split `r` uses `seed + r`).
     pub seed: u64,
+    /// Validation splits (repeated holdout).
+    pub repeats: usize,
     /// Fraction of units held out for validation.
     pub validation_fraction: f64,
     /// Feature settings.
@@ -224,12 +228,14 @@ pub struct TrainOptions {
 pub struct TrainReport {
     /// The registered version.
     pub model: ModelVersion,
-    /// Validation scores.
+    /// Validation scores over the held-out predictions of every split.
     pub validation: RulScores,
-    /// Training rows.
+    /// RMSE of each split.
+    pub per_split_rmse: Vec<f64>,
+    /// Rows the registered model was fitted on.
     pub training_rows: usize,
-    /// Training units, validation units.
-    pub units: (usize, usize),
+    /// Units (the registered model is fitted on all of them).
+    pub units: usize,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -238,59 +244,82 @@ pub struct TrainReport {
 pub fn train(opts: &TrainOptions, now_ms: i64) -> Result<TrainReport, BacktestError> {
     let start = std::time::Instant::now();
     let units = read_units(&opts.data)?;
-    let (train_units, cuts) = validation_split(&units, opts.validation_fraction, opts.seed);
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for &u in &train_units {
-        let unit = &units[u];
-        let len = unit.rows.len();
-        for (c, v) in unit_vectors(&opts.features, unit, len).into_iter().enumerate() {
-            x.push(v);
-            y.push(((len - c - 1) as f64).min(RUL_CLIP));
-        }
-    }
-    if opts.progress {
-        eprintln!("  fitting {} trees on {} rows × {} features", opts.params.trees, x.len(), x.first().map_or(0, Vec::len));
-    }
-    let gbt = GbtModel::fit(&x, &y, &opts.params).map_err(|e| BacktestError::data(&opts.data, e.to_string()))?;
-    let model = RulModel {
-        inputs: COLUMNS.iter().map(|c| c.to_string()).collect(),
-        features: opts.features.clone(),
-        gbt,
-        clip: RUL_CLIP,
-    };
-    let pairs: Vec<(f64, f64)> = cuts
-        .iter()
-        .map(|&(u, cut)| {
+    let fit = |chosen: &[usize]| -> Result<(RulModel, usize), BacktestError> {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for &u in chosen {
             let unit = &units[u];
-            let last = unit_vectors(&opts.features, unit, cut).pop().unwrap_or_default();
-            (model.predict_vector(&last), (unit.rows.len() - cut) as f64)
-        })
-        .collect();
+            let len = unit.rows.len();
+            for (c, v) in unit_vectors(&opts.features, unit, len).into_iter().enumerate() {
+                x.push(v);
+                y.push(((len - c - 1) as f64).min(RUL_CLIP));
+            }
+        }
+        let gbt = GbtModel::fit(&x, &y, &opts.params).map_err(|e| BacktestError::data(&opts.data, e.to_string()))?;
+        let inputs = COLUMNS.iter().map(|c| c.to_string()).collect();
+        Ok((RulModel { inputs, features: opts.features.clone(), gbt, clip: RUL_CLIP }, x.len()))
+    };
+    // Repeated holdout: each split trains on the other units and predicts its held-out units at
+    // their cuts; the predictions of every split are scored together.
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    let mut per_split = Vec::new();
+    for r in 0..opts.repeats.max(1) {
+        let seed = opts.seed.wrapping_add(r as u64);
+        let (train_units, cuts) = validation_split(&units, opts.validation_fraction, seed);
+        if opts.progress {
+            eprintln!(
+                "  split {}/{} (seed {seed}): fitting {} trees on {} units",
+                r + 1,
+                opts.repeats.max(1),
+                opts.params.trees,
+                train_units.len()
+            );
+        }
+        let (model, _) = fit(&train_units)?;
+        let split: Vec<(f64, f64)> = cuts
+            .iter()
+            .map(|&(u, cut)| {
+                let unit = &units[u];
+                let last = unit_vectors(&opts.features, unit, cut).pop().unwrap_or_default();
+                (model.predict_vector(&last), (unit.rows.len() - cut) as f64)
+            })
+            .collect();
+        per_split.push(score(&split).rmse);
+        pairs.extend(split);
+    }
     let validation = score(&pairs);
+    if opts.progress {
+        eprintln!("  fitting the registered model on all {} units", units.len());
+    }
+    let all: Vec<usize> = (0..units.len()).collect();
+    let (model, training_rows) = fit(&all)?;
     let artifact = serde_json::to_vec(&model).map_err(|e| BacktestError::data(&opts.data, e.to_string()))?;
     let sha = sha256_file(&opts.data).map_err(|e| BacktestError::data(&opts.data, e.to_string()))?;
     let mut metrics = BTreeMap::new();
     metrics.insert("validation_rmse".to_string(), validation.rmse);
     metrics.insert("validation_mae".to_string(), validation.mae);
-    metrics.insert("validation_phm08".to_string(), validation.phm08);
-    metrics.insert("validation_units".to_string(), validation.units as f64);
+    metrics.insert("validation_phm08_per_unit".to_string(), validation.phm08 / validation.units.max(1) as f64);
+    metrics.insert("validation_predictions".to_string(), validation.units as f64);
+    for (r, rmse) in per_split.iter().enumerate() {
+        metrics.insert(format!("validation_rmse_split{}", r + 1), *rmse);
+    }
     let meta = ModelMeta {
         kind: RUL_MODEL_KIND.to_string(),
         params: serde_json::json!({
             "gbt": opts.params,
             "features": opts.features,
             "rul_clip": RUL_CLIP,
-            "validation": {"fraction": opts.validation_fraction, "seed": opts.seed,
+            "validation": {"fraction": opts.validation_fraction, "seeds": [opts.seed, opts.seed.wrapping_add(opts.repeats.max(1) as u64 - 1)],
                 "cut": "uniform over [max(31, L - 145), L - 7]: ≥ 31 cycles observed, true RUL 7..=145"},
         }),
         training_data: opts.data.display().to_string(),
         training_data_sha256: sha,
         metrics,
         notes: Some(format!(
-            "C-MAPSS RUL model: trained on {} units, validated on {} held-out units cut at random cycles",
-            train_units.len(),
-            cuts.len()
+            "C-MAPSS RUL model trained on all {} units; validated by {} seeded holdouts of {:.0} % of the units, each cut at a random cycle",
+            units.len(),
+            opts.repeats.max(1),
+            opts.validation_fraction * 100.0
         )),
     };
     let reg = ModelRegistry::new(&opts.registry);
@@ -300,8 +329,9 @@ pub fn train(opts: &TrainOptions, now_ms: i64) -> Result<TrainReport, BacktestEr
     Ok(TrainReport {
         model: version,
         validation,
-        training_rows: x.len(),
-        units: (train_units.len(), cuts.len()),
+        per_split_rmse: per_split,
+        training_rows,
+        units: units.len(),
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -4,9 +4,8 @@
 //! `labels/combined_windows.json`. Each file becomes one sensor of its own asset (type `other`,
 //! no limits) and goes through the dataflow with tumbling windows of the file's step (the median
 //! gap between rows), so each window holds one row. The anomalies the graph emits for a row are
-//! combined into an anomaly score in [0, 1]: each detector's score is mapped to
-//! `s / (s + t)` (`t` the detector's own alert threshold, so 0.5 is where it alerts) and the
-//! largest counts. Output: NAB's results format per file (`timestamp,value,anomaly_score,label`)
+//! combined into an anomaly score in [0, 1]: the largest of the novelty score and a hard-limit
+//! breach mapped to `s / (s + 1)` (see [`row_scores`] for why the robust z-score is left out). Output: NAB's results format per file (`timestamp,value,anomaly_score,label`)
 //! and NAB's scores ([`vigil_operators::scoring`]) for the three profiles, with one threshold per
 //! profile chosen over the whole corpus, overall and per category.
 
@@ -160,7 +159,7 @@ pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief], cfg: &VigilConfig)
         let at = if a.window_start.is_some() { a.ts - 1 } else { a.ts };
         let idx = by_time.partition_point(|(t, _)| *t <= at);
         let Some(&(row_ts, _)) = by_time.get(idx.wrapping_sub(1)) else { continue };
-        let s = detector_score(&a.detector, a.score, cfg);
+        let Some(s) = detector_score(&a.detector, a.score, cfg) else { continue };
         for &(t, row) in by_time[..idx].iter().rev() {
             if t != row_ts {
                 break;
@@ -171,22 +170,15 @@ pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief], cfg: &VigilConfig)
     scores
 }
 
-/// A detector's score mapped to [0, 1]: the novelty score as it is; the others 0.5 at their own
-/// alert threshold.
-fn detector_score(detector: &str, score: f64, cfg: &VigilConfig) -> f64 {
-    if detector == "novelty" {
-        return score.clamp(0.0, 1.0);
-    }
-    let t = match detector {
-        "robust_zscore" => cfg.detectors.robust_threshold,
-        "multivariate_mahalanobis" => cfg.detectors.multivariate_threshold,
-        _ => 1.0,
-    };
-    let s = score.max(0.0);
-    if s.is_finite() {
-        s / (s + t.max(1e-9))
-    } else {
-        1.0
+/// A detector's score mapped to [0, 1], for the detectors that score a single series: the
+/// novelty score as it is, a hard-limit breach 0.5 at the limit. The robust z-score is left out:
+/// with one row a window its median/MAD baseline collapses on smooth series (1,110 alerts on
+/// `art_daily_no_noise`), and the multivariate detector needs two sensors.
+fn detector_score(detector: &str, score: f64, _cfg: &VigilConfig) -> Option<f64> {
+    match detector {
+        "novelty" => Some(score.clamp(0.0, 1.0)),
+        "hard_limit" => Some((score.max(0.0) / (score.max(0.0) + 1.0)).clamp(0.0, 1.0)),
+        _ => None,
     }
 }
 
@@ -199,8 +191,8 @@ pub struct FileResult {
     pub rows: usize,
     /// Label windows scored.
     pub windows: usize,
-    /// Anomalies the graph emitted.
-    pub anomalies: usize,
+    /// Anomalies the graph emitted, by detector.
+    pub anomalies: BTreeMap<String, usize>,
     /// Raw NAB score per profile at the corpus threshold.
     pub raw: BTreeMap<String, f64>,
 }
@@ -303,7 +295,7 @@ pub fn backtest(cfg: &VigilConfig, opts: &NabOptions) -> Result<NabReport, Backt
             file: f.key(),
             rows: f.ts.len(),
             windows: ser.windows.len(),
-            anomalies: s.anomalies,
+            anomalies: s.anomalies.clone(),
             raw,
         })
         .collect();
@@ -336,7 +328,7 @@ fn category_score(raw: f64, windows: usize, p: &CostProfile) -> f64 {
 
 struct Scored {
     scores: Vec<f64>,
-    anomalies: usize,
+    anomalies: BTreeMap<String, usize>,
 }
 
 fn score_files(cfg: &VigilConfig, files: &[NabFile], opts: &NabOptions) -> Result<Vec<Scored>, BacktestError> {
@@ -385,7 +377,11 @@ fn score_file(base: &VigilConfig, file: &NabFile) -> Result<Scored, BacktestErro
             format!("{} of {} rows were accepted by the dataflow ({:?})", accepted, file.ts.len(), stats.rejected),
         ));
     }
-    Ok(Scored { scores: row_scores(file, &stats.anomalies, &cfg), anomalies: stats.anomalies.len() })
+    let mut by_detector: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &stats.anomalies {
+        *by_detector.entry(a.detector.clone()).or_default() += 1;
+    }
+    Ok(Scored { scores: row_scores(file, &stats.anomalies, &cfg), anomalies: by_detector })
 }
 
 fn write_results(out: &Path, files: &[NabFile], scored: &[Scored]) -> Result<(), BacktestError> {
