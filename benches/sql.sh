@@ -3,7 +3,7 @@
 # run, on the same Parquet history made with `vigil simulate` + `vigil replay`.
 #   benches/sql.sh [READINGS=100000000] [THREADS=2] [RUNS=5]
 # History: 2,004 sensors (334 assets x 6), one reading every 15 s, so 100 M readings span 8.7
-# days; kept under target/bench-data. Needs python3 with duckdb (`pip install duckdb`).
+# days; kept under target/bench-data. Needs python3 with duckdb and pyarrow (`pip install duckdb pyarrow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000000}
@@ -22,7 +22,7 @@ if [ ! -d "$HIST/readings" ]; then
 fi
 # One sorted file per closed day (a no-op once done).
 "$V" compact --data-dir "$HIST" >&2
-python3 -c "import duckdb" 2>/dev/null || pip install --quiet duckdb >&2
+python3 -c "import duckdb, pyarrow" 2>/dev/null || pip install --quiet duckdb pyarrow >&2
 Q=$(mktemp)
 sed -e 's/\$SENSOR/asset-0017-vibration/g' -e 's/\$ASSET/asset-0017/g' -e 's/\$DAY/2026-01-03/g' -e 's/\$WEEK/2026-01-02/g' benches/sql/queries.sql > "$Q"
 OUT=$(mktemp)
