@@ -398,12 +398,7 @@ pub struct CmapssReport {
 
 /// The dataflow settings of a C-MAPSS replay: one-cycle windows, a prediction every window, the model.
 pub fn replay_config(base: &VigilConfig, model: LoadedRul) -> VigilConfig {
-    let mut cfg = base.clone();
-    cfg.windows.tumbling_ms = CYCLE_MS;
-    cfg.windows.hopping_step_ms = CYCLE_MS;
-    cfg.windows.hopping_size_ms = 6 * CYCLE_MS;
-    cfg.pipeline.lateness_ms = 0;
-    cfg.pipeline.dedupe_horizon_ms = CYCLE_MS;
+    let mut cfg = super::series_config(base, CYCLE_MS);
     cfg.maintenance.predict_every_windows = 1;
     cfg.models.loaded_rul = Some(Arc::new(model));
     cfg

@@ -20,7 +20,7 @@ use serde::Serialize;
 use vigil_events::{EventTime, SensorType};
 use vigil_operators::scoring::{self, ScoredSeries, NAB_PROFILES};
 
-use super::{run_series, scratch_dir, BacktestError, Point, Series};
+use super::{median_step_ms, run_series, scratch_dir, series_config, BacktestError, Point, Series};
 use crate::config::VigilConfig;
 use crate::run::AnomalyBrief;
 
@@ -157,7 +157,7 @@ pub fn backtest(cfg: &VigilConfig, opts: &LabelledOptions) -> Result<LabelledRep
             eprint!("\r  {}/{} files  {:<60}", i + 1, paths.len(), path.display());
         }
         let file = read_file(path, opts)?;
-        let file_cfg = file_config(cfg, &file.ts);
+        let file_cfg = series_config(cfg, median_step_ms(&file.ts));
         let series: Vec<Series> = file
             .sensors
             .iter()
@@ -255,25 +255,7 @@ pub fn flagged_rows(ts: &[EventTime], anomalies: &[AnomalyBrief]) -> Vec<bool> {
     flagged
 }
 
-/// Windows of the file's step (the median gap between rows).
-fn file_config(base: &VigilConfig, ts: &[EventTime]) -> VigilConfig {
-    let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 0).collect();
-    let step = if gaps.is_empty() {
-        1000
-    } else {
-        let mid = gaps.len() / 2;
-        *gaps.select_nth_unstable(mid).1
-    }
-    .max(1);
-    let mut cfg = base.clone();
-    cfg.windows.tumbling_ms = step;
-    cfg.windows.hopping_step_ms = step;
-    cfg.windows.hopping_size_ms = step * 6;
-    cfg.pipeline.lateness_ms = 0;
-    cfg.pipeline.dedupe_horizon_ms = step;
-    cfg
-}
-
+/// The CSV files of `data`: the file itself, or every `.csv` below the directory, sorted.
 fn input_files(data: &Path) -> Result<Vec<PathBuf>, BacktestError> {
     if data.is_file() {
         return Ok(vec![data.to_path_buf()]);

@@ -145,6 +145,29 @@ pub fn run_series(series: &[Series], cfg: &VigilConfig, workers: usize, scratch:
     Ok(stats)
 }
 
+/// The median gap between successive times (1 s when there is none): one step of a series.
+pub fn median_step_ms(ts: &[EventTime]) -> i64 {
+    let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 0).collect();
+    if gaps.is_empty() {
+        return 1000;
+    }
+    let mid = gaps.len() / 2;
+    (*gaps.select_nth_unstable(mid).1).max(1)
+}
+
+/// The dataflow settings for a bounded series of one row per `step_ms`: tumbling windows of one
+/// step (a window holds a row), hopping windows of six steps, no lateness (the rows are replayed
+/// in order), duplicates within a step.
+pub fn series_config(base: &VigilConfig, step_ms: i64) -> VigilConfig {
+    let mut cfg = base.clone();
+    cfg.windows.tumbling_ms = step_ms;
+    cfg.windows.hopping_step_ms = step_ms;
+    cfg.windows.hopping_size_ms = step_ms * 6;
+    cfg.pipeline.lateness_ms = 0;
+    cfg.pipeline.dedupe_horizon_ms = step_ms;
+    cfg
+}
+
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use vigil_events::{EventTime, SensorType};
 use vigil_operators::scoring::{self, CostProfile, ScoredSeries, NAB_PROFILES};
 
-use super::{run_series, scratch_dir, BacktestError, Point, Series};
+use super::{median_step_ms, run_series, scratch_dir, series_config, BacktestError, Point, Series};
 use crate::config::VigilConfig;
 use crate::run::AnomalyBrief;
 
@@ -44,17 +44,6 @@ impl NabFile {
     /// The key NAB's labels use: `<category>/<file>.csv`.
     pub fn key(&self) -> String {
         format!("{}/{}.csv", self.category, self.name)
-    }
-
-    /// The median gap between rows (at least a second): the size of the windows.
-    pub fn step_ms(&self) -> i64 {
-        let mut gaps: Vec<i64> = self.ts.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 0).collect();
-        if gaps.is_empty() {
-            return 60_000;
-        }
-        let mid = gaps.len() / 2;
-        let median = *gaps.select_nth_unstable(mid).1;
-        median.max(1000)
     }
 }
 
@@ -135,22 +124,15 @@ pub const NOVELTY_FLOOR: f64 = 0.01;
 
 /// The dataflow settings a NAB file runs with: the configured detectors, windows of the file's step.
 pub fn file_config(base: &VigilConfig, file: &NabFile) -> VigilConfig {
-    let mut cfg = base.clone();
-    let step = file.step_ms();
-    cfg.windows.tumbling_ms = step;
-    cfg.windows.hopping_step_ms = step;
-    cfg.windows.hopping_size_ms = step * 6;
+    let mut cfg = series_config(base, median_step_ms(&file.ts));
     // Every novelty score above noise reaches the scorer, which picks the corpus threshold itself.
     cfg.detectors.novelty_threshold = cfg.detectors.novelty_threshold.min(NOVELTY_FLOOR);
-    // Rows arrive in order; a late row can only be a duplicate timestamp.
-    cfg.pipeline.lateness_ms = 0;
-    cfg.pipeline.dedupe_horizon_ms = step;
     cfg
 }
 
 /// The anomaly score in [0, 1] of each row from the anomalies the graph emitted. Rows are in
 /// file order (a file may repeat an hour); the dataflow saw them in event-time order.
-pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief], cfg: &VigilConfig) -> Vec<f64> {
+pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief]) -> Vec<f64> {
     let mut by_time: Vec<(EventTime, usize)> = file.ts.iter().enumerate().map(|(i, t)| (*t, i)).collect();
     by_time.sort_unstable();
     let mut scores = vec![0.0; file.ts.len()];
@@ -159,7 +141,7 @@ pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief], cfg: &VigilConfig)
         let at = if a.window_start.is_some() { a.ts - 1 } else { a.ts };
         let idx = by_time.partition_point(|(t, _)| *t <= at);
         let Some(&(row_ts, _)) = by_time.get(idx.wrapping_sub(1)) else { continue };
-        let Some(s) = detector_score(&a.detector, a.score, cfg) else { continue };
+        let Some(s) = detector_score(&a.detector, a.score) else { continue };
         for &(t, row) in by_time[..idx].iter().rev() {
             if t != row_ts {
                 break;
@@ -174,7 +156,7 @@ pub fn row_scores(file: &NabFile, anomalies: &[AnomalyBrief], cfg: &VigilConfig)
 /// novelty score as it is, a hard-limit breach 0.5 at the limit. The robust z-score is left out:
 /// with one row a window its median/MAD baseline collapses on smooth series (1,110 alerts on
 /// `art_daily_no_noise`), and the multivariate detector needs two sensors.
-fn detector_score(detector: &str, score: f64, _cfg: &VigilConfig) -> Option<f64> {
+fn detector_score(detector: &str, score: f64) -> Option<f64> {
     match detector {
         "novelty" => Some(score.clamp(0.0, 1.0)),
         "hard_limit" => Some((score.max(0.0) / (score.max(0.0) + 1.0)).clamp(0.0, 1.0)),
@@ -381,7 +363,7 @@ fn score_file(base: &VigilConfig, file: &NabFile) -> Result<Scored, BacktestErro
     for a in &stats.anomalies {
         *by_detector.entry(a.detector.clone()).or_default() += 1;
     }
-    Ok(Scored { scores: row_scores(file, &stats.anomalies, &cfg), anomalies: by_detector })
+    Ok(Scored { scores: row_scores(file, &stats.anomalies), anomalies: by_detector })
 }
 
 fn write_results(out: &Path, files: &[NabFile], scored: &[Scored]) -> Result<(), BacktestError> {
