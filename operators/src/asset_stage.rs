@@ -259,7 +259,14 @@ impl AssetStage {
                     }
                 }
             }
-            state.rul.get_or_insert_with(|| m.model.new_state()).observe(&values);
+            // A checkpoint made with another model (other inputs or features) starts afresh.
+            let fits = state.rul.as_ref().is_some_and(|f| f.config() == &m.model.features && f.inputs() == m.model.inputs.len());
+            if !fits {
+                state.rul = Some(m.model.new_state());
+            }
+            if let Some(f) = state.rul.as_mut() {
+                f.observe(&values);
+            }
         }
         if let Some(mut p) = state.predictor.end_window(&cfg.predictor) {
             let (mut model, mut model_version) = (cfg.predictor.model.clone(), cfg.predictor.model_version.clone());

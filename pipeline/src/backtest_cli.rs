@@ -183,7 +183,7 @@ pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Resu
         }
         BacktestCommand::Cmapss { model, registry, test, rul, out, json } => {
             let loaded = cmapss::load_model(&registry, &model)?;
-            let opts = cmapss::BacktestOptions { test, rul, out, workers: cfg.pipeline.workers.max(1) };
+            let opts = cmapss::BacktestOptions { test, rul, out, workers: cfg.pipeline.workers.max(1), progress: !json };
             let report = cmapss::backtest(cfg, loaded, &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -388,6 +388,12 @@ impl VigilConfig {
         if self.pipeline.lateness_ms < 0 {
             return Err(ConfigError::Parse("pipeline.lateness_ms must not be negative".into()));
         }
+        let t = self.detectors.novelty_threshold;
+        if !(t.is_finite() && t > 0.0) {
+            return Err(ConfigError::Parse(format!(
+                "detectors.novelty_threshold must be a positive number (scores are in [0, 1]; above 1 turns alerts off), not {t}"
+            )));
+        }
         Ok(())
     }
 
@@ -491,5 +497,8 @@ mod tests {
         assert!(VigilConfig::load(Some(&p)).is_err());
         std::fs::write(&p, "[detectors.limits]\nplasma = [0, 1]\n").unwrap();
         assert!(VigilConfig::load(Some(&p)).is_err());
+        std::fs::write(&p, "[detectors]\nnovelty_threshold = 0.0\n").unwrap();
+        let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("novelty_threshold"), "{err}");
     }
 }

@@ -77,7 +77,9 @@ pub fn read_units(path: &Path) -> Result<Vec<Unit>, BacktestError> {
         let num = |k: usize| {
             fields[k]
                 .parse::<f64>()
-                .map_err(|_| BacktestError::data(path, format!("line {line_no}: column {} is not a number", k + 1)))
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| BacktestError::data(path, format!("line {line_no}: column {} is not a number", k + 1)))
         };
         let id = num(0)? as u32;
         let cycle = num(1)? as usize;
@@ -95,6 +97,9 @@ pub fn read_units(path: &Path) -> Result<Vec<Unit>, BacktestError> {
             _ => {
                 if cycle != 1 {
                     return Err(BacktestError::data(path, format!("line {line_no}: unit {id} starts at cycle {cycle}")));
+                }
+                if units.iter().any(|u| u.id == id) {
+                    return Err(BacktestError::data(path, format!("line {line_no}: unit {id} appears twice")));
                 }
                 units.push(Unit { id, rows: vec![row] });
             }
@@ -266,6 +271,12 @@ pub fn train(opts: &TrainOptions, now_ms: i64) -> Result<TrainReport, BacktestEr
     for r in 0..opts.repeats.max(1) {
         let seed = opts.seed.wrapping_add(r as u64);
         let (train_units, cuts) = validation_split(&units, opts.validation_fraction, seed);
+        if cuts.is_empty() {
+            return Err(BacktestError::data(
+                &opts.data,
+                format!("{} units and --validation-fraction {}: no unit is held out", units.len(), opts.validation_fraction),
+            ));
+        }
         if opts.progress {
             eprintln!(
                 "  split {}/{} (seed {seed}): fitting {} trees on {} units",
@@ -368,6 +379,8 @@ pub struct BacktestOptions {
     pub out: Option<PathBuf>,
     /// Timely workers.
     pub workers: usize,
+    /// Show progress on stderr.
+    pub progress: bool,
 }
 
 /// One unit's result.
@@ -436,6 +449,14 @@ pub fn backtest(base: &VigilConfig, model: LoadedRul, opts: &BacktestOptions) ->
     }
     let name = format!("{}@{}", model.name, model.version);
     let cfg = replay_config(base, model);
+    if opts.progress {
+        let cycles: usize = units.iter().map(|u| u.rows.len()).sum();
+        eprintln!(
+            "  replaying {} units ({cycles} cycles, {} readings) through the dataflow with {name}",
+            units.len(),
+            cycles * COLUMNS.len()
+        );
+    }
     let stats = run_series(&unit_series(&units), &cfg, opts.workers, &scratch_dir("cmapss"))?;
     let mut results = Vec::with_capacity(units.len());
     for (u, t) in units.iter().zip(&truth) {
@@ -445,7 +466,7 @@ pub fn backtest(base: &VigilConfig, model: LoadedRul, opts: &BacktestOptions) ->
             .get(u.asset().as_str())
             .ok_or_else(|| BacktestError::data(&opts.test, format!("the graph made no prediction for unit {}", u.id)))?;
         // The last window of a unit ends one cycle after its last reading.
-        if p.ts < last_ts {
+        if p.ts < last_ts + CYCLE_MS {
             return Err(BacktestError::data(&opts.test, format!("unit {}: the last prediction is before the last cycle", u.id)));
         }
         let predicted = p.rul_hours.map_or(RUL_CLIP, |h| h * 3_600_000.0 / CYCLE_MS as f64);

@@ -97,6 +97,9 @@ pub fn run_series(series: &[Series], cfg: &VigilConfig, workers: usize, scratch:
         for (_, s, i) in all {
             let ser = &series[s];
             let p = ser.points[i];
+            if !p.value.is_finite() {
+                return Err(BacktestError::data(&input, format!("{}: a value is not a finite number", ser.sensor_id)));
+            }
             writeln!(
                 out,
                 "{{\"sensor_id\":{},\"asset_id\":{},\"sensor_type\":\"{}\",\"value\":{},\"ts\":\"{}\"}}",
@@ -135,6 +138,16 @@ pub fn run_series(series: &[Series], cfg: &VigilConfig, workers: usize, scratch:
         run::run(Source::Files { plan: Arc::new(the_plan), order: ReplayOrder::EventTime, sorted: None }, &opts, registry);
     let _ = std::fs::remove_dir_all(scratch);
     let stats = result?;
+    // Every value sent is accepted, or a duplicate of the row before it (same sensor, time and
+    // value): anything else would drop data from the scores without a word.
+    let sent: usize = series.iter().map(|s| s.points.len()).sum();
+    let duplicates = stats.rejected.get("duplicate").copied().unwrap_or(0);
+    if stats.accepted + duplicates != sent as u64 {
+        return Err(BacktestError::data(
+            &input,
+            format!("{} of {sent} readings were accepted by the dataflow (rejected: {:?})", stats.accepted, stats.rejected),
+        ));
+    }
     if stats.needs_sort {
         // The input above is written in time order; this is an invariant of this function.
         return Err(BacktestError::data(&input, "backtest input out of event-time order"));
@@ -160,6 +173,8 @@ pub fn median_step_ms(ts: &[EventTime]) -> i64 {
 /// in order), duplicates within a step.
 pub fn series_config(base: &VigilConfig, step_ms: i64) -> VigilConfig {
     let mut cfg = base.clone();
+    // History is replayed whatever the wall clock says: no reading is "from the future".
+    cfg.validation.future_margin_ms = i64::MAX;
     cfg.windows.tumbling_ms = step_ms;
     cfg.windows.hopping_step_ms = step_ms;
     cfg.windows.hopping_size_ms = step_ms * 6;
