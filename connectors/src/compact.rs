@@ -613,13 +613,21 @@ pub fn read_compactions(data_dir: &Path) -> Result<Vec<Compaction>> {
 }
 
 /// The files of the history as the manifest says they are now: every commit's files, with each
-/// compaction's replaced files removed and its merged file added, by path. Files written outside
-/// the manifest (the ledger's) are not listed.
+/// compaction's replaced files removed and its merged file added, by path — for a compaction
+/// whose merged file is in place (one still staged, or whose merged file recovery found missing
+/// and so kept the old files, leaves the old files listed). Files written outside the manifest
+/// (the ledger's) are not listed.
 pub fn visible_files(data_dir: &Path) -> Result<Vec<FileEntry>> {
     let mut files: BTreeMap<String, FileEntry> = BTreeMap::new();
     for line in manifest_text(data_dir)?.lines() {
         if line.starts_with(COMPACTION_PREFIX) {
-            if let Ok(c) = serde_json::from_str::<CompactionLine>(line) {
+            if let Ok(c) = serde_json::from_str::<CompactionLine>(line).map_err(|_| ()).and_then(|c| {
+                if data_dir.join(&c.compaction.file.path).is_file() {
+                    Ok(c)
+                } else {
+                    Err(())
+                }
+            }) {
                 for r in &c.compaction.replaces {
                     files.remove(r);
                 }

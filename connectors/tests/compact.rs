@@ -311,6 +311,14 @@ fn crash_after_the_manifest_line_is_finished_by_recover() {
             CrashPoint::AfterRecord => {
                 assert_eq!(names(&part), old, "nothing visible changed yet");
                 assert!(dir.join(&recorded[0].file.staged).exists(), "the merged file is staged");
+                let prefix = format!("readings/date={}/", date(DAY0));
+                let mut listed: Vec<String> = compact::visible_files(dir)
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|f| f.path.strip_prefix(&prefix).map(str::to_string))
+                    .collect();
+                listed.sort();
+                assert_eq!(listed, old, "the manifest's view is the files on disk until the merged file is in place");
             }
             _ => assert_eq!(names(&part).len(), old.len() + 1, "merged file in place, old files not yet deleted"),
         }

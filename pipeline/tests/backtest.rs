@@ -110,14 +110,16 @@ fn nab_backtest_errors_are_clear() {
 /// relation breaks (labelled); changepoints at 1000 and 1100.
 fn write_labelled(path: &Path) {
     let mut rng = Lcg(11);
-    let mut csv = String::from("datetime;a;b;c;anomaly;changepoint\n");
+    // `a` has two unreadable cells (missing values); `note` is text, not a sensor.
+    let mut csv = String::from("datetime;a;note;b;c;anomaly;changepoint\n");
     for row in 0..1600 {
         let a = 5.0 + (row as f64 / 40.0).sin() + 0.05 * rng.next();
         let broken = (1000..1100).contains(&row);
         let b = if broken { 2.0 * a + 4.0 } else { 2.0 * a } + 0.05 * rng.next();
         let c = 1.0 + 0.05 * rng.next();
         let t = chrono::DateTime::from_timestamp(1_583_748_873 + row as i64, 0).unwrap().format("%Y-%m-%d %H:%M:%S");
-        writeln!(csv, "{t};{a};{b};{c};{};{}", broken as u8, (row == 1000 || row == 1100) as u8).unwrap();
+        let a = if row == 5 || row == 700 { "NA".to_string() } else { a.to_string() };
+        writeln!(csv, "{t};{a};fine;{b};{c};{};{}", broken as u8, (row == 1000 || row == 1100) as u8).unwrap();
     }
     std::fs::write(path, csv).unwrap();
 }

@@ -2,9 +2,9 @@
 //!
 //! Input: a CSV file, or a directory of them (each file one asset, named after the file), with a
 //! timestamp column, a 0/1 label column, optionally a 0/1 changepoint column, and every other
-//! numeric column a sensor of the asset — so the per-sensor detectors and the multivariate
-//! detector of the asset all take part. The first `train_rows` rows of each file only warm the
-//! detectors up and are not scored.
+//! numeric column (most of its cells numbers; the others count as missing) a sensor of the
+//! asset — so the per-sensor detectors and the multivariate detector of the asset all take part.
+//! The first `train_rows` rows of each file only warm the detectors up and are not scored.
 //!
 //! Output: point-wise precision, recall, F1, false-alarm rate (normal rows flagged / normal rows)
 //! and missed-alarm rate (anomalous rows not flagged / anomalous rows), per file and over all
@@ -317,7 +317,8 @@ pub fn read_file(path: &Path, opts: &LabelledOptions) -> Result<LabelledFile, Ba
     let cp_col = opts.changepoint.as_deref().map(col).transpose()?;
     let sensor_cols: Vec<usize> = (0..headers.len()).filter(|c| *c != ts_col && *c != label_col && Some(*c) != cp_col).collect();
     let mut rows: Vec<(EventTime, Vec<f64>, bool, bool)> = Vec::new();
-    let mut numeric = vec![true; headers.len()];
+    // Per column: cells that parse as numbers, and cells that do not.
+    let mut parsed = vec![(0usize, 0usize); headers.len()];
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
         let rec = rec.map_err(|e| BacktestError::data(path, format!("line {line}: {e}")))?;
@@ -338,10 +339,16 @@ pub fn read_file(path: &Path, opts: &LabelledOptions) -> Result<LabelledFile, Ba
                 if cell.is_empty() {
                     f64::NAN
                 } else {
-                    cell.parse::<f64>().unwrap_or_else(|_| {
-                        numeric[c] = false;
-                        f64::NAN
-                    })
+                    match cell.parse::<f64>() {
+                        Ok(v) => {
+                            parsed[c].0 += 1;
+                            v
+                        }
+                        Err(_) => {
+                            parsed[c].1 += 1;
+                            f64::NAN
+                        }
+                    }
                 }
             })
             .collect();
@@ -352,7 +359,8 @@ pub fn read_file(path: &Path, opts: &LabelledOptions) -> Result<LabelledFile, Ba
     let sensors: Vec<(String, Vec<f64>)> = sensor_cols
         .iter()
         .enumerate()
-        .filter(|(_, c)| numeric[**c])
+        // A column is a sensor when most of its cells are numbers; other cells count as missing.
+        .filter(|(_, c)| parsed[**c].0 > parsed[**c].1)
         .map(|(k, &c)| (headers[c].clone(), rows.iter().map(|r| r.1[k]).collect()))
         .collect();
     if sensors.is_empty() {
