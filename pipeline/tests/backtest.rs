@@ -237,21 +237,13 @@ fn cmapss_model_is_trained_registered_and_backtested_through_the_graph() {
     std::fs::write(&test_path, test).unwrap();
     std::fs::write(&rul_path, rul).unwrap();
     let out = tmp.path().join("predictions.csv");
-    let (ok, json, err) = run(&[
-        "backtest",
-        "cmapss",
-        "--model",
-        "cmapss-fd001@1",
-        "--registry",
-        reg,
-        "--test",
-        test_path.to_str().unwrap(),
-        "--rul",
-        rul_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let (test_s, rul_s) = (test_path.to_str().unwrap(), rul_path.to_str().unwrap());
+    let backtest = |model: &str, extra: &[&str]| {
+        let mut args = vec!["backtest", "cmapss", "--model", model, "--registry", reg, "--test", test_s, "--rul", rul_s];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (ok, json, err) = backtest("cmapss-fd001@1", &["--out", out.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["model"], "cmapss-fd001@1");
@@ -313,18 +305,7 @@ fn cmapss_model_is_trained_registered_and_backtested_through_the_graph() {
     }
 
     // A model that is not there is named in the error.
-    let (ok, _, err) = run(&[
-        "backtest",
-        "cmapss",
-        "--model",
-        "cmapss-fd001@9",
-        "--registry",
-        reg,
-        "--test",
-        test_path.to_str().unwrap(),
-        "--rul",
-        rul_path.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = backtest("cmapss-fd001@9", &[]);
     assert!(!ok);
     assert!(err.contains("cmapss-fd001@9"), "{err}");
 }

@@ -55,8 +55,7 @@ pub fn load(dir: &Path) -> Result<Vec<NabFile>, BacktestError> {
     let labels: BTreeMap<String, Vec<[String; 2]>> =
         serde_json::from_str(&labels_text).map_err(|e| BacktestError::data(&labels_path, e.to_string()))?;
     let mut files = Vec::new();
-    let mut categories: Vec<PathBuf> = read_dir_sorted(&data)?.into_iter().filter(|p| p.is_dir()).collect();
-    categories.sort();
+    let categories: Vec<PathBuf> = read_dir_sorted(&data)?.into_iter().filter(|p| p.is_dir()).collect();
     for cat in categories {
         let category = file_name(&cat);
         for path in read_dir_sorted(&cat)? {
