@@ -110,6 +110,11 @@ impl GoldenRuns {
     fn get(&self, id: &str) -> Option<GoldenRun> {
         self.runs.lock().ok()?.0.get(id).cloned()
     }
+
+    /// Ids of the kept runs, newest first.
+    pub fn recent(&self) -> Vec<String> {
+        self.runs.lock().map(|g| g.1.iter().rev().cloned().collect()).unwrap_or_default()
+    }
 }
 
 const STEPS: [&str; 6] = ["simulate", "ingest", "detect", "predict", "propose", "request_decision"];
@@ -138,6 +143,13 @@ fn finish(run: &mut GoldenRun, name: &str, ok: bool, at_ms: f64, detail: String)
     security(("bearer" = []), ("api_key" = []))
 )]
 pub(crate) async fn start(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let run = start_run(&state)?;
+    let location = format!("/api/v1/demo/golden-path/{}", run.correlation_id);
+    Ok((StatusCode::ACCEPTED, [("location", location)], Json(run)).into_response())
+}
+
+/// Starts a golden-path run in the background (the REST handler's and the console's).
+pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
     let Some(pipeline) = state.pipeline.clone() else {
         return Err(ApiError::unavailable(
             "no_pipeline",
@@ -259,8 +271,7 @@ pub(crate) async fn start(State(state): State<AppState>) -> Result<Response, Api
         });
         tracing::info!(correlation_id = %id, ms = read_ms, "golden path ran");
     });
-    let location = format!("/api/v1/demo/golden-path/{correlation_id}");
-    Ok((StatusCode::ACCEPTED, [("location", location)], Json(run)).into_response())
+    Ok(run)
 }
 
 /// `GET /api/v1/demo/golden-path/{correlation_id}`.
@@ -280,14 +291,19 @@ pub(crate) async fn start(State(state): State<AppState>) -> Result<Response, Api
     security(("bearer" = []), ("api_key" = []))
 )]
 pub(crate) async fn status(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<GoldenRun>, ApiError> {
-    let mut run = state.golden.get(&id).ok_or_else(|| ApiError::not_found(format!("no golden-path run {id:?}")))?;
+    run_status(&state, &id).map(Json)
+}
+
+/// A run as it stands (the REST handler's and the console's).
+pub(crate) fn run_status(state: &AppState, id: &str) -> Result<GoldenRun, ApiError> {
+    let mut run = state.golden.get(id).ok_or_else(|| ApiError::not_found(format!("no golden-path run {id:?}")))?;
     // Once the request is answered the run is done.
     if let Some(req) = &run.request_id {
         if state.ledger.read(|b| b.last_decision(req).is_some_and(|d| d.decision.is_final())) {
             run.status = "done".into();
         }
     }
-    Ok(Json(run))
+    Ok(run)
 }
 
 /// Shared, for [`crate::AppState`].

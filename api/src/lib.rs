@@ -14,6 +14,8 @@
 //!   `POST /demo/golden-path` (its status is `read`).
 //! - Every response carries `X-Request-Id`; every error, from a handler, an extractor, the
 //!   router (404, 405) or a limit (413, 429), has one shape ([`error`]).
+//! - The web console ([`console`]) at `/`: sign-in with a key, then HTML pages over the same
+//!   code as the routes here.
 //! - Documentation, open: `GET /api/v1/openapi.json` is the OpenAPI 3.1 document of every route
 //!   here, generated from the handlers' `#[utoipa::path]` attributes (parameters, bodies,
 //!   responses with their error statuses, security, and each keyed operation's scope as
@@ -39,6 +41,7 @@ use vigil_queries::History;
 use crate::error::ErrorBody;
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod golden;
 pub mod ingest;
@@ -128,6 +131,88 @@ pub trait Pipeline: Send + Sync {
     /// Runs the golden path: a small simulated fleet whose one asset (`<asset_prefix>-0001`)
     /// fails, through the whole dataflow into the history. Blocking.
     fn golden_path(&self, asset_prefix: &str) -> Result<golden::GoldenOutcome, String>;
+    /// Commits made so far: the history changed when this did (the console's live pages wait on
+    /// it).
+    fn commits(&self) -> u64;
+    /// The pipeline's counters now.
+    fn status(&self) -> PipelineStatus;
+    /// The embedded simulator, when this pipeline has one.
+    fn simulator(&self) -> Option<SimulatorStatus> {
+        None
+    }
+    /// Starts, stops or injects into the embedded simulator.
+    fn control_simulator(&self, command: SimulatorCommand) -> Result<SimulatorStatus, String> {
+        let _ = command;
+        Err("this pipeline has no simulator (serve with --source simulator)".into())
+    }
+}
+
+/// The pipeline's counters, as of its last commit (records in: now).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    /// The source.
+    pub source: String,
+    /// When the pipeline started (ms).
+    pub started_ms: i64,
+    /// Records read from the source.
+    pub records_in: u64,
+    /// Readings accepted into the history.
+    pub accepted: u64,
+    /// Records dead-lettered, by reason.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Windows closed (tumbling and hopping).
+    pub windows: u64,
+    /// Anomalies by detector.
+    pub anomalies_by_detector: std::collections::BTreeMap<String, u64>,
+    /// Drift events by statistic.
+    pub drift_by_statistic: std::collections::BTreeMap<String, u64>,
+    /// Maintenance predictions.
+    pub predictions: u64,
+    /// Decisions asked of people.
+    pub decision_requests: u64,
+    /// Commits of the history.
+    pub commits: u64,
+    /// Records behind the end of the source, when known.
+    pub lag: Option<i64>,
+    /// The watermark (ms), once there is one.
+    pub watermark_ms: Option<i64>,
+    /// Whether it consumes and commits normally.
+    pub ready: bool,
+    /// Why not.
+    pub reason: Option<String>,
+}
+
+/// The embedded simulator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimulatorStatus {
+    /// Feeding readings (not paused, not finished).
+    pub running: bool,
+    /// The fleet's sensors, `(sensor, asset)`.
+    pub sensors: Vec<(String, String)>,
+    /// Readings a tick, and simulated seconds a second.
+    pub interval_ms: i64,
+    /// Simulated seconds a second.
+    pub speed: f64,
+    /// Records fed so far.
+    pub fed: u64,
+    /// Event time of the last tick fed (ms).
+    pub last_tick_ms: Option<i64>,
+    /// Injections not yet fed: `(sensor, readings left)`.
+    pub injections: Vec<(String, u32)>,
+}
+
+/// What a person asks of the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimulatorCommand {
+    /// Resume feeding.
+    Start,
+    /// Pause feeding.
+    Stop,
+    /// A spike on the sensor's next readings.
+    Inject {
+        /// The sensor.
+        sensor_id: String,
+    },
 }
 
 /// Shared state of the handlers.
@@ -157,6 +242,8 @@ pub struct AppState {
     pub notifier: Option<Arc<vigil_connectors::webhook::Notifier>>,
     /// The model registry (default: `DATA/_models`).
     pub models: vigil_connectors::models::ModelRegistry,
+    /// The web console's sessions.
+    pub sessions: Arc<console::Sessions>,
 }
 
 impl AppState {
@@ -175,6 +262,7 @@ impl AppState {
             golden: Arc::new(golden::GoldenRuns::default()),
             notifier: None,
             models: vigil_connectors::models::ModelRegistry::in_data_dir(history.data_dir()),
+            sessions: Arc::new(console::Sessions::default()),
             history,
         }
     }
@@ -330,7 +418,11 @@ async fn method_not_allowed() -> ApiError {
 async fn shape_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // JSON errors are the API's own; HTML ones are the console's error pages.
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
@@ -419,6 +511,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/api/v1/docs", get(openapi::docs));
     open.merge(keyed)
+        .merge(console::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(from_fn(shape_errors))

@@ -45,7 +45,7 @@ fn registry_error(e: ConnectorError) -> ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     registry: &ModelRegistry,
     f: impl FnOnce(&ModelRegistry) -> Result<T, ConnectorError> + Send + 'static,
 ) -> Result<T, ApiError> {

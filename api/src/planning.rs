@@ -80,6 +80,10 @@ impl PlanningBook {
     pub fn decisions(&self) -> &[HumanDecisionSubmitted] {
         &self.decisions
     }
+    /// Maintenance recorded, in order.
+    pub fn maintenance(&self) -> &[MaintenanceCompleted] {
+        &self.maintenance
+    }
     /// Per asset, the latest rejection or completion recorded: what the dataflow must have
     /// applied (handed to it again at start; it applies them idempotently).
     pub fn latest_closing_changes(&self) -> Vec<MaintenanceScheduled> {
@@ -191,6 +195,11 @@ pub(crate) async fn pending(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PendingQuery>,
 ) -> Result<Json<Vec<PendingRequest>>, ApiError> {
+    pending_requests(&state, &q).await.map(Json)
+}
+
+/// The pending list (the REST handler's and the console's).
+pub(crate) async fn pending_requests(state: &AppState, q: &PendingQuery) -> Result<Vec<PendingRequest>, ApiError> {
     let all = state.requests.all(&state.history).await?;
     let now = (state.now_ms)();
     let out = state.ledger.read(|book| {
@@ -216,7 +225,7 @@ pub(crate) async fn pending(
             })
             .collect()
     });
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// Body of `POST /api/v1/decisions/{request_id}`.
@@ -332,6 +341,18 @@ pub(crate) async fn decide(
     ApiPath(request_id): ApiPath<String>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
+    let (status, response) = record_decision(&state, &caller, request_id, body).await?;
+    Ok((status, Json(response)).into_response())
+}
+
+/// Records a decision: 201 and the decision when new, 200 when it repeats the recorded one (the
+/// REST handler's and the console's).
+pub(crate) async fn record_decision(
+    state: &AppState,
+    caller: &Caller,
+    request_id: String,
+    body: DecisionBody,
+) -> Result<(StatusCode, DecisionResponse), ApiError> {
     let operator = text_field("operator", body.operator.clone(), MAX_NAME)?.unwrap_or_else(|| caller.name.clone());
     let rationale = text_field("rationale", body.rationale.clone(), MAX_TEXT)?;
     let now = (state.now_ms)();
@@ -425,10 +446,10 @@ pub(crate) async fn decide(
             if let (Some(p), Some(s)) = (&state.pipeline, &schedule) {
                 p.schedule_changed(s);
             }
-            Ok((StatusCode::CREATED, Json(DecisionResponse { decision, schedule, replayed: false })).into_response())
+            Ok((StatusCode::CREATED, DecisionResponse { decision, schedule, replayed: false }))
         }
         Err(AppendError::Refused(Refusal::Replay(d))) => {
-            Ok((StatusCode::OK, Json(DecisionResponse { decision: *d, schedule: None, replayed: true })).into_response())
+            Ok((StatusCode::OK, DecisionResponse { decision: *d, schedule: None, replayed: true }))
         }
         Err(AppendError::Refused(Refusal::Conflict(m))) => Err(ApiError::conflict("already_decided", m)),
         Err(AppendError::Failed(m)) => {
@@ -489,6 +510,11 @@ pub struct AuditPage {
     security(("bearer" = []), ("api_key" = []))
 )]
 pub(crate) async fn audit(State(state): State<AppState>, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
+    audit_page(&state, &q).map(Json)
+}
+
+/// A page of the audit log (the REST handler's and the console's).
+pub(crate) fn audit_page(state: &AppState, q: &AuditQuery) -> Result<AuditPage, ApiError> {
     let from = q.from.as_deref().map(|s| parse_time("from", s)).transpose()?;
     let to = q.to.as_deref().map(|s| parse_time("to", s)).transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
@@ -511,7 +537,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ApiQuery(q): ApiQuery<A
             items: matching.into_iter().skip(offset).take(limit).cloned().collect(),
         }
     });
-    Ok(Json(page))
+    Ok(page)
 }
 
 /// Body of `POST /api/v1/maintenance/{proposal_id}/complete`.

@@ -109,16 +109,22 @@ pub struct EventsQuery {
     pub to: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<usize>,
+    /// Only this detector (anomalies) or drift statistic (drift).
+    pub detector: Option<String>,
+    /// Only this severity (anomalies: `low`, `medium`, `high`, `critical`).
+    pub severity: Option<String>,
 }
 
 impl EventsQuery {
-    fn filter(&self) -> Result<EventFilter, ApiError> {
+    pub(crate) fn filter(&self) -> Result<EventFilter, ApiError> {
         Ok(EventFilter {
             asset_id: self.asset_id.clone(),
             sensor_id: self.sensor_id.clone(),
             from: self.from.as_deref().map(|s| parse_time("from", s)).transpose()?,
             to: self.to.as_deref().map(|s| parse_time("to", s)).transpose()?,
             limit: self.limit.unwrap_or(100),
+            detector: self.detector.clone(),
+            severity: self.severity.clone(),
         })
     }
 }

@@ -7,7 +7,8 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -94,30 +95,105 @@ pub fn produce_fleet(
     Ok(truth)
 }
 
+/// Live control of a fleet feed ([`feed_fleet`]): stop, pause and resume, injected anomalies,
+/// and what has been fed.
+#[derive(Debug, Default)]
+pub struct FeedControl {
+    /// Set to end the feed.
+    pub stop: AtomicBool,
+    /// While set, no tick is fed; pacing resumes where it left off.
+    pub paused: AtomicBool,
+    /// Records fed so far.
+    pub fed: AtomicU64,
+    /// Event time of the last tick fed (ms; `i64::MIN` before the first).
+    pub last_tick_ts: AtomicI64,
+    injections: Mutex<Vec<Injection>>,
+}
+
+/// An anomaly injected into a live feed by a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    /// The sensor.
+    pub sensor_id: String,
+    /// The spike, in multiples of the sensor's noise.
+    pub sigmas: f64,
+    /// Readings still to change.
+    pub readings_left: u32,
+}
+
+impl FeedControl {
+    /// A control for a feed that starts running (or paused).
+    pub fn new(paused: bool) -> FeedControl {
+        FeedControl { paused: AtomicBool::new(paused), last_tick_ts: AtomicI64::new(i64::MIN), ..FeedControl::default() }
+    }
+
+    /// Adds a spike of `sigmas` times the sensor's noise to its next `readings` readings, and
+    /// at least 15% over the sensor type's operating limit when it has one.
+    pub fn inject(&self, sensor_id: &str, sigmas: f64, readings: u32) {
+        if let Ok(mut v) = self.injections.lock() {
+            v.push(Injection { sensor_id: sensor_id.to_string(), sigmas, readings_left: readings.max(1) });
+        }
+    }
+
+    /// Injections not yet fed completely.
+    pub fn injections(&self) -> Vec<Injection> {
+        self.injections.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Applies the injections to one sensor's record; `true` when one changed it.
+    fn apply(&self, sensor: &SimSensor, record: &mut SimRecord) -> bool {
+        let SimRecord::Reading { value, .. } = record else { return false };
+        let Ok(mut v) = self.injections.lock() else { return false };
+        let Some(i) = v.iter().position(|j| j.sensor_id == sensor.sensor_id) else { return false };
+        let (lo, hi) = sensor.sensor_type.physical_range();
+        // At least 15% over the type's operating limit, where it has one: a breach the hard-limit
+        // detector sees at once, before the statistical detectors have a baseline.
+        let over_limit = sensor.sensor_type.operating_limits().1.map_or(f64::MIN, |h| h * 1.15);
+        *value = (*value + sensor.spike(v[i].sigmas)).max(over_limit).clamp(lo, hi);
+        v[i].readings_left -= 1;
+        if v[i].readings_left == 0 {
+            v.remove(i);
+        }
+        true
+    }
+}
+
 /// Feeds the fleet's readings, one tick at a time, to `sink` as `(sensor id, JSON)` records, in
-/// time order (bad records included, oversized ones excepted), until the fleet's end or `stop`.
-/// With `speed`, ticks are paced to the wall clock: `speed` simulated seconds a second (1.0 is
-/// real time); without, as fast as the sink takes them. Returns the records fed.
+/// time order (bad records included, oversized ones excepted), until the fleet's end or
+/// `control.stop`. With `speed`, ticks are paced to the wall clock: `speed` simulated seconds a
+/// second (1.0 is real time); without, as fast as the sink takes them. While `control.paused`
+/// nothing is fed, and the pacing shifts by the pause. Returns the records fed.
 pub fn feed_fleet(
     fleet: &Fleet,
     speed: Option<f64>,
-    stop: &std::sync::atomic::AtomicBool,
+    control: &FeedControl,
     mut sink: impl FnMut(&[(&[u8], &[u8])]) -> Result<()>,
 ) -> Result<u64> {
     let mut sims: Vec<SensorSim> = fleet.sensors.iter().map(|s| SensorSim::new(fleet, s)).collect();
     let mut prev: Vec<Vec<u8>> = vec![Vec::new(); fleet.sensors.len()];
     let mut lines: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut recs = Vec::new();
-    let started = std::time::Instant::now();
+    let mut started = std::time::Instant::now();
     let mut fed = 0u64;
+    let stopped = || control.stop.load(Ordering::Relaxed);
     for t in 0..fleet.ticks() {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if stopped() {
             break;
+        }
+        if control.paused.load(Ordering::Relaxed) {
+            let paused_at = std::time::Instant::now();
+            while control.paused.load(Ordering::Relaxed) {
+                if stopped() {
+                    return Ok(fed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            started += paused_at.elapsed();
         }
         if let Some(speed) = speed.filter(|s| *s > 0.0) {
             let due = std::time::Duration::from_secs_f64(t as f64 * fleet.cfg.interval_ms as f64 / 1000.0 / speed);
             while started.elapsed() < due {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if stopped() {
                     return Ok(fed);
                 }
                 std::thread::sleep((due - started.elapsed()).min(std::time::Duration::from_millis(100)));
@@ -128,10 +204,11 @@ pub fn feed_fleet(
         for (index, sensor) in fleet.sensors.iter().enumerate() {
             recs.clear();
             sims[index].step(fleet, sensor, t, &mut recs);
-            for record in &recs {
+            for record in recs.iter_mut() {
                 if matches!(record, SimRecord::Bad(crate::simulator::BadKind::Oversized)) {
                     continue;
                 }
+                control.apply(sensor, record);
                 let mut line = Vec::with_capacity(200);
                 write_json(sensor, record, tick_ts, &mut prev[index], &mut line);
                 if line.last() == Some(&b'\n') {
@@ -144,6 +221,8 @@ pub fn feed_fleet(
             lines.iter().map(|(i, l)| (fleet.sensors[*i].sensor_id.as_bytes(), l.as_slice())).collect();
         sink(&batch)?;
         fed += batch.len() as u64;
+        control.fed.store(fed, Ordering::Relaxed);
+        control.last_tick_ts.store(tick_ts, Ordering::Relaxed);
     }
     Ok(fed)
 }

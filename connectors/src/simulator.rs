@@ -216,6 +216,14 @@ pub struct SimSensor {
     degradation: Option<(EventTime, EventTime, f64)>,
 }
 
+impl SimSensor {
+    /// A spike of `sigmas` times this sensor's noise (what [`crate::export::FeedControl::inject`]
+    /// adds to a reading).
+    pub fn spike(&self, sigmas: f64) -> f64 {
+        sigmas * self.sigma
+    }
+}
+
 /// The fleet.
 #[derive(Debug, Clone)]
 pub struct Fleet {

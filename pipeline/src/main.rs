@@ -142,6 +142,14 @@ enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Then keep serving: the API and the web console over the demo's history, with a live
+        /// simulated fleet of the same shape running through the streaming pipeline (as `vigil
+        /// serve`). Ctrl-C stops.
+        #[arg(long, conflicts_with = "brokers")]
+        serve: bool,
+        /// Address to serve on with `--serve` (default: `[api] listen`).
+        #[arg(long, requires = "serve")]
+        listen: Option<String>,
     },
     /// Write simulated readings to a file (.jsonl, .csv, .parquet) or a Kafka topic, and the ground truth.
     Simulate {
@@ -414,13 +422,22 @@ fn run() -> anyhow::Result<()> {
         vigil_pipeline::load_models(&mut cfg, dir).context("loading the configured model ([models] rul)")?;
     }
     match cli.command {
-        Command::Demo { data_dir, workers, fleet, bad_rate, brokers: Some(brokers), json } => {
+        Command::Demo { data_dir, workers, fleet, bad_rate, brokers: Some(brokers), json, .. } => {
             let fc = fleet_config(&fleet, bad_rate)?;
             kafka_demo(&cfg, fc, &brokers, data_dir, workers, json)?;
         }
-        Command::Demo { data_dir, workers, fleet, bad_rate, brokers: None, json } => {
+        Command::Demo { data_dir, workers, fleet, bad_rate, brokers: None, json, serve, listen } => {
             let fc = fleet_config(&fleet, bad_rate)?;
-            let opts = options(cfg, data_dir.clone(), workers, true);
+            let live = serve.then(|| {
+                // The live fleet has the demo's shape and runs in real time from when serving
+                // starts.
+                let mut live = fc.clone();
+                live.hours = 24.0 * 7.0;
+                live.seed = fc.seed.wrapping_add(1);
+                live.bad_record_rate = 0.0;
+                live
+            });
+            let opts = options(cfg.clone(), data_dir.clone(), workers, true);
             eprintln!(
                 "vigil demo: {} assets x {} sensors, {} h, a reading every {} ms ({} readings), {} workers",
                 fc.assets,
@@ -447,6 +464,21 @@ fn run() -> anyhow::Result<()> {
                 eprintln!("\nquery it:  vigil sql --data-dir {d} --tables\nreport:    vigil report --data-dir {d} --fleet --out fleet.html");
             }
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
+            if let Some(mut fleet) = live {
+                fleet.start_ms = system_now_ms();
+                let source = serve::ServeSource::Simulator;
+                let args = serve::ServeArgs {
+                    data_dir,
+                    listen,
+                    source,
+                    input: None,
+                    workers,
+                    fleet,
+                    speed: 1.0,
+                    simulator_paused: false,
+                };
+                serve::serve(&cfg, args)?;
+            }
         }
         Command::Simulate { out, brokers, topic, rate, labels, fleet, bad_rate } => {
             let fleet = Fleet::new(fleet_config(&fleet, bad_rate)?);
@@ -560,7 +592,8 @@ fn run() -> anyhow::Result<()> {
                 &FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: vigil_events::format_rfc3339_ms(start) },
                 0.0,
             )?;
-            serve::serve(&cfg, serve::ServeArgs { data_dir, listen, source, input, workers, fleet, speed })?;
+            let args = serve::ServeArgs { data_dir, listen, source, input, workers, fleet, speed, simulator_paused: false };
+            serve::serve(&cfg, args)?;
         }
         Command::Run { brokers, topic, group, instance, data_dir, workers, stop_at_end, no_publish, json } => {
             let base = StreamOptions::from_config(&cfg, data_dir.clone(), workers);

@@ -52,6 +52,8 @@ pub(crate) struct ServeArgs {
     pub(crate) fleet: vigil_connectors::simulator::FleetConfig,
     /// Simulated seconds a second.
     pub(crate) speed: f64,
+    /// The simulator starts paused (the console's Simulator page starts it).
+    pub(crate) simulator_paused: bool,
 }
 
 /// Where `POST /readings` goes.
@@ -67,7 +69,39 @@ struct StreamHandle {
     target: IngestTarget,
     cfg: VigilConfig,
     data_dir: PathBuf,
+    started_ms: i64,
+    simulator: Option<SimulatorHandle>,
 }
+
+/// The embedded simulator's feed, as the console controls it.
+struct SimulatorHandle {
+    control: Arc<vigil_connectors::export::FeedControl>,
+    sensors: Vec<(String, String)>,
+    interval_ms: i64,
+    speed: f64,
+    /// Whether the feed thread is still running (false once the fleet's hours are fed).
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SimulatorHandle {
+    fn status(&self) -> vigil_api::SimulatorStatus {
+        let c = &self.control;
+        let last = c.last_tick_ts.load(Ordering::Relaxed);
+        vigil_api::SimulatorStatus {
+            running: self.alive.load(Ordering::Relaxed) && !c.paused.load(Ordering::Relaxed),
+            sensors: self.sensors.clone(),
+            interval_ms: self.interval_ms,
+            speed: self.speed,
+            fed: c.fed.load(Ordering::Relaxed),
+            last_tick_ms: (last != i64::MIN).then_some(last),
+            injections: c.injections().into_iter().map(|i| (i.sensor_id, i.readings_left)).collect(),
+        }
+    }
+}
+
+/// Spike injected by the console: this many times the sensor's noise, on this many readings.
+const INJECTED_SIGMAS: f64 = 25.0;
+const INJECTED_READINGS: u32 = 12;
 
 impl vigil_api::Pipeline for StreamHandle {
     fn readiness(&self) -> Readiness {
@@ -165,6 +199,63 @@ impl vigil_api::Pipeline for StreamHandle {
 
     fn schedule_changed(&self, change: &MaintenanceScheduled) {
         self.control.schedule_changed(change.clone());
+    }
+
+    fn commits(&self) -> u64 {
+        self.control.cuts.load(Ordering::Relaxed)
+    }
+
+    fn status(&self) -> vigil_api::PipelineStatus {
+        let c = &self.control;
+        let t = c.live_totals();
+        let r = self.readiness();
+        let watermark = c.watermark.load(Ordering::Relaxed);
+        vigil_api::PipelineStatus {
+            source: self.source.clone(),
+            started_ms: self.started_ms,
+            records_in: c.records_in.load(Ordering::Relaxed),
+            accepted: t.accepted,
+            rejected: t.rejected.clone(),
+            windows: t.tumbling_windows + t.hopping_windows,
+            anomalies_by_detector: t.anomalies_by_detector(),
+            drift_by_statistic: t.folded.drift_by_statistic.clone(),
+            predictions: t.predictions,
+            decision_requests: t.decision_requests,
+            commits: c.cuts.load(Ordering::Relaxed),
+            lag: r.lag,
+            watermark_ms: (watermark != 0).then_some(watermark),
+            ready: r.ready,
+            reason: r.reason,
+        }
+    }
+
+    fn simulator(&self) -> Option<vigil_api::SimulatorStatus> {
+        self.simulator.as_ref().map(SimulatorHandle::status)
+    }
+
+    fn control_simulator(&self, command: vigil_api::SimulatorCommand) -> Result<vigil_api::SimulatorStatus, String> {
+        let Some(sim) = &self.simulator else {
+            return Err("this server runs no simulator (start it with `vigil serve --source simulator`)".into());
+        };
+        match command {
+            vigil_api::SimulatorCommand::Start => {
+                if !sim.alive.load(Ordering::Relaxed) {
+                    return Err("the simulated fleet has fed all its hours; restart the server for another".into());
+                }
+                sim.control.paused.store(false, Ordering::Relaxed);
+            }
+            vigil_api::SimulatorCommand::Stop => sim.control.paused.store(true, Ordering::Relaxed),
+            vigil_api::SimulatorCommand::Inject { sensor_id } => {
+                if !sim.sensors.iter().any(|(s, _)| *s == sensor_id) {
+                    return Err(format!("the simulated fleet has no sensor {sensor_id:?}"));
+                }
+                if !sim.alive.load(Ordering::Relaxed) || sim.control.paused.load(Ordering::Relaxed) {
+                    return Err("the simulator is stopped: start it, then inject".into());
+                }
+                sim.control.inject(&sensor_id, INJECTED_SIGMAS, INJECTED_READINGS);
+            }
+        }
+        Ok(sim.status())
     }
 
     fn running_model(&self) -> vigil_api::models::RunningModel {
@@ -318,6 +409,9 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
     let mut feeder = None;
     let mut control = None;
     let stop_feed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut feed_control: Option<Arc<vigil_connectors::export::FeedControl>> = None;
+    let mut simulator = None;
+    let started_ms = vigil_pipeline::run::system_now_ms();
     let pipeline: Option<Arc<dyn vigil_api::Pipeline>> = match args.source {
         ServeSource::None => None,
         source => {
@@ -338,14 +432,24 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
                     let fleet = vigil_connectors::simulator::Fleet::new(args.fleet.clone());
                     registry = vigil_pipeline::fleet_registry(cfg, &fleet);
                     let log = log.clone();
-                    let stop = stop_feed.clone();
+                    let feed = Arc::new(vigil_connectors::export::FeedControl::new(args.simulator_paused));
+                    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                    simulator = Some(SimulatorHandle {
+                        control: feed.clone(),
+                        sensors: fleet.sensors.iter().map(|s| (s.sensor_id.clone(), s.asset_id.clone())).collect(),
+                        interval_ms: fleet.cfg.interval_ms,
+                        speed: args.speed,
+                        alive: alive.clone(),
+                    });
+                    feed_control = Some(feed.clone());
                     let speed = args.speed;
                     feeder = Some(
                         std::thread::Builder::new()
                             .name("vigil-simulator".into())
                             .spawn(move || {
                                 let fed =
-                                    vigil_connectors::export::feed_fleet(&fleet, Some(speed), &stop, |batch| log.append(batch));
+                                    vigil_connectors::export::feed_fleet(&fleet, Some(speed), &feed, |batch| log.append(batch));
+                                alive.store(false, Ordering::Relaxed);
                                 match fed {
                                     Ok(n) => tracing::info!(records = n, "the simulated fleet is done"),
                                     Err(e) => tracing::error!(error = %e, "the simulator stopped"),
@@ -390,7 +494,15 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
                     .context("starting the pipeline")?,
             );
             control = Some(c.clone());
-            Some(Arc::new(StreamHandle { control: c, source: label, target, cfg: cfg.clone(), data_dir: args.data_dir.clone() }))
+            Some(Arc::new(StreamHandle {
+                control: c,
+                source: label,
+                target,
+                cfg: cfg.clone(),
+                data_dir: args.data_dir.clone(),
+                started_ms,
+                simulator: simulator.take(),
+            }))
         }
     };
 
@@ -417,6 +529,9 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
     })?;
     eprintln!("vigil serve: stopping (last commit, then exit)");
     stop_feed.store(true, Ordering::Relaxed);
+    if let Some(f) = &feed_control {
+        f.stop.store(true, Ordering::Relaxed);
+    }
     if let Some(f) = feeder {
         let _ = f.join();
     }

@@ -131,6 +131,8 @@ pub struct StreamControl {
     pub lag: AtomicI64,
     /// Cuts committed.
     pub cuts: AtomicU64,
+    /// The watermark of the last cut (ms; 0 before there is one).
+    pub watermark: AtomicI64,
     /// Records read.
     pub records_in: AtomicU64,
     /// Each worker's statistics as of its last cut (lists folded into counts).
@@ -538,6 +540,7 @@ impl Coordinator {
         self.control.cuts.fetch_add(1, Ordering::Relaxed);
         let watermark = watermark_of(self.shared.cut_time.load(Ordering::Acquire));
         if watermark > EventTime::MIN / 2 {
+            self.control.watermark.store(watermark, Ordering::Relaxed);
             let delay = ((self.opts.now_ms)() - watermark).max(0) as f64 / 1000.0;
             if let Ok(mut h) = self.control.commit_delay.lock() {
                 h.observe(delay);

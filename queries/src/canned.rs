@@ -105,6 +105,12 @@ pub struct EventFilter {
     pub to: Option<i64>,
     /// At most this many, newest first (0: the query row limit).
     pub limit: usize,
+    /// Only this detector (anomalies) or statistic (drift).
+    #[serde(default)]
+    pub detector: Option<String>,
+    /// Only this severity (anomalies).
+    #[serde(default)]
+    pub severity: Option<String>,
 }
 
 /// An anomaly.
@@ -339,8 +345,14 @@ pub(crate) fn text(s: &str) -> ScalarValue {
 }
 
 /// `WHERE` clauses and parameters of an [`EventFilter`]; `has_sensor` says whether the table
-/// has a `sensor_id` column.
-fn filter_sql(f: &EventFilter, has_sensor: bool) -> Result<(String, Vec<ScalarValue>), QueryError> {
+/// has a `sensor_id` column, `detector_col` which column the detector filter applies to, and
+/// `has_severity` whether it has a `severity` column.
+fn filter_sql(
+    f: &EventFilter,
+    has_sensor: bool,
+    detector_col: Option<&str>,
+    has_severity: bool,
+) -> Result<(String, Vec<ScalarValue>), QueryError> {
     let mut clauses = Vec::new();
     let mut params = Vec::new();
     let mut add = |clause: &str, v: ScalarValue| {
@@ -355,6 +367,18 @@ fn filter_sql(f: &EventFilter, has_sensor: bool) -> Result<(String, Vec<ScalarVa
             return Err(QueryError::Invalid("this table has no sensor_id; filter by asset".into()));
         }
         add("sensor_id = ?", text(s));
+    }
+    if let Some(d) = &f.detector {
+        let Some(col) = detector_col else {
+            return Err(QueryError::Invalid("this table has no detector to filter by".into()));
+        };
+        add(&format!("{col} = ?"), text(d));
+    }
+    if let Some(s) = &f.severity {
+        if !has_severity {
+            return Err(QueryError::Invalid("this table has no severity to filter by".into()));
+        }
+        add("severity = ?", text(s));
     }
     if let Some(t) = f.from {
         add("ts >= ?", ts(t));
@@ -456,6 +480,31 @@ impl History {
         Ok(series)
     }
 
+    /// The sensors of one asset with a reading in `[from, to)`: `(sensor, type, unit)`, by id.
+    /// Looks at the last hour of the period first (the sensors an asset has rarely change), and
+    /// at the whole period only when that hour has none.
+    pub async fn asset_sensors(&self, asset_id: &str, from: i64, to: i64) -> Result<Vec<(String, String, String)>, QueryError> {
+        let sql = "SELECT sensor_id, first_value(sensor_type) AS sensor_type, first_value(unit) AS unit FROM readings \
+                   WHERE asset_id = $1 AND ts >= $2 AND ts < $3 AND date >= $4 AND date <= $5 GROUP BY sensor_id ORDER BY sensor_id";
+        for start in [from.max(to - HOUR_MS), from] {
+            let params =
+                vec![text(asset_id), ts(start), ts(to), text(&crate::report::date_of(start)), text(&crate::report::date_of(to))];
+            let r = self.query(sql, params, usize::MAX).await?;
+            let c = Columns::new(&r)?;
+            let out: Vec<(String, String, String)> = c
+                .text("sensor_id")?
+                .into_iter()
+                .zip(c.text("sensor_type")?)
+                .zip(c.text("unit")?)
+                .filter_map(|((s, t), u)| Some((s?, t.unwrap_or_default(), u.unwrap_or_default())))
+                .collect();
+            if !out.is_empty() || start == from {
+                return Ok(out);
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// Every sensor with a reading in the day before `as_of`, its last value and its status.
     pub async fn sensors(&self) -> Result<SensorList, QueryError> {
         let Some(as_of) = self.newest("readings").await? else { return Ok(SensorList { as_of: None, sensors: vec![] }) };
@@ -515,7 +564,7 @@ impl History {
 
     /// Anomalies matching `f`, newest first.
     pub async fn anomalies(&self, f: &EventFilter) -> Result<Vec<AnomalyRow>, QueryError> {
-        let (wh, params) = filter_sql(f, true)?;
+        let (wh, params) = filter_sql(f, true, Some("detector"), true)?;
         let limit = self.limit_of(f);
         let r = self
             .query(
@@ -559,7 +608,7 @@ impl History {
 
     /// Drift events matching `f`, newest first.
     pub async fn drift(&self, f: &EventFilter) -> Result<Vec<DriftRow>, QueryError> {
-        let (wh, params) = filter_sql(f, true)?;
+        let (wh, params) = filter_sql(f, true, Some("statistic"), false)?;
         let limit = self.limit_of(f);
         let r = self
             .query(
@@ -601,7 +650,7 @@ impl History {
 
     /// Predictions matching `f`, newest first.
     pub async fn predictions(&self, f: &EventFilter) -> Result<Vec<PredictionRow>, QueryError> {
-        let (wh, params) = filter_sql(f, false)?;
+        let (wh, params) = filter_sql(f, false, None, false)?;
         let limit = self.limit_of(f);
         let r = self
             .query(
@@ -645,7 +694,7 @@ impl History {
 
     /// Changes of maintenance proposals matching `f`, newest first.
     pub async fn schedule(&self, f: &EventFilter) -> Result<Vec<ScheduleRow>, QueryError> {
-        let (wh, params) = filter_sql(f, false)?;
+        let (wh, params) = filter_sql(f, false, None, false)?;
         let limit = self.limit_of(f);
         let r = self
             .query(

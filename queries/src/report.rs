@@ -405,7 +405,7 @@ impl History {
             .await?;
         let top_ids: Vec<String> = Columns::new(&r)?.text("event_id")?.into_iter().flatten().collect();
         let filter =
-            EventFilter { asset_id: req.asset_id.clone(), sensor_id: None, from: Some(req.from), to: Some(req.to), limit: 0 };
+            EventFilter { asset_id: req.asset_id.clone(), from: Some(req.from), to: Some(req.to), ..EventFilter::default() };
         let mut top_anomalies = Vec::new();
         if !top_ids.is_empty() {
             // Same filter, newest first; keep the top ones in severity order.
@@ -736,11 +736,11 @@ impl History {
             let series = self.readings(&sensor, req.from, req.to, CHART_POINTS).await?;
             let marks = self
                 .anomalies(&EventFilter {
-                    asset_id: None,
                     sensor_id: Some(sensor.clone()),
                     from: Some(req.from),
                     to: Some(req.to),
                     limit: 1000,
+                    ..EventFilter::default()
                 })
                 .await?;
             let mut anomalies: Vec<(i64, String, String)> = marks.into_iter().map(|a| (a.ts, a.severity, a.detector)).collect();

@@ -1,0 +1,154 @@
+//! Console sessions: who signed in with which key, and the session's CSRF token.
+//!
+//! Input: a key accepted at sign-in. Output: a random session token (set as an HttpOnly,
+//! SameSite=Strict cookie) and a random CSRF token every form of the session carries. State:
+//! the open sessions in memory (a restart signs everyone out), each expiring after `ttl` without
+//! use; at most [`MAX_SESSIONS`] (the least recently used goes first).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+use crate::auth::Caller;
+
+/// Name of the session cookie.
+pub(crate) const COOKIE: &str = "vigil_session";
+/// Most sessions kept.
+const MAX_SESSIONS: usize = 10_000;
+
+/// One signed-in person.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// The key's name and scopes.
+    pub(crate) caller: Caller,
+    /// What every form of the session must carry.
+    pub(crate) csrf: String,
+    last_used: Instant,
+}
+
+impl Session {
+    /// Whether `presented` is this session's CSRF token (constant time).
+    pub(crate) fn csrf_ok(&self, presented: &str) -> bool {
+        bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+/// The open sessions.
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+    ttl: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(Duration::from_secs(12 * 3600))
+    }
+}
+
+/// 32 random bytes as hex.
+fn token() -> Option<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+impl Sessions {
+    /// Sessions that expire after `ttl` without use.
+    pub fn new(ttl: Duration) -> Sessions {
+        Sessions { map: Mutex::new(HashMap::new()), ttl }
+    }
+
+    /// Opens a session for `caller`; its token, or `None` when the system has no randomness.
+    pub(crate) fn open(&self, caller: Caller) -> Option<String> {
+        let (id, csrf) = (token()?, token()?);
+        let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        m.retain(|_, s| now.duration_since(s.last_used) < self.ttl);
+        if m.len() >= MAX_SESSIONS {
+            if let Some(oldest) = m.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| k.clone()) {
+                m.remove(&oldest);
+            }
+        }
+        m.insert(id.clone(), Session { caller, csrf, last_used: now });
+        Some(id)
+    }
+
+    /// The session of a token, if open and not expired (its use extends it).
+    pub(crate) fn get(&self, id: &str) -> Option<Session> {
+        let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let s = m.get_mut(id)?;
+        if now.duration_since(s.last_used) >= self.ttl {
+            m.remove(id);
+            return None;
+        }
+        s.last_used = now;
+        Some(s.clone())
+    }
+
+    /// Closes a session.
+    pub(crate) fn close(&self, id: &str) {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    /// The cookie that carries a session (`None`: the one that removes it).
+    pub(crate) fn cookie(&self, id: Option<&str>) -> String {
+        match id {
+            Some(id) => format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", self.ttl.as_secs()),
+            None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        }
+    }
+}
+
+/// The session token in a `Cookie` header.
+pub(crate) fn from_cookie_header(header: &str) -> Option<&str> {
+    header.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == COOKIE).map(|(_, v)| v.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Scope;
+
+    fn caller() -> Caller {
+        Caller { name: "ann".into(), scopes: vec![Scope::Read] }
+    }
+
+    #[test]
+    fn sessions_open_check_csrf_and_close() {
+        let s = Sessions::default();
+        let id = s.open(caller()).unwrap();
+        assert_eq!(id.len(), 64);
+        let got = s.get(&id).unwrap();
+        assert_eq!(got.caller.name, "ann");
+        assert!(got.csrf_ok(&got.csrf.clone()));
+        assert!(!got.csrf_ok(""));
+        assert!(!got.csrf_ok(&got.csrf[1..]));
+        assert!(s.get("nope").is_none());
+        let other = s.open(caller()).unwrap();
+        assert_ne!(id, other);
+        assert_ne!(s.get(&other).unwrap().csrf, got.csrf);
+        s.close(&id);
+        assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn sessions_expire() {
+        let s = Sessions::new(Duration::from_millis(20));
+        let id = s.open(caller()).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_and_strict() {
+        let s = Sessions::default();
+        let c = s.cookie(Some("abc"));
+        assert!(c.starts_with("vigil_session=abc;") && c.contains("HttpOnly") && c.contains("SameSite=Strict"));
+        assert!(s.cookie(None).contains("Max-Age=0"));
+        assert_eq!(from_cookie_header("a=1; vigil_session=xyz; b=2"), Some("xyz"));
+        assert_eq!(from_cookie_header("a=1"), None);
+    }
+}
