@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (a C toolchain for
-# librdkafka, the Kafka broker), starts the broker, runs the tests, stops the broker.
+# librdkafka, the Kafka broker, Chromium and chromedriver for the console), starts the broker,
+# runs the tests, stops the broker.
 #
 # The tests' broker is its own: Tansu on 127.0.0.1:19092 with data under
 # ~/.cache/vigil/kafka-test, reset at every run (a broker you run on 9092 is left alone).
@@ -13,6 +14,17 @@ fi
 if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential >/dev/null
+  fi
+fi
+
+# The web console's browser tests drive Debian's headless Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; }; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (the console's browser tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "chromium and chromedriver are needed by the console's browser tests; install them (or set VIGIL_SKIP_BROWSER_TESTS=1)" >&2
+    exit 1
   fi
 fi
 
