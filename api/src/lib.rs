@@ -242,8 +242,8 @@ pub struct AppState {
     pub notifier: Option<Arc<vigil_connectors::webhook::Notifier>>,
     /// The model registry (default: `DATA/_models`).
     pub models: vigil_connectors::models::ModelRegistry,
-    /// The web console's sessions.
-    pub sessions: Arc<console::Sessions>,
+    /// The web console's sessions and shared renders.
+    pub console: Arc<console::ConsoleState>,
 }
 
 impl AppState {
@@ -262,7 +262,7 @@ impl AppState {
             golden: Arc::new(golden::GoldenRuns::default()),
             notifier: None,
             models: vigil_connectors::models::ModelRegistry::in_data_dir(history.data_dir()),
-            sessions: Arc::new(console::Sessions::default()),
+            console: Arc::new(console::ConsoleState::default()),
             history,
         }
     }

@@ -95,7 +95,7 @@ pub(crate) async fn login(State(state): State<AppState>, f: Result<Form<LoginBod
         );
     }
     let name = caller.name.clone();
-    let Some(token) = state.sessions.open(caller) else {
+    let Some(token) = state.console.sessions.open(caller) else {
         return login_form(
             &next,
             Some("The server could not make a session (no randomness)."),
@@ -103,7 +103,7 @@ pub(crate) async fn login(State(state): State<AppState>, f: Result<Form<LoginBod
         );
     };
     tracing::info!(key = %name, "console sign-in");
-    ([(header::SET_COOKIE, state.sessions.cookie(Some(&token)))], Redirect::to(&next)).into_response()
+    ([(header::SET_COOKIE, state.console.sessions.cookie(Some(&token)))], Redirect::to(&next)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,8 +116,8 @@ pub(crate) struct CsrfBody {
 pub(crate) async fn logout(s: Signed, State(state): State<AppState>, f: Result<Form<CsrfBody>, FormRejection>) -> FormResult {
     let body = form(&s, f)?;
     s.check_csrf(&body.csrf)?;
-    state.sessions.close(&s.token);
-    Ok(([(header::SET_COOKIE, state.sessions.cookie(None))], Redirect::to("/login")).into_response())
+    state.console.sessions.close(&s.token);
+    Ok(([(header::SET_COOKIE, state.console.sessions.cookie(None))], Redirect::to("/login")).into_response())
 }
 
 #[derive(Debug, Deserialize)]

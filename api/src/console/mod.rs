@@ -15,7 +15,8 @@
 //!   Content-Security-Policy (no inline script or style).
 //!
 //! Input: HTTP requests from browsers. Output: HTML (and CSV/JSON downloads, an event stream).
-//! State: the sessions, in [`crate::AppState`].
+//! State: [`ConsoleState`] in [`crate::AppState`]: the sessions, and the fleet table as last
+//! rendered for the live stream (one render per change, however many browsers watch).
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -37,6 +38,15 @@ pub mod session;
 
 use session::Session;
 pub use session::Sessions;
+
+/// What the console keeps between requests.
+#[derive(Default)]
+pub struct ConsoleState {
+    /// Signed-in sessions.
+    pub sessions: Sessions,
+    /// The fleet table's HTML for the live stream, with the version it was rendered at.
+    fleet: tokio::sync::Mutex<Option<(String, std::sync::Arc<String>)>>,
+}
 
 /// The stylesheet.
 const CSS: &str = include_str!("assets/console.css");
@@ -164,7 +174,7 @@ impl FromRequestParts<AppState> for Signed {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token =
             parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session::from_cookie_header);
-        let found = token.and_then(|t| state.sessions.get(t).map(|s| (t.to_string(), s)));
+        let found = token.and_then(|t| state.console.sessions.get(t).map(|s| (t.to_string(), s)));
         let Some((token, session)) = found else {
             if parts.method == axum::http::Method::GET && !parts.uri.path().ends_with("/live") {
                 let next = parts.uri.path_and_query().map_or("/fleet", |p| p.as_str());

@@ -63,7 +63,7 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(super::session::from_cookie_header);
-        Ok(token.and_then(|t| state.sessions.get(t).map(|session| Signed { token: t.to_string(), session })))
+        Ok(token.and_then(|t| state.console.sessions.get(t).map(|session| Signed { token: t.to_string(), session })))
     }
 }
 
@@ -141,6 +141,19 @@ pub(crate) async fn fleet(s: Signed, State(state): State<AppState>) -> PageResul
     ))
 }
 
+/// The fleet table at version `v`, rendered once for every stream that wants it.
+async fn shared_fleet_section(state: &AppState, v: &str) -> Result<std::sync::Arc<String>, ApiError> {
+    let mut cache = state.console.fleet.lock().await;
+    if let Some((at, html)) = cache.as_ref() {
+        if at == v {
+            return Ok(html.clone());
+        }
+    }
+    let html = std::sync::Arc::new(fleet_section(state).await?.into_string());
+    *cache = Some((v.to_string(), html.clone()));
+    Ok(html)
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct LiveQuery {
     since: Option<String>,
@@ -159,8 +172,8 @@ pub(crate) async fn fleet_live(
             let v = live_version(&state);
             if v != last {
                 last = v.clone();
-                let event = match fleet_section(&state).await {
-                    Ok(m) => Event::default().event("update").id(v).data(m.into_string()),
+                let event = match shared_fleet_section(&state, &v).await {
+                    Ok(html) => Event::default().event("update").id(v).data(html.as_str()),
                     Err(e) => Event::default().event("problem").data(format!("live updates paused: {}", e.message)),
                 };
                 return Some((Ok(event), (state, last)));
@@ -331,6 +344,29 @@ fn prediction_table(rows: &[PredictionRow]) -> Markup {
     }
 }
 
+/// An anomaly's explanation (a JSON object of the values that triggered it) for people:
+/// `key value` pairs, numbers to 4 significant digits, nested objects flattened once.
+fn explain(text: &str) -> String {
+    fn value(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(x) if x.fract() != 0.0 => {
+                    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+                    format!("{x:.digits$}")
+                }
+                _ => n.to_string(),
+            },
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.iter().map(|(k, v)| format!("{k} {}", value(v))).collect::<Vec<_>>().join(", "),
+            other => other.to_string(),
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => value(&v),
+        _ => text.to_string(),
+    }
+}
+
 fn anomaly_table(rows: &[AnomalyRow]) -> Markup {
     html! {
         @if rows.is_empty() { p.empty { "No anomalies." } } @else {
@@ -338,7 +374,7 @@ fn anomaly_table(rows: &[AnomalyRow]) -> Markup {
                 thead { tr { th scope="col" { "Time" } th scope="col" { "Asset" } th scope="col" { "Sensor" } th scope="col" { "Detector" } th scope="col" { "Severity" } th scope="col" { "Score" } th scope="col" { "Explanation" } } }
                 tbody { @for a in rows { tr {
                     td { (fmt_time(a.ts)) } td { a href={ "/assets/" (url_encode(&a.asset_id)) } { (a.asset_id) } } td { (a.sensor_id) }
-                    td { (a.detector) " v" (a.detector_version) } td { (badge(&a.severity)) } td.num { (num(Some(a.score), 2)) } td { (a.explanation) }
+                    td { (a.detector) " v" (a.detector_version) } td { (badge(&a.severity)) } td.num { (num(Some(a.score), 2)) } td.explain { (explain(&a.explanation)) }
                 } } }
             } }
         }
@@ -988,4 +1024,26 @@ pub(crate) async fn simulator(
 /// A JSON cell of a query result as text (`None`: a missing column).
 pub(super) fn cell_text(v: Option<&serde_json::Value>) -> String {
     v.map(cell).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explanations_read_as_text() {
+        assert_eq!(
+            explain(r#"{"observed":4.8128,"expected":3.201895,"count":60,"c":{"a":-1.0549,"b":15.07}}"#),
+            "c a -1.055, b 15.07, count 60, expected 3.202, observed 4.813"
+        );
+        assert_eq!(explain("not json"), "not json");
+        assert_eq!(explain(r#"{"x":0.000012345}"#), "x 0.000012");
+    }
+
+    #[test]
+    fn raw_payloads_decode_hex_and_are_cut() {
+        assert_eq!(raw_payload(&serde_json::json!("7b7d")), "{}");
+        assert_eq!(raw_payload(&serde_json::json!("plain text")), "plain text");
+        assert!(raw_payload(&serde_json::json!("x".repeat(400))).ends_with("(400 bytes)"));
+    }
 }
