@@ -403,3 +403,77 @@ pub fn feed_lines(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::FleetConfig;
+
+    fn fleet() -> Fleet {
+        Fleet::new(FleetConfig {
+            assets: 1,
+            sensors_per_asset: 3,
+            hours: 0.05,
+            interval_ms: 10_000,
+            anomalies_per_sensor_hour: 0.0,
+            drift_fraction: 0.0,
+            degrading_fraction: 0.0,
+            bad_record_rate: 0.0,
+            ..FleetConfig::default()
+        })
+    }
+
+    fn values(lines: &[(String, Vec<u8>)], sensor: &str) -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|(k, _)| k == sensor)
+            .filter_map(|(_, l)| serde_json::from_slice::<serde_json::Value>(l).ok()?["value"].as_f64())
+            .collect()
+    }
+
+    #[test]
+    fn injected_spikes_break_the_limit_on_the_chosen_sensor_only() {
+        let fleet = fleet();
+        let target = fleet.sensors.iter().find(|s| s.sensor_type.operating_limits().1.is_some()).unwrap().clone();
+        let control = FeedControl::new(false);
+        control.inject(&target.sensor_id, 25.0, 4);
+        let mut lines = Vec::new();
+        let fed = feed_fleet(&fleet, None, &control, |batch| {
+            lines.extend(batch.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec())));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(fed, lines.len() as u64);
+        assert_eq!(control.fed.load(Ordering::Relaxed), fed);
+        assert_eq!(control.last_tick_ts.load(Ordering::Relaxed), fleet.cfg.start_ms + (fleet.ticks() as i64 - 1) * 10_000);
+        let high = target.sensor_type.operating_limits().1.unwrap();
+        let v = values(&lines, &target.sensor_id);
+        assert!(v[..4].iter().all(|x| *x > high), "the first four readings break the limit: {v:?}");
+        assert!(v[4..].iter().all(|x| *x < high), "then the sensor is normal again: {v:?}");
+        assert!(control.injections().is_empty(), "the injection is used up");
+        for other in fleet.sensors.iter().filter(|s| s.sensor_id != target.sensor_id) {
+            let lim = other.sensor_type.operating_limits().1.unwrap_or(f64::MAX);
+            assert!(values(&lines, &other.sensor_id).iter().all(|x| *x < lim), "{} untouched", other.sensor_id);
+        }
+    }
+
+    #[test]
+    fn a_paused_feed_feeds_nothing_until_resumed_and_stops_when_asked() {
+        let fleet = fleet();
+        let control = std::sync::Arc::new(FeedControl::new(true));
+        let c = control.clone();
+        let f = fleet.clone();
+        let feeder = std::thread::spawn(move || feed_fleet(&f, None, &c, |_| Ok(())).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(control.fed.load(Ordering::Relaxed), 0, "paused");
+        control.paused.store(false, Ordering::Relaxed);
+        let fed = feeder.join().unwrap();
+        assert_eq!(fed, fleet.readings());
+        // Stopping a paused feed ends it.
+        let control = std::sync::Arc::new(FeedControl::new(true));
+        let c = control.clone();
+        let feeder = std::thread::spawn(move || feed_fleet(&fleet, None, &c, |_| Ok(())).unwrap());
+        control.stop.store(true, Ordering::Relaxed);
+        assert_eq!(feeder.join().unwrap(), 0);
+    }
+}
