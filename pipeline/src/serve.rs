@@ -514,7 +514,7 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(&api.listen).await.with_context(|| format!("listening on {}", api.listen))?;
         let addr = listener.local_addr()?;
         eprintln!(
-            "vigil serve: http://{addr}/ (API under /api/v1), history in {}, pipeline: {}",
+            "vigil serve: http://{addr}/ (the web console; the API under /api/v1), history in {}, pipeline: {}",
             args.data_dir.display(),
             match args.source {
                 ServeSource::Simulator => "live simulator through the embedded log",

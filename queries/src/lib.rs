@@ -15,6 +15,7 @@
 
 pub mod canned;
 mod catalog;
+pub mod count_by;
 pub mod format;
 pub mod guard;
 mod ledger_tail;

@@ -22,6 +22,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{col, DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
@@ -125,7 +126,13 @@ impl History {
         // it keeps; with the files sorted by sensor, the page index skips the rest.
         config.options_mut().execution.parquet.pushdown_filters = cfg.pushdown_filters;
         config.options_mut().execution.parquet.reorder_filters = cfg.pushdown_filters;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::count_by::CountByRule))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         // Every time column is UTC: truncation by arithmetic (see `utc_trunc`).
         ctx.register_udf(crate::utc_trunc::UtcDateTrunc::udf());
         let abs = std::path::absolute(data_dir)

@@ -733,7 +733,7 @@ pub(crate) async fn pipeline(s: Signed, State(state): State<AppState>) -> PageRe
             div.table-wrap { table #dead-letters {
                 thead { tr { th scope="col" { "Rejected at" } th scope="col" { "Reason" } th scope="col" { "Detail" } th scope="col" { "Source" } th scope="col" { "Raw payload" } } }
                 tbody { @for r in &dead_rows { tr {
-                    td { (cell(&r["rejected_at"])) } td { (badge("warning")) " " (cell(&r["reason"])) } td { (cell(&r["detail"])) }
+                    td { (cell(&r["rejected_at"]).replace('T', " ").trim_end_matches('Z')) } td { (badge("warning")) " " (cell(&r["reason"])) } td { (cell(&r["detail"])) }
                     td { (cell(&r["source"])) " @ " (cell(&r["source_offset"])) }
                     td { code.raw { (raw_payload(&r["raw"])) } }
                 } } }
