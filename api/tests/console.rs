@@ -188,7 +188,7 @@ async fn every_page_renders_and_errors_are_readable() {
     }
     // The asset page draws its sensor with the readings in range.
     let page = http(srv.addr, "GET", "/assets/a1?hours=3&end=2026-01-01T02%3A00", &[("Cookie", &cookie)], None).await.body;
-    assert!(page.contains("<svg") && page.contains("a1-temp: 120 points"), "{page}");
+    assert!(page.contains("<svg") && page.contains("a1-temp: 120 readings"), "{page}");
     // The report and its downloads.
     let r = http(srv.addr, "GET", "/reports/view?asset=a1", &[("Cookie", &cookie)], None).await;
     assert_eq!(r.status, 200);

@@ -380,6 +380,27 @@ fn canned_readings_are_raw_or_downsampled() {
 }
 
 #[test]
+fn several_sensors_read_in_one_scan_match_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let h = open(dir.path());
+    let rt = rt();
+    let sensors: Vec<String> = ["a2-temp", "nope", "a1-temp"].iter().map(|s| s.to_string()).collect();
+    for (from, to, points) in [(T0, T0 + HOUR, 100), (T0, T0 + 2 * DAY, 48), (T0 + 7 * MIN, T0 + 3 * HOUR, 13)] {
+        let all = rt.block_on(h.readings_of(&sensors, from, to, points)).unwrap();
+        assert_eq!(all.iter().map(|s| s.sensor_id.as_str()).collect::<Vec<_>>(), ["a2-temp", "nope", "a1-temp"]);
+        assert!(all[1].points.is_empty());
+        for s in [&all[0], &all[2]] {
+            let one = rt.block_on(h.readings(&s.sensor_id, from, to, points)).unwrap();
+            assert_eq!(s.bucket_ms, one.bucket_ms, "{} {from} {to}", s.sensor_id);
+            assert_eq!(s.points, one.points, "{} {from} {to}", s.sensor_id);
+        }
+    }
+    assert!(rt.block_on(h.readings_of(&["x' OR '1'='1".to_string()], T0, T0 + DAY, 10)).unwrap()[0].points.is_empty());
+    assert!(rt.block_on(h.readings_of(&[], T0, T0 + DAY, 10)).unwrap().is_empty());
+}
+
+#[test]
 fn canned_sensors_events_and_fleet_health() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());

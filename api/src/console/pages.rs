@@ -240,9 +240,15 @@ pub(crate) async fn asset(
     let sensors = h.asset_sensors(&asset_id, from, end).await.map_err(|e| s.fail(e.into()))?;
     let f =
         EventFilter { asset_id: Some(asset_id.clone()), from: Some(from), to: Some(end), limit: 5000, ..EventFilter::default() };
-    let anomalies = h.anomalies(&f).await.map_err(|e| s.fail(e.into()))?;
-    let drift = h.drift(&f).await.map_err(|e| s.fail(e.into()))?;
-    let predictions = h.predictions(&f).await.map_err(|e| s.fail(e.into()))?;
+    let ids: Vec<String> = sensors.iter().map(|(id, _, _)| id.clone()).collect();
+    // One scan for every sensor's series, and the event queries beside it.
+    let (series, anomalies, drift, predictions) =
+        tokio::join!(h.readings_of(&ids, from, end, CHART_POINTS), h.anomalies(&f), h.drift(&f), h.predictions(&f));
+    let fail = |e: vigil_queries::QueryError| s.fail(e.into());
+    let series = series.map_err(fail)?;
+    let anomalies = anomalies.map_err(fail)?;
+    let drift = drift.map_err(fail)?;
+    let predictions = predictions.map_err(fail)?;
     let maintenance: Vec<chart::Mark> = state.ledger.read(|b| {
         b.maintenance()
             .iter()
@@ -255,15 +261,15 @@ pub(crate) async fn asset(
             .collect()
     });
     let mut charts = Vec::new();
-    for (sensor, kind, unit) in &sensors {
-        let series = h.readings(sensor, from, end, CHART_POINTS).await.map_err(|e| s.fail(e.into()))?;
+    for ((sensor, kind, unit), series) in sensors.iter().zip(&series) {
         let points: Vec<chart::Point> =
             series.points.iter().map(|p| chart::Point { ts: p.ts, value: p.value, min: p.min, max: p.max }).collect();
         let marks = marks_for(sensor, &anomalies, &drift, &maintenance);
         let title = format!("{sensor} ({kind})");
         let svg =
             chart::render(&chart::Chart { title: &title, unit, from, to: end, points: &points, marks: &marks, limits: None });
-        charts.push((sensor.clone(), series.points.len(), series.bucket_ms, svg));
+        let readings: u64 = series.points.iter().map(|p| p.count).sum();
+        charts.push((sensor.clone(), readings, series.bucket_ms, svg));
     }
     let health_points: Vec<chart::Point> =
         predictions.iter().rev().map(|p| chart::Point { ts: p.ts, value: p.health, min: p.health, max: p.health }).collect();
@@ -308,7 +314,7 @@ pub(crate) async fn asset(
             @for (sensor, n, bucket, svg) in &charts {
                 figure.chart-box {
                     (raw(svg.clone()))
-                    figcaption { (sensor) ": " (n) " points" @if let Some(b) = bucket { " (buckets of " (fmt_duration(*b)) ": mean, with min–max band)" } }
+                    figcaption { (sensor) ": " (n) " readings" @if let Some(b) = bucket { " (buckets of " (fmt_duration(*b)) ": mean, with min–max band)" } }
                 }
             }
         }
@@ -416,8 +422,9 @@ pub(crate) async fn decisions(
             limit: 5000,
             ..EventFilter::default()
         };
-        let anomalies = state.history.anomalies(&f).await.map_err(|e| s.fail(e.into()))?;
-        let predictions = state.history.predictions(&f).await.map_err(|e| s.fail(e.into()))?;
+        let (anomalies, predictions) = tokio::join!(state.history.anomalies(&f), state.history.predictions(&f));
+        let anomalies = anomalies.map_err(|e| s.fail(e.into()))?;
+        let predictions = predictions.map_err(|e| s.fail(e.into()))?;
         for p in &shown {
             let r = &p.request;
             let a: Vec<AnomalyRow> = anomalies
