@@ -731,18 +731,22 @@ impl History {
                 key = Columns::new(&r)?.text("sensor_id")?.into_iter().flatten().map(|s| (s, a.clone(), 0)).collect();
             }
         }
+        // Every chart's series in one scan; their anomalies side by side.
+        let ids: Vec<String> = key.iter().map(|(s, _, _)| s.clone()).collect();
+        let filters: Vec<EventFilter> = ids
+            .iter()
+            .map(|sensor| EventFilter {
+                sensor_id: Some(sensor.clone()),
+                from: Some(req.from),
+                to: Some(req.to),
+                limit: 1000,
+                ..EventFilter::default()
+            })
+            .collect();
+        let marks = futures::future::try_join_all(filters.iter().map(|f| self.anomalies(f)));
+        let (series, marks) = futures::future::try_join(self.readings_of(&ids, req.from, req.to, CHART_POINTS), marks).await?;
         let mut charts = Vec::new();
-        for (sensor, asset, n) in key {
-            let series = self.readings(&sensor, req.from, req.to, CHART_POINTS).await?;
-            let marks = self
-                .anomalies(&EventFilter {
-                    sensor_id: Some(sensor.clone()),
-                    from: Some(req.from),
-                    to: Some(req.to),
-                    limit: 1000,
-                    ..EventFilter::default()
-                })
-                .await?;
+        for (((sensor, asset, n), series), marks) in key.into_iter().zip(series).zip(marks) {
             let mut anomalies: Vec<(i64, String, String)> = marks.into_iter().map(|a| (a.ts, a.severity, a.detector)).collect();
             anomalies.sort();
             charts.push(SensorChart {
