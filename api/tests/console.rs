@@ -59,6 +59,10 @@ async fn sign_in_sessions_and_sign_out() {
     let r = http(srv.addr, "POST", "/login", &[FORM], Some("key=feeder-key")).await;
     assert_eq!(r.status, 403);
     assert!(r.body.contains("cannot read"), "{}", r.body);
+    // A form posted from another site is refused, sign-in included.
+    let r = http(srv.addr, "POST", "/login", &[FORM, ("Sec-Fetch-Site", "cross-site")], Some("key=reader-key")).await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("set-cookie").is_none());
     // No open redirect after signing in.
     let r = http(srv.addr, "POST", "/login", &[FORM], Some("key=reader-key&next=//evil.example/x")).await;
     assert_eq!(r.header("location"), Some("/fleet"));
@@ -291,6 +295,18 @@ async fn the_fleet_streams_updates() {
         let n = tokio::time::timeout_at(deadline, s.read(&mut buf)).await.expect("a second update").unwrap();
         assert!(n > 0);
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Signing out ends the stream.
+    let r = http(srv.addr, "POST", "/logout", &[FORM, ("Cookie", &cookie)], Some(&format!("csrf={}", csrf_of(&page)))).await;
+    assert_eq!(r.status, 303);
+    let mut tail = String::new();
+    loop {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf)).await.expect("the stream ends after sign-out").unwrap();
+        tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+        // The end of the body: the connection closes, or the last (empty) chunk arrives.
+        if n == 0 || tail.ends_with("\r\n0\r\n\r\n") || tail == "0\r\n\r\n" {
+            break;
+        }
     }
     srv.stop().await;
 }

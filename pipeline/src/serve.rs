@@ -508,6 +508,7 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
 
     let mut state = AppState::new(history, ledger.clone(), api.clone(), pipeline);
     state.notifier = notifier;
+    let console = state.console.clone();
     let router = vigil_api::app(state);
     rt.block_on(async {
         let listener =
@@ -524,7 +525,13 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
                 ServeSource::None => "none (history only)",
             }
         );
-        axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+        // Live console streams end at the signal, so that the graceful shutdown does not wait on
+        // open browser tabs.
+        let stopping = async move {
+            shutdown_signal().await;
+            console.close();
+        };
+        axum::serve(listener, router).with_graceful_shutdown(stopping).await.context("serving")?;
         Ok::<_, anyhow::Error>(())
     })?;
     eprintln!("vigil serve: stopping (last commit, then exit)");

@@ -35,7 +35,17 @@ pub(crate) struct LoginQuery {
 /// Where to go after signing in: a path of this site only.
 fn local_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/login") => n.to_string(),
+        // A path of this site: printable ASCII only (browsers drop tabs and newlines, which
+        // would turn `/\t/evil` into `//evil`), not `//` or `/\` (another host).
+        Some(n)
+            if n.starts_with('/')
+                && n.bytes().all(|b| b.is_ascii_graphic())
+                && !matches!(n.as_bytes().get(1), Some(b'/' | b'\\'))
+                && !n.contains('\\')
+                && !n.starts_with("/login") =>
+        {
+            n.to_string()
+        }
         _ => "/fleet".into(),
     }
 }
@@ -173,7 +183,7 @@ pub(crate) async fn golden_start(
     s.check_csrf(&body.csrf)?;
     s.require(Scope::Admin, "run the golden path")?;
     let run = crate::golden::start_run(&state).map_err(|e| s.fail(e))?;
-    Ok(Redirect::to(&format!("/golden/{}", url_encode(&run.correlation_id))).into_response())
+    Ok(Redirect::to(&format!("/golden/{}", super::url_segment(&run.correlation_id))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,9 +293,12 @@ pub(crate) async fn simulator_action(
         .map_err(|e| s.fail(ApiError::internal(e)))?
         .map_err(|m| s.fail(ApiError::new(StatusCode::CONFLICT, "simulator", m)))?;
     tracing::info!(key = %s.name(), command = ?command, running = status.running, "simulator");
+    // The spike goes into the next ticks: their event time, not the wall clock (the simulated
+    // fleet may run behind or ahead of it).
+    let since = status.last_tick_ms.unwrap_or(now);
     let to = match command {
         SimulatorCommand::Inject { sensor_id } => format!(
-            "/simulator?injected={}&since={now}&done={}",
+            "/simulator?injected={}&since={since}&at={now}&done={}",
             url_encode(&sensor_id),
             url_encode(&format!("Injected a spike on {sensor_id}: watch for it below."))
         ),
@@ -293,4 +306,27 @@ pub(crate) async fn simulator_action(
         SimulatorCommand::Stop => format!("/simulator?done={}", url_encode("The simulator is stopped.")),
     };
     Ok(Redirect::to(&to).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_sign_in() {
+        assert_eq!(local_next(Some("/decisions?asset=a1")), "/decisions?asset=a1");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "https://evil.example",
+            "evil",
+            "/login?next=/x",
+            "",
+        ] {
+            assert_eq!(local_next(Some(bad)), "/fleet", "{bad:?}");
+        }
+        assert_eq!(local_next(None), "/fleet");
+    }
 }

@@ -46,6 +46,20 @@ pub struct ConsoleState {
     pub sessions: Sessions,
     /// The fleet table's HTML for the live stream, with the version it was rendered at.
     fleet: tokio::sync::Mutex<Option<(String, std::sync::Arc<String>)>>,
+    /// Set when the server shuts down: live streams end, so that graceful shutdown does not
+    /// wait for open browser tabs.
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl ConsoleState {
+    /// Ends every live stream (call when the server starts shutting down).
+    pub fn close(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The stylesheet.
@@ -105,7 +119,16 @@ const CSP_REPORT: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let report = req.uri().path() == "/reports/view";
-    let mut resp = next.run(req).await;
+    // A form posted from another site (sign-in included) is refused outright, whatever its
+    // cookies or tokens: browsers say so in `Sec-Fetch-Site`.
+    let cross_site = req.method() == axum::http::Method::POST
+        && req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+    let mut resp = if cross_site {
+        let e = ApiError::new(StatusCode::FORBIDDEN, "cross_site", "a form from another site cannot act on Vigil");
+        Failure { frame: None, error: Box::new(e) }.into_response()
+    } else {
+        next.run(req).await
+    };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(if report { CSP_REPORT } else { CSP }));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -301,6 +324,11 @@ fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// `%`-encodes a path segment (`/` too).
+fn url_segment(s: &str) -> String {
+    url_encode(s).replace('/', "%2F")
 }
 
 /// A time for people: `YYYY-MM-DD HH:MM:SS` UTC.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use vigil_queries::canned::{AnomalyRow, EventFilter, PredictionRow};
 use vigil_queries::report::{ReportFormat, ReportRequest};
 
-use super::{badge, chart, fmt_time, input_time, num, parse_form_time, raw, url_encode, Failure, Signed};
+use super::{badge, chart, fmt_time, input_time, num, parse_form_time, raw, url_encode, url_segment, Failure, Signed};
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::planning::{self, AuditQuery, PendingQuery};
@@ -103,7 +103,7 @@ async fn fleet_section(state: &AppState) -> Result<Markup, ApiError> {
                     tbody {
                         @for a in &fleet.assets {
                             tr data-asset=(a.asset_id) {
-                                th scope="row" { a href={ "/assets/" (url_encode(&a.asset_id)) } { (a.asset_id) } }
+                                th scope="row" { a href={ "/assets/" (url_segment(&a.asset_id)) } { (a.asset_id) } }
                                 td { (badge(&a.status)) }
                                 td.num { (num(a.health, 2)) }
                                 td.num { (num(a.rul_hours, 1)) }
@@ -162,23 +162,31 @@ pub(crate) struct LiveQuery {
 /// `/fleet/live`: the fleet table again (event `update`) each time a commit or a decision may
 /// have changed it; `problem` when it cannot be read.
 pub(crate) async fn fleet_live(
-    _s: Signed,
+    s: Signed,
     State(state): State<AppState>,
     Query(q): Query<LiveQuery>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
     let since = q.since.unwrap_or_default();
-    let stream = futures::stream::unfold((state, since), |(state, mut last)| async move {
-        loop {
-            let v = live_version(&state);
-            if v != last {
-                last = v.clone();
-                let event = match shared_fleet_section(&state, &v).await {
-                    Ok(html) => Event::default().event("update").id(v).data(html.as_str()),
-                    Err(e) => Event::default().event("problem").data(format!("live updates paused: {}", e.message)),
-                };
-                return Some((Ok(event), (state, last)));
+    let token = s.token;
+    // Ends when the session does (sign-out, expiry) or the server shuts down.
+    let stream = futures::stream::unfold((state, since), move |(state, mut last)| {
+        let token = token.clone();
+        async move {
+            loop {
+                if state.console.is_closing() || !state.console.sessions.is_open(&token) {
+                    return None;
+                }
+                let v = live_version(&state);
+                if v != last {
+                    last = v.clone();
+                    let event = match shared_fleet_section(&state, &v).await {
+                        Ok(html) => Event::default().event("update").id(v).data(html.as_str()),
+                        Err(e) => Event::default().event("problem").data(format!("live updates paused: {}", e.message)),
+                    };
+                    return Some((Ok(event), (state, last)));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -228,12 +236,14 @@ pub(crate) async fn asset(
     q: Result<Query<AssetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> PageResult {
     let q = query(&s, q)?;
-    let hours = q.hours.filter(|h| h.is_finite() && *h > 0.0).unwrap_or(24.0).clamp(1.0 / 60.0, 24.0 * 90.0);
+    let hours = q.hours.filter(|h| h.is_finite() && *h > 0.0).unwrap_or(24.0).clamp(0.02, 24.0 * 90.0);
     let newest = state.history.newest("readings").await.map_err(|e| s.fail(e.into()))?;
     let end = match parse_form_time("end", q.end.as_deref().unwrap_or("")).map_err(|e| s.fail(e))? {
         Some(t) => t,
         None => newest.map_or((state.now_ms)(), |t| t + 1),
     };
+    // Years 1970 to 9999: the arithmetic below cannot overflow.
+    let end = end.clamp(HOUR_MS * 24 * 91, 253_402_300_799_999);
     let span = (hours * HOUR_MS as f64) as i64;
     let from = end - span;
     let h = &state.history;
@@ -293,10 +303,10 @@ pub(crate) async fn asset(
         marks: &failure_marks,
         limits: None,
     });
-    let link = |end_ms: i64, hours: f64| format!("/assets/{}?hours={}&end={}", url_encode(&asset_id), hours, end_ms);
+    let link = |end_ms: i64, hours: f64| format!("/assets/{}?hours={}&end={}", url_segment(&asset_id), hours, end_ms);
     let content = html! {
         p { a href="/fleet" { "← Fleet" } " · " a href={ "/decisions?asset=" (url_encode(&asset_id)) } { "Decisions" } " · " a href={ "/anomalies?asset=" (url_encode(&asset_id)) } { "Anomalies & drift" } }
-        form.range method="get" action={ "/assets/" (url_encode(&asset_id)) } {
+        form.range method="get" action={ "/assets/" (url_segment(&asset_id)) } {
             label { "Hours " input type="number" name="hours" min="0.02" max="2160" step="any" value=(hours); }
             label { "Ending (UTC) " input type="datetime-local" name="end" value=(input_time(end)); }
             button type="submit" { "Show" }
@@ -306,7 +316,7 @@ pub(crate) async fn asset(
             a href=(link(end - span / 4, hours / 2.0)) { "Zoom in" }
             a href=(link(end + span / 2, hours * 2.0)) { "Zoom out" }
             a href=(link(end + span / 2, hours)) { "Later →" }
-            a href={ "/assets/" (url_encode(&asset_id)) "?hours=" (hours) } { "Latest" }
+            a href={ "/assets/" (url_segment(&asset_id)) "?hours=" (hours) } { "Latest" }
         }
         p.muted { (fmt_time(from)) " – " (fmt_time(end)) " UTC. Marks: " span.key-anomaly { "anomaly" } ", " span.key-drift { "drift" } ", " span.key-maintenance { "maintenance" } ", " span.key-prediction { "predicted failure" } "." }
         @if sensors.is_empty() { p.empty { "No readings of " (asset_id) " in this range." } }
@@ -379,7 +389,7 @@ fn anomaly_table(rows: &[AnomalyRow]) -> Markup {
             div.table-wrap { table.anomalies {
                 thead { tr { th scope="col" { "Time" } th scope="col" { "Asset" } th scope="col" { "Sensor" } th scope="col" { "Detector" } th scope="col" { "Severity" } th scope="col" { "Score" } th scope="col" { "Explanation" } } }
                 tbody { @for a in rows { tr {
-                    td { (fmt_time(a.ts)) } td { a href={ "/assets/" (url_encode(&a.asset_id)) } { (a.asset_id) } } td { (a.sensor_id) }
+                    td { (fmt_time(a.ts)) } td { a href={ "/assets/" (url_segment(&a.asset_id)) } { (a.asset_id) } } td { (a.sensor_id) }
                     td { (a.detector) " v" (a.detector_version) } td { (badge(&a.severity)) } td.num { (num(Some(a.score), 2)) } td.explain { (explain(&a.explanation)) }
                 } } }
             } }
@@ -409,7 +419,7 @@ pub(crate) async fn decisions(
     let pending = planning::pending_requests(&state, &PendingQuery { asset_id: asset.clone(), include_deferred: true })
         .await
         .map_err(|e| s.fail(e))?;
-    let ppage = q.pending_page.unwrap_or(0);
+    let ppage = q.pending_page.unwrap_or(0).min(pending.len() / PENDING_PAGE);
     let shown: Vec<_> = pending.iter().skip(ppage * PENDING_PAGE).take(PENDING_PAGE).collect();
     // Evidence: the anomalies of each request's asset in the day before it, and the prediction
     // behind it (two queries for the page, grouped here).
@@ -443,7 +453,7 @@ pub(crate) async fn decisions(
             s.fail(ApiError::bad_request("bad_parameter", format!("decision: {d:?} is not approve, reject or defer")))
         })?),
     };
-    let page = q.page.unwrap_or(0);
+    let page = q.page.unwrap_or(0).min(1_000_000);
     let audit = planning::audit_page(
         &state,
         &AuditQuery {
@@ -451,13 +461,14 @@ pub(crate) async fn decisions(
             decision,
             decided_by: some(&q.operator),
             limit: Some(AUDIT_PAGE),
-            offset: Some(page * AUDIT_PAGE),
+            offset: Some(page.saturating_mul(AUDIT_PAGE)),
             ..AuditQuery::default()
         },
     )
     .map_err(|e| s.fail(e))?;
     let may_decide = s.may(Scope::Decide);
     let now = (state.now_ms)();
+    let asset_param = asset.as_ref().map(|a| format!("&asset={}", url_encode(a))).unwrap_or_default();
     let filter_link = |page: usize| {
         let mut l = format!("/decisions?page={page}");
         for (k, v) in [("asset", &q.asset), ("decision", &q.decision), ("operator", &q.operator)] {
@@ -475,7 +486,7 @@ pub(crate) async fn decisions(
         @for p in &shown {
             @let r = &p.request;
             article.request id={ "req-" (r.request_id) } {
-                h3 { a href={ "/assets/" (url_encode(&r.asset_id)) } { (r.asset_id) } ": " (r.question) }
+                h3 { a href={ "/assets/" (url_segment(&r.asset_id)) } { (r.asset_id) } ": " (r.question) }
                 dl.facts {
                     dt { "Status" } dd { (p.status) @if let Some(t) = p.deferred_until { " until " (fmt_time(t)) } @if p.overdue { " " span.badge.badge-critical { "overdue" } } }
                     dt { "Asked" } dd { (fmt_time(r.ts)) }
@@ -493,7 +504,7 @@ pub(crate) async fn decisions(
                     }
                 }
                 @if may_decide {
-                    form.decide method="post" action={ "/decisions/" (url_encode(&r.request_id)) } {
+                    form.decide method="post" action={ "/decisions/" (url_segment(&r.request_id)) } {
                         input type="hidden" name="csrf" value=(s.session.csrf);
                         fieldset {
                             legend { "Decision" }
@@ -510,9 +521,9 @@ pub(crate) async fn decisions(
         }
         @if pending.len() > PENDING_PAGE {
             nav.pager aria-label="Pending pages" {
-                @if ppage > 0 { a href={ "/decisions?pending_page=" (ppage - 1) } { "← Previous" } }
+                @if ppage > 0 { a href={ "/decisions?pending_page=" (ppage - 1) (asset_param) } { "← Previous" } }
                 span { "Page " (ppage + 1) " of " (pending.len().div_ceil(PENDING_PAGE)) }
-                @if (ppage + 1) * PENDING_PAGE < pending.len() { a href={ "/decisions?pending_page=" (ppage + 1) } { "Next →" } }
+                @if (ppage + 1) * PENDING_PAGE < pending.len() { a href={ "/decisions?pending_page=" (ppage + 1) (asset_param) } { "Next →" } }
             }
         }
         h2 #audit { "Audit log" }
@@ -609,7 +620,7 @@ pub(crate) async fn anomalies(
                 div.table-wrap { table {
                     thead { tr { th scope="col" { "Time" } th scope="col" { "Asset" } th scope="col" { "Sensor" } th scope="col" { "Statistic" } th scope="col" { "Value" } th scope="col" { "Threshold" } th scope="col" { "Reference" } th scope="col" { "Current from" } } }
                     tbody { @for d in &rows { tr {
-                        td { (fmt_time(d.ts)) } td { a href={ "/assets/" (url_encode(&d.asset_id)) } { (d.asset_id) } } td { (d.sensor_id) } td { (d.statistic) }
+                        td { (fmt_time(d.ts)) } td { a href={ "/assets/" (url_segment(&d.asset_id)) } { (d.asset_id) } } td { (d.sensor_id) } td { (d.statistic) }
                         td.num { (num(Some(d.value), 3)) } td.num { (num(Some(d.threshold), 3)) } td { (fmt_time(d.reference_start)) " – " (fmt_time(d.reference_end)) } td { (fmt_time(d.current_start)) }
                     } } }
                 } }
@@ -642,7 +653,7 @@ pub(crate) async fn golden(s: Signed, State(state): State<AppState>) -> PageResu
             div.table-wrap { table {
                 thead { tr { th scope="col" { "Run" } th scope="col" { "Asset" } th scope="col" { "Started" } th scope="col" { "Status" } } }
                 tbody { @for r in &runs { tr {
-                    td { a href={ "/golden/" (url_encode(&r.correlation_id)) } { (r.correlation_id) } } td { (r.asset_id) } td { (fmt_time(r.started_at)) } td { (badge(&r.status)) }
+                    td { a href={ "/golden/" (url_segment(&r.correlation_id)) } { (r.correlation_id) } } td { (r.asset_id) } td { (fmt_time(r.started_at)) } td { (badge(&r.status)) }
                 } } }
             } }
         }
@@ -658,7 +669,7 @@ pub(crate) async fn golden_run(s: Signed, State(state): State<AppState>, Path(id
         @if running { div data-refresh="1000" {} p.live aria-live="polite" { "Running: this page follows each step." } }
         dl.facts {
             dt { "Run" } dd { code { (run.correlation_id) } }
-            dt { "Asset" } dd { a href={ "/assets/" (url_encode(&run.asset_id)) } { (run.asset_id) } }
+            dt { "Asset" } dd { a href={ "/assets/" (url_segment(&run.asset_id)) } { (run.asset_id) } }
             dt { "Started" } dd { (fmt_time(run.started_at)) }
             dt { "Status" } dd #golden-status { (badge(&run.status)) }
             @if let Some(e) = &run.error { dt { "Error" } dd.error { (e) } }
@@ -957,7 +968,10 @@ pub(crate) async fn sql_page(s: Signed, State(state): State<AppState>) -> PageRe
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct SimulatorQuery {
     injected: Option<String>,
+    /// Event time of the tick before the injection.
     since: Option<i64>,
+    /// Wall time of the injection.
+    at: Option<i64>,
     done: Option<String>,
 }
 
@@ -976,7 +990,7 @@ pub(crate) async fn simulator(
                 .history
                 .anomalies(&EventFilter {
                     sensor_id: Some(sensor.clone()),
-                    from: Some(since - 60_000),
+                    from: Some(since.saturating_sub(60_000)),
                     limit: 50,
                     ..EventFilter::default()
                 })
@@ -986,7 +1000,8 @@ pub(crate) async fn simulator(
         _ => None,
     };
     let admin = s.may(Scope::Admin);
-    let waiting = detected.as_ref().is_some_and(Vec::is_empty) && q.since.is_some_and(|t| (state.now_ms)() - t < 120_000);
+    let waiting =
+        detected.as_ref().is_some_and(Vec::is_empty) && q.at.is_some_and(|t| (state.now_ms)().saturating_sub(t) < 120_000);
     let content = html! {
         @if let Some(done) = some(&q.done) { p.notice role="status" { (done) } }
         @match &sim {

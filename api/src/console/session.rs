@@ -88,6 +88,12 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Whether a session is open, without extending it.
+    pub(crate) fn is_open(&self, id: &str) -> bool {
+        let m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.get(id).is_some_and(|s| s.last_used.elapsed() < self.ttl)
+    }
+
     /// Closes a session.
     pub(crate) fn close(&self, id: &str) {
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
@@ -130,8 +136,10 @@ mod tests {
         let other = s.open(caller()).unwrap();
         assert_ne!(id, other);
         assert_ne!(s.get(&other).unwrap().csrf, got.csrf);
+        assert!(s.is_open(&id));
         s.close(&id);
         assert!(s.get(&id).is_none());
+        assert!(!s.is_open(&id));
     }
 
     #[test]

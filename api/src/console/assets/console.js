@@ -1,30 +1,50 @@
 // Vigil console: progressive enhancement only. Every page works without this script.
-// - [data-live="URL"]: replaces the element's content with each `update` server-sent event.
+// - [data-live="URL"]: replaces the element's content with each `update` server-sent event
+//   (not while keyboard focus is inside it: the next update after focus leaves applies).
 // - [data-refresh="MS"]: reloads the page after MS milliseconds (a run in progress).
 "use strict";
 
 document.addEventListener("DOMContentLoaded", function () {
   var status = document.getElementById("live-status");
+  var say = function (text) {
+    if (status && status.textContent !== text) {
+      status.textContent = text;
+    }
+  };
   document.querySelectorAll("[data-live]").forEach(function (el) {
     if (!window.EventSource) {
       return;
     }
+    var pending = null;
+    var apply = function (html) {
+      el.innerHTML = html;
+      el.setAttribute("data-updated", String(Date.now()));
+      say("Live: updates as the pipeline commits.");
+    };
     var source = new EventSource(el.getAttribute("data-live"));
     source.addEventListener("update", function (e) {
-      el.innerHTML = e.data;
-      el.setAttribute("data-updated", String(Date.now()));
-      if (status) {
-        status.textContent = "Live: updated at " + new Date().toLocaleTimeString() + ".";
+      if (el.contains(document.activeElement)) {
+        pending = e.data;
+      } else {
+        apply(e.data);
       }
+    });
+    el.addEventListener("focusout", function () {
+      window.setTimeout(function () {
+        if (pending !== null && !el.contains(document.activeElement)) {
+          apply(pending);
+          pending = null;
+        }
+      }, 0);
     });
     source.addEventListener("problem", function (e) {
-      if (status) {
-        status.textContent = e.data;
-      }
+      say(e.data);
     });
     source.addEventListener("error", function () {
-      if (status) {
-        status.textContent = "Live updates interrupted: reconnecting…";
+      if (source.readyState === EventSource.CLOSED) {
+        say("Live updates stopped: reload the page (you may need to sign in again).");
+      } else {
+        say("Live updates interrupted: reconnecting…");
       }
     });
     window.addEventListener("pagehide", function () {
