@@ -347,15 +347,41 @@ impl History {
         let (wh, params) = scope(req);
         let all = usize::MAX;
 
-        // Anomalies by detector and severity, and by asset.
-        let r = self
-            .query(
-                &format!("SELECT detector, severity, count(*) AS n FROM anomalies WHERE {wh} GROUP BY 1, 2"),
-                params.clone(),
-                all,
+        // Every query of the report at once (they are independent); reliability, which needs
+        // their assets and maintenance, after.
+        let by_detector_sql = format!("SELECT detector, severity, count(*) AS n FROM anomalies WHERE {wh} GROUP BY 1, 2");
+        let by_asset_sql = format!(
+            "SELECT asset_id, count(*) AS n, sum(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END) AS critical \
+             FROM anomalies WHERE {wh} GROUP BY 1 ORDER BY n DESC, asset_id"
+        );
+        // The most severe anomalies: by severity, then score.
+        let top_sql = format!(
+            "SELECT event_id FROM anomalies WHERE {wh} ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
+             WHEN 'medium' THEN 2 ELSE 3 END, score DESC, ts, event_id LIMIT {TOP_ANOMALIES}"
+        );
+        let filter =
+            EventFilter { asset_id: req.asset_id.clone(), from: Some(req.from), to: Some(req.to), ..EventFilter::default() };
+        let drift_filter = EventFilter { limit: 500, ..filter.clone() };
+        let ((by_detector, by_asset_rows, top, all_anomalies, drift), (preds, proposals, maintenance, charts)) =
+            futures::future::try_join(
+                futures::future::try_join5(
+                    self.query(&by_detector_sql, params.clone(), all),
+                    self.query(&by_asset_sql, params.clone(), all),
+                    self.query(&top_sql, params.clone(), TOP_ANOMALIES),
+                    self.anomalies(&filter),
+                    self.drift(&drift_filter),
+                ),
+                futures::future::try_join4(
+                    self.predictions(&filter),
+                    self.proposals(&wh, &params),
+                    self.maintenance_rows(&wh, &params),
+                    self.charts(req, &wh, &params),
+                ),
             )
             .await?;
-        let c = Columns::new(&r)?;
+
+        // Anomalies by detector and severity, and by asset.
+        let c = Columns::new(&by_detector)?;
         let mut anomalies_by_detector: Vec<AnomalyCount> = c
             .text("detector")?
             .into_iter()
@@ -369,17 +395,7 @@ impl History {
             .collect();
         anomalies_by_detector
             .sort_by(|a, b| (&a.detector, severity_rank(&a.severity)).cmp(&(&b.detector, severity_rank(&b.severity))));
-        let r = self
-            .query(
-                &format!(
-                    "SELECT asset_id, count(*) AS n, sum(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END) AS critical \
-                     FROM anomalies WHERE {wh} GROUP BY 1 ORDER BY n DESC, asset_id"
-                ),
-                params.clone(),
-                all,
-            )
-            .await?;
-        let c = Columns::new(&r)?;
+        let c = Columns::new(&by_asset_rows)?;
         let anomalies_by_asset: Vec<AssetAnomalies> = c
             .text("asset_id")?
             .into_iter()
@@ -392,25 +408,11 @@ impl History {
             })
             .collect();
 
-        // The most severe anomalies: by severity, then score.
-        let r = self
-            .query(
-                &format!(
-                    "SELECT event_id FROM anomalies WHERE {wh} ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 \
-                     WHEN 'medium' THEN 2 ELSE 3 END, score DESC, ts, event_id LIMIT {TOP_ANOMALIES}"
-                ),
-                params.clone(),
-                TOP_ANOMALIES,
-            )
-            .await?;
-        let top_ids: Vec<String> = Columns::new(&r)?.text("event_id")?.into_iter().flatten().collect();
-        let filter =
-            EventFilter { asset_id: req.asset_id.clone(), from: Some(req.from), to: Some(req.to), ..EventFilter::default() };
+        let top_ids: Vec<String> = Columns::new(&top)?.text("event_id")?.into_iter().flatten().collect();
         let mut top_anomalies = Vec::new();
         if !top_ids.is_empty() {
             // Same filter, newest first; keep the top ones in severity order.
-            let mut rows: BTreeMap<String, AnomalyRow> =
-                self.anomalies(&filter).await?.into_iter().map(|a| (a.event_id.clone(), a)).collect();
+            let mut rows: BTreeMap<String, AnomalyRow> = all_anomalies.into_iter().map(|a| (a.event_id.clone(), a)).collect();
             for id in &top_ids {
                 if let Some(a) = rows.remove(id) {
                     top_anomalies.push(a);
@@ -418,10 +420,8 @@ impl History {
             }
         }
 
-        let drift = self.drift(&EventFilter { limit: 500, ..filter.clone() }).await?;
-
         // Predictions: per asset, first, last, worst; the series for one asset.
-        let mut preds = self.predictions(&filter).await?;
+        let mut preds = preds;
         preds.reverse(); // oldest first
         let mut by_asset: BTreeMap<String, Vec<PredictionRow>> = BTreeMap::new();
         for p in preds {
@@ -455,8 +455,6 @@ impl History {
             a.min_health.partial_cmp(&b.min_health).unwrap_or(std::cmp::Ordering::Equal).then(a.asset_id.cmp(&b.asset_id))
         });
 
-        let proposals = self.proposals(&wh, &params).await?;
-        let maintenance = self.maintenance_rows(&wh, &params).await?;
         let decisions: u64 = proposals.iter().map(|p| p.decisions.len() as u64).sum();
 
         // Assets covered: those with predictions, anomalies, proposals or maintenance.
@@ -471,7 +469,6 @@ impl History {
         assets.dedup();
 
         let reliability = self.reliability(req, &assets, &maintenance).await?;
-        let charts = self.charts(req, &wh, &params).await?;
 
         let summary = ReportSummary {
             assets: assets.len() as u64,
