@@ -18,7 +18,10 @@
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/serving.rs"]
+mod serving;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,17 +68,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut addr = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("vigil serve: http://") {
-                addr = Some(rest.split('/').next().unwrap().to_string());
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr: addr.expect("vigil demo --serve did not say where it listens") }
+        let addr = serving::listening_address(&mut child);
+        Server { child, addr }
     }
 
     fn url(&self, path: &str) -> String {
@@ -99,8 +93,11 @@ impl Server {
         s.read_to_string(&mut text).unwrap();
         let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let body =
-            if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            serving::dechunk(body)
+        } else {
+            body.to_string()
+        };
         (status, head.to_string(), body)
     }
 
@@ -109,20 +106,6 @@ impl Server {
         assert!(status < 300, "{method} {path}: {status} {body}");
         serde_json::from_str(&body).unwrap()
     }
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
 }
 
 fn screenshots() -> PathBuf {

@@ -8,6 +8,9 @@
 //!   and restarts its baselines, so a still-degrading asset is proposed again. The readings come
 //!   in batches with idle time between them (a source that pauses must not stall the pipeline).
 
+#[path = "support/serving.rs"]
+mod serving;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -32,18 +35,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut addr = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("vigil serve: http://") {
-                addr = Some(rest.split('/').next().unwrap().to_string());
-                break;
-            }
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr: addr.expect("the server did not say where it listens") }
+        let addr = serving::listening_address(&mut child);
+        Server { child, addr }
     }
 
     fn kill(mut self) {
@@ -85,8 +78,11 @@ impl Server {
         s.read_to_string(&mut text).unwrap();
         let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let body =
-            if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            serving::dechunk(body)
+        } else {
+            body.to_string()
+        };
         (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
     }
 
@@ -102,20 +98,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

@@ -257,18 +257,14 @@ pub(crate) fn render(chart: &Chart<'_>) -> String {
     if let Some(ys) = &ys {
         for i in ys.ticks.first..=ys.ticks.last {
             out.push('M');
-            push_num(&mut out, ML);
-            out.push(' ');
-            push_num(&mut out, ys.y(ys.ticks.value(i)));
+            push_xy(&mut out, ML, ys.y(ys.ticks.value(i)));
             out.push('H');
             push_num(&mut out, RIGHT);
         }
     }
     for &t in &x_ticks {
         out.push('M');
-        push_num(&mut out, xs.x(t));
-        out.push(' ');
-        push_num(&mut out, MT);
+        push_xy(&mut out, xs.x(t), MT);
         out.push('V');
         push_num(&mut out, BOTTOM);
     }
@@ -297,9 +293,7 @@ pub(crate) fn render(chart: &Chart<'_>) -> String {
                     push_escaped(&mut out, chart.unit);
                 }
                 out.push_str("</title><path d=\"M");
-                push_num(&mut out, ML);
-                out.push(' ');
-                push_num(&mut out, y);
+                push_xy(&mut out, ML, y);
                 out.push('H');
                 push_num(&mut out, RIGHT);
                 // A halo keeps the label readable over the line and marks.
@@ -334,18 +328,14 @@ pub(crate) fn render(chart: &Chart<'_>) -> String {
 
     // Axes and labels.
     let _ = write!(out, r#"<g class="chart-axis" fill="{C_TEXT}"><path fill="none" stroke="{C_AXIS}" d="M"#);
-    push_num(&mut out, ML);
-    out.push(' ');
-    push_num(&mut out, MT);
+    push_xy(&mut out, ML, MT);
     out.push('V');
     push_num(&mut out, BOTTOM);
     out.push('H');
     push_num(&mut out, RIGHT);
     for &t in &x_ticks {
         out.push('M');
-        push_num(&mut out, xs.x(t));
-        out.push(' ');
-        push_num(&mut out, BOTTOM);
+        push_xy(&mut out, xs.x(t), BOTTOM);
         out.push_str("v4");
     }
     out.push_str("\"/>");
@@ -433,9 +423,7 @@ fn push_mark(out: &mut String, m: &Mark, x: f64) {
         push_escaped(out, &m.label);
     }
     out.push_str("</title><path fill=\"none\" d=\"M");
-    push_num(out, x);
-    out.push(' ');
-    push_num(out, MT - 2.0);
+    push_xy(out, x, MT - 2.0);
     out.push('V');
     push_num(out, BOTTOM);
     out.push('"');
@@ -858,6 +846,13 @@ fn push_tenths(out: &mut String, t: i64) {
 }
 
 /// Writes `v` rounded to one decimal, without a trailing `.0`.
+/// Writes `x y` (two coordinates of a path or a point).
+fn push_xy(out: &mut String, x: f64, y: f64) {
+    push_num(out, x);
+    out.push(' ');
+    push_num(out, y);
+}
+
 fn push_num(out: &mut String, v: f64) {
     push_tenths(out, tenths(v));
 }

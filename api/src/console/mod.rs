@@ -191,14 +191,29 @@ impl Signed {
     }
 }
 
+impl Signed {
+    /// The open session of the request's cookie, if any (its use extends it).
+    fn of(parts: &Parts, state: &AppState) -> Option<Signed> {
+        let token =
+            parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session::from_cookie_header)?;
+        state.console.sessions.get(token).map(|session| Signed { token: token.to_string(), session })
+    }
+}
+
+/// For pages that serve both the signed-in and the signed-out (`/`, `/login`).
+impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        Ok(Signed::of(parts, state))
+    }
+}
+
 impl FromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token =
-            parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(session::from_cookie_header);
-        let found = token.and_then(|t| state.console.sessions.get(t).map(|s| (t.to_string(), s)));
-        let Some((token, session)) = found else {
+        let Some(Signed { token, session }) = Signed::of(parts, state) else {
             if parts.method == axum::http::Method::GET && !parts.uri.path().ends_with("/live") {
                 let next = parts.uri.path_and_query().map_or("/fleet", |p| p.as_str());
                 return Err(Redirect::to(&format!("/login?next={}", url_encode(next))).into_response());

@@ -53,20 +53,6 @@ pub(crate) async fn home(s: Option<Signed>) -> Redirect {
     Redirect::to(if s.is_some() { "/fleet" } else { "/login" })
 }
 
-impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Option<Self>, Infallible> {
-        let token = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(super::session::from_cookie_header);
-        Ok(token.and_then(|t| state.console.sessions.get(t).map(|session| Signed { token: t.to_string(), session })))
-    }
-}
-
 /// What changes when the fleet page may change: the pipeline's commits and the decisions.
 fn live_version(state: &AppState) -> String {
     let commits = state.pipeline.as_ref().map_or(0, |p| p.commits());
