@@ -122,9 +122,7 @@ pub fn parse_timestamp_in(s: &str, zone: Option<Zone>) -> Result<ParsedTime, Zon
                     chrono::LocalResult::Single(dt) => dt.timestamp_millis(),
                     // The repeated hour: its first occurrence.
                     chrono::LocalResult::Ambiguous(first, _) => first.timestamp_millis(),
-                    chrono::LocalResult::None => {
-                        return Err(ZonedTimeError::Nonexistent { time: t.to_string(), zone: z.name() })
-                    }
+                    chrono::LocalResult::None => return Err(ZonedTimeError::Nonexistent { time: t.to_string(), zone: z.name() }),
                 },
             };
             return Ok(ParsedTime { ms, zoneless: true });

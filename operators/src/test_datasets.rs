@@ -53,7 +53,10 @@ pub fn require(relative: &str) -> Option<PathBuf> {
     match resolve(relative, datasets.as_deref(), ci.as_deref()) {
         Ok(Some(p)) => Some(p),
         Ok(None) => {
-            eprintln!("skipped: data set {relative} not found under {} (CI=true would fail)", root(datasets.as_deref()).display());
+            eprintln!(
+                "skipped: data set {relative} not found under {} (CI=true would fail)",
+                root(datasets.as_deref()).display()
+            );
             None
         }
         Err(why) => panic!("{why}"),

@@ -227,12 +227,24 @@ fn print_labelled(r: &labelled::LabelledReport) -> std::io::Result<()> {
     outln!()?;
     outln!(
         "{:<40} {:>7} {:>9} {:>7} {:>7} {:>11} {:>12}",
-        "file", "sensors", "precision", "recall", "F1", "false alarm", "missed alarm"
+        "file",
+        "sensors",
+        "precision",
+        "recall",
+        "F1",
+        "false alarm",
+        "missed alarm"
     )?;
     let row = |name: &str, sensors: String, p: &labelled::PointScores| {
         outln!(
             "{:<40} {:>7} {:>9.3} {:>7.3} {:>7.3} {:>11.3} {:>12.3}",
-            name, sensors, p.precision, p.recall, p.f1, p.false_alarm_rate, p.missed_alarm_rate
+            name,
+            sensors,
+            p.precision,
+            p.recall,
+            p.f1,
+            p.false_alarm_rate,
+            p.missed_alarm_rate
         )
     };
     for f in &r.files {
@@ -255,12 +267,22 @@ fn print_nab(r: &nab::NabReport) -> std::io::Result<()> {
     outln!()?;
     outln!(
         "{:<22} {:>9} {:>10} {:>16} {:>14} {:>19}",
-        "profile", "score", "threshold", "windows detected", "windows missed", "false-positive rows"
+        "profile",
+        "score",
+        "threshold",
+        "windows detected",
+        "windows missed",
+        "false-positive rows"
     )?;
     for p in &r.profiles {
         outln!(
             "{:<22} {:>9.2} {:>10.4} {:>16} {:>14} {:>19}",
-            p.profile, p.score, p.threshold, p.windows_detected, p.windows_missed, p.false_positive_rows
+            p.profile,
+            p.score,
+            p.threshold,
+            p.windows_detected,
+            p.windows_missed,
+            p.false_positive_rows
         )?;
     }
     outln!()?;

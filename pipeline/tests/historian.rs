@@ -56,8 +56,17 @@ const COLUMNS: &str = "sensor_id=TagName,ts=DateTime,value=Value";
 fn replay_help_lists_the_formats() {
     let (ok, out, _) = run_in(Path::new("."), &["replay", "--help"], &[]);
     assert!(ok);
-    for s in [".jsonl", ".csv", ".parquet", "--timezone", "--columns", "2026-01-05 13:45:00", "05-Jan-2026", "epoch milliseconds", "ambiguous"]
-    {
+    for s in [
+        ".jsonl",
+        ".csv",
+        ".parquet",
+        "--timezone",
+        "--columns",
+        "2026-01-05 13:45:00",
+        "05-Jan-2026",
+        "epoch milliseconds",
+        "ambiguous",
+    ] {
         assert!(out.contains(s), "replay --help lacks {s:?}:\n{out}");
     }
 }
@@ -102,7 +111,8 @@ fn a_historian_csv_with_mapped_columns_and_local_times() {
     let (ok, _, err) = run_in(d, &["replay", "--input", "export.csv", "--data-dir", "utc", "--columns", COLUMNS], &[]);
     assert!(ok, "{err}");
     assert!(
-        err.contains("warning: 5 timestamps had no zone (e.g. \"") && err.contains("\") and were read as UTC")
+        err.contains("warning: 5 timestamps had no zone (e.g. \"")
+            && err.contains("\") and were read as UTC")
             && err.contains("--timezone"),
         "{err}"
     );
