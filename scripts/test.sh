@@ -28,12 +28,18 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/nu
   fi
 fi
 
-# The labelled benchmark data (NAB, C-MAPSS) the backtest tests read: ../shared/datasets beside
-# the project unless VIGIL_DATASETS says otherwise (tests that need it say so and skip without it).
-if [ -z "${VIGIL_DATASETS:-}" ]; then
-  for d in ../shared/datasets /work/shared/datasets; do
-    if [ -d "$d" ]; then export VIGIL_DATASETS="$(cd "$d" && pwd)"; break; fi
-  done
+# The labelled benchmark data (NAB, C-MAPSS) the backtest tests read: $VIGIL_DATASETS, else
+# ../shared/datasets beside the repository; nowhere else. Without them those tests say they are
+# skipped — except under CI (CI=true, as .ci/run sets it), where a missing data set fails the run.
+if [ -z "${VIGIL_DATASETS:-}" ] && [ -d ../shared/datasets ]; then
+  export VIGIL_DATASETS="$(cd ../shared/datasets && pwd)"
+fi
+if [ -z "${VIGIL_DATASETS:-}" ] || [ ! -d "$VIGIL_DATASETS" ]; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "CI=true and the data sets are missing (set VIGIL_DATASETS, or put them at ../shared/datasets)" >&2
+    exit 1
+  fi
+  echo "note: no data sets at ${VIGIL_DATASETS:-../shared/datasets}: the backtest tests that read them are skipped" >&2
 fi
 
 export VIGIL_KAFKA_LISTEN="${VIGIL_KAFKA_LISTEN:-127.0.0.1:19092}"

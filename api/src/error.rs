@@ -107,6 +107,7 @@ impl From<QueryError> for ApiError {
             QueryError::Refused(_) => ApiError::new(StatusCode::FORBIDDEN, "query_refused", e.to_string()),
             QueryError::Sql(_) => ApiError::bad_request("bad_sql", e.to_string()),
             QueryError::Invalid(_) => ApiError::bad_request("bad_parameter", e.to_string()),
+            QueryError::Unknown { .. } => ApiError::not_found(e.to_string()),
             QueryError::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "query_timeout", e.to_string()),
             QueryError::Resources(_) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "query_resources", e.to_string()),
             QueryError::Read { .. } | QueryError::Execution(_) => {

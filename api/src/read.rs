@@ -69,6 +69,7 @@ pub struct ReadingsQuery {
     responses(
         (status = 200, description = "The series", body = ReadingSeries),
         (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
@@ -91,7 +92,11 @@ pub(crate) async fn readings(
         Some(f) => parse_time("from", f)?,
         None => to - 24 * 3_600_000,
     };
-    Ok(Json(state.history.readings(&q.sensor_id, from, to, max_points).await?))
+    let series = state.history.readings(&q.sensor_id, from, to, max_points).await?;
+    if series.points.is_empty() {
+        state.history.require_sensor(&q.sensor_id).await?;
+    }
+    Ok(Json(series))
 }
 
 /// Query of the event endpoints.
@@ -129,6 +134,21 @@ impl EventsQuery {
     }
 }
 
+/// An empty answer about an asset or sensor the history does not know: 404 `not_found`, naming
+/// the closest known ids (an empty list would read as "nothing happened there").
+async fn known_or_404(state: &AppState, f: &EventFilter, empty: bool) -> Result<(), ApiError> {
+    if !empty {
+        return Ok(());
+    }
+    if let Some(a) = &f.asset_id {
+        state.history.require_asset(a).await?;
+    }
+    if let Some(s) = &f.sensor_id {
+        state.history.require_sensor(s).await?;
+    }
+    Ok(())
+}
+
 /// `GET /api/v1/anomalies`.
 #[utoipa::path(
     get,
@@ -141,6 +161,7 @@ impl EventsQuery {
     responses(
         (status = 200, description = "The events", body = Vec<AnomalyRow>),
         (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
@@ -151,7 +172,10 @@ pub(crate) async fn anomalies(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<AnomalyRow>>, ApiError> {
-    Ok(Json(state.history.anomalies(&q.filter()?).await?))
+    let filter = q.filter()?;
+    let rows = state.history.anomalies(&filter).await?;
+    known_or_404(&state, &filter, rows.is_empty()).await?;
+    Ok(Json(rows))
 }
 
 /// `GET /api/v1/drift`.
@@ -166,6 +190,7 @@ pub(crate) async fn anomalies(
     responses(
         (status = 200, description = "The events", body = Vec<DriftRow>),
         (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
@@ -176,7 +201,10 @@ pub(crate) async fn drift(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<DriftRow>>, ApiError> {
-    Ok(Json(state.history.drift(&q.filter()?).await?))
+    let filter = q.filter()?;
+    let rows = state.history.drift(&filter).await?;
+    known_or_404(&state, &filter, rows.is_empty()).await?;
+    Ok(Json(rows))
 }
 
 /// `GET /api/v1/predictions`.
@@ -191,6 +219,7 @@ pub(crate) async fn drift(
     responses(
         (status = 200, description = "The events", body = Vec<PredictionRow>),
         (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
@@ -201,7 +230,10 @@ pub(crate) async fn predictions(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<PredictionRow>>, ApiError> {
-    Ok(Json(state.history.predictions(&q.filter()?).await?))
+    let filter = q.filter()?;
+    let rows = state.history.predictions(&filter).await?;
+    known_or_404(&state, &filter, rows.is_empty()).await?;
+    Ok(Json(rows))
 }
 
 /// `GET /api/v1/schedule`: proposals and every change of their status (decisions included).
@@ -216,6 +248,7 @@ pub(crate) async fn predictions(
     responses(
         (status = 200, description = "The schedule changes", body = Vec<ScheduleRow>),
         (status = 400, description = "A bad or unknown query parameter (`bad_query`, `bad_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
@@ -226,7 +259,10 @@ pub(crate) async fn schedule(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<ScheduleRow>>, ApiError> {
-    Ok(Json(state.history.schedule(&q.filter()?).await?))
+    let filter = q.filter()?;
+    let rows = state.history.schedule(&filter).await?;
+    known_or_404(&state, &filter, rows.is_empty()).await?;
+    Ok(Json(rows))
 }
 
 /// `GET /api/v1/fleet`: every asset's health now, worst first.
@@ -380,6 +416,7 @@ pub struct ReportBody {
         (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "The body does not match the schema (`invalid_body`), or the history is empty and no period was given (`empty_history`)", body = ErrorBody),
+        (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 mod time;
 pub use time::{format_rfc3339_ms, parse_timestamp, parse_timestamp_str, TimeError};
+mod zone;
+pub use zone::{parse_timestamp_in, ParsedTime, Zone, ZonedTimeError};
 
 /// Event time: milliseconds since the Unix epoch, UTC.
 pub type EventTime = i64;

@@ -117,6 +117,117 @@ impl Field {
     }
 }
 
+impl Field {
+    /// Every field, in the order of [`Field::name`]s.
+    pub const ALL: [Field; 8] = [
+        Field::ReadingId,
+        Field::SensorId,
+        Field::AssetId,
+        Field::SensorType,
+        Field::Value,
+        Field::Unit,
+        Field::Ts,
+        Field::Quality,
+    ];
+
+    /// The field's canonical name (`sensor_id`, `ts`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::ReadingId => "reading_id",
+            Field::SensorId => "sensor_id",
+            Field::AssetId => "asset_id",
+            Field::SensorType => "sensor_type",
+            Field::Value => "value",
+            Field::Unit => "unit",
+            Field::Ts => "ts",
+            Field::Quality => "quality",
+        }
+    }
+}
+
+/// Column (or JSON key) names that stand for known fields, beyond the default names: a
+/// historian export's `TagName,DateTime,Value` read as `sensor_id,ts,value`.
+///
+/// A mapped column is read as its field; a column with a field's default name whose field is
+/// mapped to another column is kept as metadata, so the mapping decides. With no mapping, names
+/// resolve as [`Field::from_name`] says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnMap {
+    /// (column name as written, field), in the order given.
+    columns: Vec<(String, Field)>,
+}
+
+impl ColumnMap {
+    /// No mapping.
+    pub const NONE: ColumnMap = ColumnMap { columns: Vec::new() };
+
+    /// A mapping from (field, column) pairs; a field or a column given twice is an error.
+    pub fn new(pairs: impl IntoIterator<Item = (Field, String)>) -> Result<ColumnMap, String> {
+        let mut columns: Vec<(String, Field)> = Vec::new();
+        for (field, column) in pairs {
+            let column = column.trim().to_string();
+            if column.is_empty() {
+                return Err(format!("no column given for {}", field.name()));
+            }
+            if columns.iter().any(|(_, f)| *f == field) {
+                return Err(format!("{} is mapped twice", field.name()));
+            }
+            if let Some((_, other)) = columns.iter().find(|(c, _)| *c == column) {
+                return Err(format!("column {column:?} is mapped to both {} and {}", other.name(), field.name()));
+            }
+            columns.push((column, field));
+        }
+        Ok(ColumnMap { columns })
+    }
+
+    /// Parses `sensor_id=TagName,ts=DateTime,value=Value` (fields by their names or aliases).
+    pub fn parse(spec: &str) -> Result<ColumnMap, String> {
+        let mut pairs = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((field, column)) = part.split_once('=') else {
+                return Err(format!("{part:?} is not FIELD=COLUMN (e.g. sensor_id=TagName)"));
+            };
+            pairs.push((Self::field(field)?, column.to_string()));
+        }
+        ColumnMap::new(pairs)
+    }
+
+    /// A field by its name or alias, or an error listing the fields.
+    pub fn field(name: &str) -> Result<Field, String> {
+        Field::from_name(name.trim()).ok_or_else(|| {
+            let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+            format!("unknown field {:?}: the fields are {}", name.trim(), names.join(", "))
+        })
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The (column, field) pairs.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, Field)> {
+        self.columns.iter().map(|(c, f)| (c.as_str(), *f))
+    }
+
+    /// The column a field is read from, if mapped.
+    pub fn column_of(&self, field: Field) -> Option<&str> {
+        self.columns.iter().find(|(_, f)| *f == field).map(|(c, _)| c.as_str())
+    }
+
+    /// The field a column or key names, under this mapping.
+    #[inline]
+    pub fn resolve(&self, name: &str) -> Option<Field> {
+        if self.columns.is_empty() {
+            return Field::from_name(name);
+        }
+        if let Some((_, f)) = self.columns.iter().find(|(c, _)| c == name) {
+            return Some(*f);
+        }
+        Field::from_name(name).filter(|f| self.column_of(*f).is_none())
+    }
+}
+
 impl<'a> RawFields<'a> {
     /// Stores a known field's value.
     pub fn set(&mut self, field: Field, v: Scalar<'a>) {
@@ -144,6 +255,11 @@ pub struct DecodeError(pub String);
 /// CSV cells are text: numbers in known numeric fields are parsed by the validator, and extra
 /// columns that look like numbers are kept as numbers in the metadata.
 pub fn decode_cells<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>]) -> RawFields<'a> {
+    decode_cells_mapped(names, cells, &ColumnMap::NONE)
+}
+
+/// [`decode_cells`] with columns mapped to fields by `map`.
+pub fn decode_cells_mapped<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>], map: &ColumnMap) -> RawFields<'a> {
     use vigil_events::Cell;
     let mut out = RawFields::default();
     for (name, cell) in names.iter().zip(cells) {
@@ -154,7 +270,7 @@ pub fn decode_cells<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>]) -
             Cell::Str("") => Scalar::Null,
             Cell::Str(s) => Scalar::Str(Cow::Borrowed(s)),
         };
-        match Field::from_name(name) {
+        match map.resolve(name) {
             Some(f) => out.set(f, scalar),
             None => {
                 let json = match scalar {
@@ -180,10 +296,18 @@ pub fn decode_cells<'a>(names: &'a [String], cells: &[vigil_events::Cell<'a>]) -
 /// take a hand-written fast path; anything else (escapes, nesting, errors) goes through
 /// serde_json, which also words the errors.
 pub fn decode_json(bytes: &[u8]) -> Result<RawFields<'_>, DecodeError> {
-    if let Some(fields) = decode_flat(bytes) {
+    decode_json_mapped(bytes, &ColumnMap::NONE)
+}
+
+/// [`decode_json`] with keys mapped to fields by `map`.
+pub fn decode_json_mapped<'a>(bytes: &'a [u8], map: &ColumnMap) -> Result<RawFields<'a>, DecodeError> {
+    if let Some(fields) = decode_flat(bytes, map) {
         return Ok(fields);
     }
-    decode_json_serde(bytes)
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fields = de::DeserializeSeed::deserialize(Mapped(map), &mut de).map_err(|e| DecodeError(e.to_string()))?;
+    de.end().map_err(|e| DecodeError(e.to_string()))?;
+    Ok(fields)
 }
 
 #[inline]
@@ -207,7 +331,7 @@ fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
 }
 
 /// The fast path of [`decode_json`]; `None` sends the record to serde_json.
-fn decode_flat(bytes: &[u8]) -> Option<RawFields<'_>> {
+fn decode_flat<'a>(bytes: &'a [u8], map: &ColumnMap) -> Option<RawFields<'a>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let b = bytes;
     let mut out = RawFields::default();
@@ -268,7 +392,7 @@ fn decode_flat(bytes: &[u8]) -> Option<RawFields<'_>> {
                 }
                 _ => return None,
             };
-            match Field::from_name(key) {
+            match map.resolve(key) {
                 Some(f) => out.set(f, value),
                 None => {
                     out.extras.push((Cow::Borrowed(key), Extra::Json(text.get(start..i)?)));
@@ -364,8 +488,18 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 
 impl<'de> Deserialize<'de> for RawFields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
+        de::DeserializeSeed::deserialize(Mapped(&ColumnMap::NONE), d)
+    }
+}
+
+/// Deserializes [`RawFields`] with keys mapped to fields by a [`ColumnMap`].
+struct Mapped<'m>(&'m ColumnMap);
+
+impl<'de> de::DeserializeSeed<'de> for Mapped<'_> {
+    type Value = RawFields<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawFields<'de>, D::Error> {
+        struct V<'m>(&'m ColumnMap);
+        impl<'de> Visitor<'de> for V<'_> {
             type Value = RawFields<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -373,7 +507,7 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = RawFields::default();
                 while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    match Field::from_name(&k) {
+                    match self.0.resolve(&k) {
                         Some(field) => {
                             let v = map.next_value::<Scalar<'de>>()?;
                             out.set(field, v);
@@ -387,7 +521,7 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
                 Ok(out)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(self.0))
     }
 }
 
@@ -429,7 +563,7 @@ mod tests {
             let both = decode_json(c).map(|f| format!("{f:?}")).map_err(|_| ());
             assert_eq!(serde, both, "{}", String::from_utf8_lossy(c));
         }
-        assert!(decode_flat(cases[0]).is_some(), "the common shape takes the fast path");
+        assert!(decode_flat(cases[0], &ColumnMap::NONE).is_some(), "the common shape takes the fast path");
     }
 
     #[test]
@@ -450,6 +584,45 @@ mod tests {
         assert_eq!(f.value, Some(Scalar::Str(Cow::Borrowed("3.5"))));
         assert_eq!(f.quality, Some(Scalar::Null));
         assert!(matches!(&f.extras[0].1, Extra::JsonOwned(j) if j == "7"));
+    }
+
+    #[test]
+    fn mapped_columns_and_keys_are_read_as_their_fields() {
+        use vigil_events::Cell;
+        let map = ColumnMap::parse("sensor_id=TagName, ts=DateTime,value=Value").unwrap();
+        let names: Vec<String> = ["TagName", "DateTime", "Value", "ts", "Quality"].iter().map(|s| s.to_string()).collect();
+        let cells = [Cell::Str("FIC-101.PV"), Cell::Str("2026-01-05 13:45:00"), Cell::Str("3.5"), Cell::Str("x"), Cell::Str("1")];
+        let f = decode_cells_mapped(&names, &cells, &map);
+        assert_eq!(f.sensor_id, Some(Scalar::Str(Cow::Borrowed("FIC-101.PV"))));
+        assert_eq!(f.ts, Some(Scalar::Str(Cow::Borrowed("2026-01-05 13:45:00"))));
+        assert_eq!(f.value, Some(Scalar::Str(Cow::Borrowed("3.5"))));
+        // `ts` is mapped to DateTime, so a column named `ts` is metadata; unmapped defaults still apply.
+        assert_eq!(f.extras.len(), 1);
+        assert_eq!(f.extras[0].0, "ts");
+        assert_eq!(f.quality, Some(Scalar::Str(Cow::Borrowed("1"))));
+
+        for line in [
+            &br#"{"TagName":"FIC-101.PV","DateTime":"2026-01-05 13:45:00","Value":3.5,"ts":"x"}"#[..],
+            &br#"{"TagName":"FIC-101.PV","DateTime":"2026-01-05 13:45:00","Value":3.5,"ts":"x","n":{"a":1}}"#[..],
+        ] {
+            let f = decode_json_mapped(line, &map).unwrap();
+            assert_eq!(f.sensor_id, Some(Scalar::Str(Cow::Borrowed("FIC-101.PV"))), "{}", String::from_utf8_lossy(line));
+            assert_eq!(f.value, Some(Scalar::Num(3.5)));
+            assert_eq!(f.ts, Some(Scalar::Str(Cow::Borrowed("2026-01-05 13:45:00"))));
+            assert_eq!(f.extras[0].0, "ts");
+        }
+    }
+
+    #[test]
+    fn column_maps_are_checked() {
+        assert!(ColumnMap::parse("").unwrap().is_empty());
+        assert_eq!(ColumnMap::parse("sensor=Tag").unwrap().column_of(Field::SensorId), Some("Tag"));
+        let e = ColumnMap::parse("tag=TagName").unwrap_err();
+        assert!(e.contains("unknown field \"tag\"") && e.contains("sensor_id"), "{e}");
+        assert!(ColumnMap::parse("sensor_id").unwrap_err().contains("FIELD=COLUMN"));
+        assert!(ColumnMap::parse("sensor_id=A,sensor=B").unwrap_err().contains("twice"));
+        assert!(ColumnMap::parse("sensor_id=A,asset_id=A").unwrap_err().contains("both"));
+        assert!(ColumnMap::parse("ts=").is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | [`rul_model`] | RUL features | RUL from a registered model | none beyond the features |
 //! | [`scheduler`] | predictions | proposals, decision requests | open proposal per asset |
 //! | [`scoring`] | anomaly scores per row, label windows | NAB scores, the corpus threshold | none |
+//! | [`test_datasets`] | a data set's path | its path, a skip, or a failure under CI | none |
 
 pub mod asset_stage;
 pub mod dataflow;
@@ -39,6 +40,7 @@ pub mod rul_model;
 pub mod scheduler;
 pub mod scoring;
 pub mod sensor_stage;
+pub mod test_datasets;
 pub mod validate;
 pub mod watermark;
 pub mod window;

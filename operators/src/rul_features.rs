@@ -349,15 +349,13 @@ mod tests {
         ((se / n_val as f64).sqrt(), (dense / n_val as f64).sqrt())
     }
 
-    /// FD001 from the shared data sets beside the project (skipped with a message when absent): the
-    /// defaults reach RMSE ≤ 14 on the validation split of seed 1.
+    /// FD001 from the shared data sets beside the project (skipped with a message when absent, a
+    /// failure under `CI=true`: see [`crate::test_datasets`]): the defaults reach RMSE ≤ 14 on the
+    /// validation split of seed 1.
     #[test]
     fn cmapss_fd001_validation_rmse() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets/cmapss/train_FD001.txt");
-        let Some(units) = load_cmapss(path) else {
-            eprintln!("skipped: {path} not found");
-            return;
-        };
+        let Some(path) = crate::test_datasets::require("cmapss/train_FD001.txt") else { return };
+        let units = load_cmapss(path.to_str().expect("a UTF-8 path")).unwrap_or_else(|| panic!("{} unreadable", path.display()));
         assert_eq!(units.len(), 100);
         let (rmse, dense) = protocol(&units, &RulFeatureConfig::default(), &GbtParams::default(), 1);
         eprintln!("FD001 seed 1: RMSE {rmse:.2} at the cuts, {dense:.2} over all cuts");

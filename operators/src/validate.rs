@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use vigil_events::{
-    derived_reading_hash_keyed, parse_timestamp, parse_timestamp_str, stable_hash_str, EventTime, ReadingExtra, RejectReason,
-    RejectedReading, SensorReading, SensorType, SourcePos,
+    derived_reading_hash_keyed, parse_timestamp, parse_timestamp_in, stable_hash_str, EventTime, ReadingExtra, RejectReason,
+    RejectedReading, SensorReading, SensorType, SourcePos, Zone,
 };
 
-use crate::decode::{decode_json, Extra, RawFields, Scalar};
+use crate::decode::{decode_json_mapped, ColumnMap, Extra, Field, RawFields, Scalar};
 
 /// Settings of the validator.
 #[derive(Debug, Clone)]
@@ -27,12 +27,31 @@ pub struct ValidateConfig {
     pub future_margin_ms: i64,
     /// Per-type valid ranges that override the physical defaults.
     pub ranges: HashMap<SensorType, (f64, f64)>,
+    /// Columns or keys read as known fields beyond their default names.
+    pub columns: ColumnMap,
+    /// The zone of times written without one (UTC when `None`).
+    pub timezone: Option<Zone>,
 }
 
 impl Default for ValidateConfig {
     fn default() -> Self {
-        ValidateConfig { max_record_bytes: 1 << 20, future_margin_ms: 5 * 60_000, ranges: HashMap::new() }
+        ValidateConfig {
+            max_record_bytes: 1 << 20,
+            future_margin_ms: 5 * 60_000,
+            ranges: HashMap::new(),
+            columns: ColumnMap::NONE,
+            timezone: None,
+        }
     }
+}
+
+/// Times written without a zone that a validator read as UTC because no zone was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZonelessUtc {
+    /// How many.
+    pub count: u64,
+    /// The first one, as written.
+    pub example: Option<String>,
 }
 
 /// Most raw bytes kept in a dead-letter record.
@@ -70,6 +89,8 @@ pub struct Validator {
     now_ms: Box<dyn Fn() -> i64 + Send>,
     /// The wall clock as of the last [`Validator::tick`]; read once per batch, not per record.
     now: i64,
+    /// Zoneless times read as UTC (no zone configured).
+    zoneless_utc: ZonelessUtc,
 }
 
 fn reject(raw: &[u8], pos: SourcePos, reason: RejectReason, detail: String, now: i64) -> RejectedReading {
@@ -88,7 +109,7 @@ impl Validator {
     /// A validator reading the wall clock through `now_ms` (injected so tests can fix it).
     pub fn new(config: ValidateConfig, now_ms: Box<dyn Fn() -> i64 + Send>) -> Self {
         let now = now_ms();
-        Validator { config, interner: Interner::default(), now_ms, now }
+        Validator { config, interner: Interner::default(), now_ms, now, zoneless_utc: ZonelessUtc::default() }
     }
 
     /// Reads the wall clock again (call once per batch of records).
@@ -116,7 +137,7 @@ impl Validator {
         if raw.len() > self.config.max_record_bytes {
             return Err(self.oversized(raw, pos));
         }
-        match decode_json(raw) {
+        match decode_json_mapped(raw, &self.config.columns) {
             Ok(fields) => self.validate(fields, raw, pos),
             Err(e) => Err(reject(raw, pos, RejectReason::MalformedJson, e.0, self.now())),
         }
@@ -138,6 +159,24 @@ impl Validator {
         self.config.max_record_bytes
     }
 
+    /// The configured column mapping.
+    pub fn column_map(&self) -> &ColumnMap {
+        &self.config.columns
+    }
+
+    /// Times written without a zone that were read as UTC because no zone is configured.
+    pub fn zoneless_utc(&self) -> &ZonelessUtc {
+        &self.zoneless_utc
+    }
+
+    /// How a missing field is named in a detail: by its column when it is mapped.
+    fn missing(&self, field: Field, default: &str) -> String {
+        match self.config.columns.column_of(field) {
+            Some(c) => format!("missing field `{}` (column `{c}`)", field.name()),
+            None => default.to_string(),
+        }
+    }
+
     /// Validates decoded fields.
     pub fn validate(&mut self, f: RawFields<'_>, raw: &[u8], pos: SourcePos) -> Result<SensorReading, RejectedReading> {
         let now = self.now();
@@ -146,7 +185,9 @@ impl Validator {
         // sensor_id
         let sensor_owned;
         let sensor: &str = match &f.sensor_id {
-            None | Some(Scalar::Null) => return Err(fail(RejectReason::MissingField, "missing field `sensor_id`".into())),
+            None | Some(Scalar::Null) => {
+                return Err(fail(RejectReason::MissingField, self.missing(Field::SensorId, "missing field `sensor_id`")))
+            }
             Some(Scalar::Str(s)) if !s.trim().is_empty() => s,
             Some(Scalar::Str(_)) => return Err(fail(RejectReason::MissingField, "field `sensor_id` is empty".into())),
             Some(other) => match as_id(other) {
@@ -167,7 +208,7 @@ impl Validator {
         let ts: EventTime = match &f.ts {
             None | Some(Scalar::Null) => {
                 return Err(with_sensor(
-                    fail(RejectReason::MissingField, "missing field `ts` (or `timestamp`, `time`)".into()),
+                    fail(RejectReason::MissingField, self.missing(Field::Ts, "missing field `ts` (or `timestamp`, `time`)")),
                     sensor,
                     None,
                 ))
@@ -176,8 +217,16 @@ impl Validator {
                 Ok(t) => t,
                 Err(e) => return Err(with_sensor(fail(RejectReason::BadType, e.to_string()), sensor, None)),
             },
-            Some(Scalar::Str(s)) => match parse_timestamp_str(s) {
-                Ok(t) => t,
+            Some(Scalar::Str(s)) => match parse_timestamp_in(s, self.config.timezone) {
+                Ok(t) => {
+                    if t.zoneless && self.config.timezone.is_none() {
+                        self.zoneless_utc.count += 1;
+                        if self.zoneless_utc.example.is_none() {
+                            self.zoneless_utc.example = Some(s.trim().to_string());
+                        }
+                    }
+                    t.ms
+                }
                 Err(e) => return Err(with_sensor(fail(RejectReason::BadType, e.to_string()), sensor, None)),
             },
             Some(other) => {
@@ -195,7 +244,11 @@ impl Validator {
         // value
         let value = match &f.value {
             None | Some(Scalar::Null) => {
-                return Err(with_sensor(fail(RejectReason::MissingField, "missing field `value`".into()), sensor, Some(ts)))
+                return Err(with_sensor(
+                    fail(RejectReason::MissingField, self.missing(Field::Value, "missing field `value`")),
+                    sensor,
+                    Some(ts),
+                ))
             }
             Some(Scalar::Num(n)) => *n,
             Some(Scalar::Str(s)) => match s.trim().parse::<f64>() {

@@ -7,6 +7,8 @@ use clap::Subcommand;
 use vigil_pipeline::backtest::{cmapss, labelled, nab};
 use vigil_pipeline::config::VigilConfig;
 
+use crate::out::{out, outln};
+
 /// `vigil backtest` subcommands.
 #[derive(Subcommand)]
 pub(crate) enum BacktestCommand {
@@ -136,9 +138,9 @@ pub(crate) fn train(what: TrainCommand) -> anyhow::Result<()> {
             };
             let report = cmapss::train(&opts, vigil_pipeline::run::system_now_ms())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                println!(
+                outln!(
                     "registered {}@{} in {} (fitted on {} rows of {} units, {:.1} s)",
                     report.model.name,
                     report.model.version,
@@ -146,23 +148,23 @@ pub(crate) fn train(what: TrainCommand) -> anyhow::Result<()> {
                     report.training_rows,
                     report.units,
                     report.seconds
-                );
+                )?;
                 let splits: Vec<String> = report.per_split_rmse.iter().map(|r| format!("{r:.2}")).collect();
-                println!(
+                outln!(
                     "validation: {} seeded holdouts of {:.0} % of the units, each cut at a random cycle (seeds {}..{}):",
                     opts.repeats.max(1),
                     opts.validation_fraction * 100.0,
                     opts.seed,
                     opts.seed + opts.repeats.max(1) as u64 - 1
-                );
-                println!(
+                )?;
+                outln!(
                     "  RMSE {:.2} over {} predictions (per split {}), MAE {:.2}, PHM08 {:.2} per unit",
                     report.validation.rmse,
                     report.validation.units,
                     splits.join(", "),
                     report.validation.mae,
                     report.validation.phm08 / report.validation.units.max(1) as f64
-                );
+                )?;
             }
         }
     }
@@ -176,9 +178,9 @@ pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Resu
             let opts = nab::NabOptions { data, out, parallel: parallel.unwrap_or(cfg.pipeline.workers).max(1), progress: !json };
             let report = nab::backtest(cfg, &opts)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                print_nab(&report);
+                print_nab(&report)?;
             }
         }
         BacktestCommand::Cmapss { model, registry, test, rul, out, json } => {
@@ -186,15 +188,15 @@ pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Resu
             let opts = cmapss::BacktestOptions { test, rul, out, workers: cfg.pipeline.workers.max(1), progress: !json };
             let report = cmapss::backtest(cfg, loaded, &opts)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                println!(
+                outln!(
                     "C-MAPSS backtest of {}: {} units through the dataflow, {:.2} s",
                     report.model,
                     report.units.len(),
                     report.seconds
-                );
-                println!("RMSE {:.2}  MAE {:.2}  PHM08 {:.1}", report.scores.rmse, report.scores.mae, report.scores.phm08);
+                )?;
+                outln!("RMSE {:.2}  MAE {:.2}  PHM08 {:.1}", report.scores.rmse, report.scores.mae, report.scores.phm08)?;
             }
         }
         BacktestCommand::Labelled { data, timestamp, label, changepoint, sep, train_rows, json } => {
@@ -211,69 +213,93 @@ pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Resu
             };
             let report = labelled::backtest(cfg, &opts)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                print_labelled(&report);
+                print_labelled(&report)?;
             }
         }
     }
     Ok(())
 }
 
-fn print_labelled(r: &labelled::LabelledReport) {
-    println!("labelled backtest: {} files, {:.2} s", r.files.len(), r.seconds);
-    println!();
-    println!(
+fn print_labelled(r: &labelled::LabelledReport) -> std::io::Result<()> {
+    outln!("labelled backtest: {} files, {:.2} s", r.files.len(), r.seconds)?;
+    outln!()?;
+    outln!(
         "{:<40} {:>7} {:>9} {:>7} {:>7} {:>11} {:>12}",
-        "file", "sensors", "precision", "recall", "F1", "false alarm", "missed alarm"
-    );
+        "file",
+        "sensors",
+        "precision",
+        "recall",
+        "F1",
+        "false alarm",
+        "missed alarm"
+    )?;
     let row = |name: &str, sensors: String, p: &labelled::PointScores| {
-        println!(
+        outln!(
             "{:<40} {:>7} {:>9.3} {:>7.3} {:>7.3} {:>11.3} {:>12.3}",
-            name, sensors, p.precision, p.recall, p.f1, p.false_alarm_rate, p.missed_alarm_rate
+            name,
+            sensors,
+            p.precision,
+            p.recall,
+            p.f1,
+            p.false_alarm_rate,
+            p.missed_alarm_rate
         )
     };
     for f in &r.files {
         let name = std::path::Path::new(&f.file).file_name().and_then(|n| n.to_str()).unwrap_or(&f.file);
-        row(name, f.sensors.to_string(), &f.points);
+        row(name, f.sensors.to_string(), &f.points)?;
     }
-    row("all", String::new(), &r.points);
+    row("all", String::new(), &r.points)?;
     if let Some(cps) = &r.changepoints {
-        println!();
-        println!("changepoints (NAB-style, normalised):");
+        outln!()?;
+        outln!("changepoints (NAB-style, normalised):")?;
         for (profile, score) in cps {
-            println!("  {profile:<22} {score:>8.2}");
+            outln!("  {profile:<22} {score:>8.2}")?;
         }
     }
+    Ok(())
 }
 
-fn print_nab(r: &nab::NabReport) {
-    println!("NAB backtest: {} files, {} rows, {} label windows, {:.2} s", r.files.len(), r.rows, r.windows, r.seconds);
-    println!();
-    println!(
+fn print_nab(r: &nab::NabReport) -> std::io::Result<()> {
+    outln!("NAB backtest: {} files, {} rows, {} label windows, {:.2} s", r.files.len(), r.rows, r.windows, r.seconds)?;
+    outln!()?;
+    outln!(
         "{:<22} {:>9} {:>10} {:>16} {:>14} {:>19}",
-        "profile", "score", "threshold", "windows detected", "windows missed", "false-positive rows"
-    );
+        "profile",
+        "score",
+        "threshold",
+        "windows detected",
+        "windows missed",
+        "false-positive rows"
+    )?;
     for p in &r.profiles {
-        println!(
+        outln!(
             "{:<22} {:>9.2} {:>10.4} {:>16} {:>14} {:>19}",
-            p.profile, p.score, p.threshold, p.windows_detected, p.windows_missed, p.false_positive_rows
-        );
+            p.profile,
+            p.score,
+            p.threshold,
+            p.windows_detected,
+            p.windows_missed,
+            p.false_positive_rows
+        )?;
     }
-    println!();
+    outln!()?;
     let cats: Vec<&String> = r.profiles.first().map(|p| p.by_category.keys().collect()).unwrap_or_default();
-    print!("{:<24}", "category");
+    out!("{:<24}", "category")?;
     for p in &r.profiles {
-        print!(" {:>20}", p.profile);
+        out!(" {:>20}", p.profile)?;
     }
-    println!();
+    outln!()?;
     for c in cats {
-        print!("{c:<24}");
+        out!("{c:<24}")?;
         for p in &r.profiles {
-            print!(" {:>20.2}", p.by_category.get(c).copied().unwrap_or(0.0));
+            out!(" {:>20.2}", p.by_category.get(c).copied().unwrap_or(0.0))?;
         }
-        println!();
+        outln!()?;
     }
-    println!();
-    println!("(category scores are normalised like the total; a category without windows shows its raw score, ≤ 0)");
+    outln!()?;
+    outln!("(category scores are normalised like the total; a category without windows shows its raw score, ≤ 0)")?;
+    Ok(())
 }

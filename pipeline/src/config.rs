@@ -63,6 +63,74 @@ pub struct VigilConfig {
     pub registry: Vec<RegistryEntry>,
     /// Trained models the pipeline runs (from the model registry).
     pub models: ModelsConfig,
+    /// How input records are read: column names, and the zone of times written without one.
+    pub input: InputConfig,
+}
+
+/// How input records are read, whatever the source (files, Kafka, REST ingest).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// IANA name of the zone of times written without one (`"Europe/Paris"`). Unset: such times
+    /// are read as UTC, and `vigil replay` warns when it saw any. `vigil replay --timezone`
+    /// overrides it.
+    pub timezone: Option<String>,
+    /// Columns (CSV, Parquet) or keys (JSON lines) read as known fields beyond their default
+    /// names: `{ sensor_id = "TagName", ts = "DateTime", value = "Value" }`, or the same as text,
+    /// `"sensor_id=TagName,ts=DateTime,value=Value"` (what `vigil replay --columns` takes, and
+    /// what `VIGIL_INPUT__COLUMNS` may hold).
+    pub columns: ColumnsSpec,
+}
+
+/// A column mapping, as a table or as `FIELD=COLUMN,...` text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnsSpec {
+    /// `{ sensor_id = "TagName" }`.
+    Table(std::collections::BTreeMap<String, String>),
+    /// `"sensor_id=TagName"`.
+    Text(String),
+}
+
+impl Default for ColumnsSpec {
+    fn default() -> Self {
+        ColumnsSpec::Table(Default::default())
+    }
+}
+
+impl InputConfig {
+    /// The column mapping.
+    pub fn column_map(&self) -> Result<vigil_operators::decode::ColumnMap, ConfigError> {
+        use vigil_operators::decode::ColumnMap;
+        let map = match &self.columns {
+            ColumnsSpec::Text(t) => ColumnMap::parse(t),
+            ColumnsSpec::Table(t) => t
+                .iter()
+                .map(|(field, column)| ColumnMap::field(field).map(|f| (f, column.clone())))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(ColumnMap::new),
+        };
+        map.map_err(|e| ConfigError::Parse(format!("input.columns: {e}")))
+    }
+
+    /// The zone of zoneless times, if one is named.
+    pub fn zone(&self) -> Result<Option<vigil_events::Zone>, ConfigError> {
+        let Some(name) = self.timezone.as_deref() else { return Ok(None) };
+        parse_zone(name).map(Some).map_err(|e| ConfigError::Parse(format!("input.timezone: {e}")))
+    }
+}
+
+/// A zone by its IANA name; an unknown name is an error naming the closest ones.
+pub fn parse_zone(name: &str) -> Result<vigil_events::Zone, String> {
+    vigil_events::Zone::parse(name).ok_or_else(|| {
+        let near = vigil_queries::known::closest(name.trim(), vigil_events::Zone::names(), 3);
+        let hint = if near.is_empty() {
+            "an IANA name such as Europe/Paris, America/New_York or UTC".to_string()
+        } else {
+            format!("did you mean {}?", near.join(", "))
+        };
+        format!("unknown time zone {:?}; {hint}", name.trim())
+    })
 }
 
 /// Trained models the pipeline runs.
@@ -388,6 +456,8 @@ impl VigilConfig {
         if self.pipeline.lateness_ms < 0 {
             return Err(ConfigError::Parse("pipeline.lateness_ms must not be negative".into()));
         }
+        self.input.column_map()?;
+        self.input.zone()?;
         let t = self.detectors.novelty_threshold;
         if !(t.is_finite() && t > 0.0) {
             return Err(ConfigError::Parse(format!(
@@ -412,6 +482,9 @@ impl VigilConfig {
             max_record_bytes: self.validation.max_record_bytes,
             future_margin_ms: self.validation.future_margin_ms,
             ranges: by_type(&self.validation.ranges).unwrap_or_default().into_iter().map(|(t, r)| (t, (r[0], r[1]))).collect(),
+            // Both were checked when the configuration was loaded.
+            columns: self.input.column_map().unwrap_or_default(),
+            timezone: self.input.zone().ok().flatten(),
         }
     }
 
@@ -487,6 +560,27 @@ mod tests {
         std::fs::write(&p, "[pipeline]\nlatenes_ms = 5\n").unwrap();
         let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(err.contains("latenes_ms"), "{err}");
+    }
+
+    #[test]
+    fn input_columns_and_timezone_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[input]\ntimezone = \"europe/paris\"\ncolumns = { sensor_id = \"TagName\", ts = \"DateTime\" }\n")
+            .unwrap();
+        let cfg = VigilConfig::load(Some(&p)).unwrap();
+        let v = cfg.validate_config();
+        assert_eq!(v.timezone.map(|z| z.name()), Some("Europe/Paris"));
+        assert_eq!(v.columns.column_of(vigil_operators::decode::Field::Ts), Some("DateTime"));
+        std::fs::write(&p, "[input]\ncolumns = \"sensor_id=TagName,value=Value\"\n").unwrap();
+        let cfg = VigilConfig::load(Some(&p)).unwrap();
+        assert_eq!(cfg.validate_config().columns.column_of(vigil_operators::decode::Field::Value), Some("Value"));
+        std::fs::write(&p, "[input]\ntimezone = \"Europe/Pari\"\n").unwrap();
+        let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("input.timezone") && err.contains("Europe/Paris"), "{err}");
+        std::fs::write(&p, "[input]\ncolumns = { tag = \"TagName\" }\n").unwrap();
+        let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("input.columns") && err.contains("unknown field"), "{err}");
     }
 
     #[test]

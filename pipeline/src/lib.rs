@@ -56,6 +56,7 @@ pub fn replay(inputs: &[PathBuf], order: ReplayOrder, opts: &RunOptions) -> Resu
     history::recover(&opts.data_dir).map_err(|e| RunError::History(e.to_string()))?;
     tracing::debug!("planning");
     let the_plan = Arc::new(plan(inputs, opts.cfg.pipeline.chunk_bytes).map_err(|e| RunError::Input(e.to_string()))?);
+    check_columns(&the_plan, &opts.cfg.validate_config().columns)?;
     tracing::debug!(chunks = the_plan.chunks.len(), "planned");
     let stats = run::run(Source::Files { plan: the_plan.clone(), order, sorted: None }, opts, registry(opts))?;
     if !stats.needs_sort {
@@ -80,6 +81,27 @@ pub fn replay(inputs: &[PathBuf], order: ReplayOrder, opts: &RunOptions) -> Resu
     commit(opts, &stats)?;
     stats.needs_sort = true;
     Ok((stats, true))
+}
+
+/// Every column a mapping names must be in each file with a header (CSV, Parquet): a misspelt
+/// name would otherwise reject every row as missing a field.
+fn check_columns(plan: &vigil_connectors::files::Plan, map: &vigil_operators::decode::ColumnMap) -> Result<(), RunError> {
+    for file in plan.files.iter().filter(|f| !f.columns.is_empty()) {
+        for (column, field) in map.pairs() {
+            if file.columns.iter().any(|c| c == column) {
+                continue;
+            }
+            let near = vigil_queries::known::closest(column, file.columns.iter().map(String::as_str), 3);
+            let hint = if near.is_empty() { String::new() } else { format!("; did you mean {}?", near.join(", ")) };
+            return Err(RunError::Input(format!(
+                "{} has no column {column:?} (mapped to {} by --columns or [input] columns); its columns are {}{hint}",
+                file.path.display(),
+                field.name(),
+                file.columns.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs a simulated fleet through the dataflow into the history.

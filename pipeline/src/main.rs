@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod backtest_cli;
+mod out;
 mod serve;
 mod sql_cli;
 
@@ -14,6 +15,8 @@ use vigil_pipeline::config::VigilConfig;
 use vigil_pipeline::run::system_now_ms;
 use vigil_pipeline::stream::{run_stream, StreamControl, StreamError, StreamOptions, StreamStats};
 use vigil_pipeline::{demo, names, new_run_id, replay, timed, ReplayOrder, RunOptions, Summary};
+
+use crate::out::{out, outln};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -50,6 +53,32 @@ struct FleetArgs {
     start: String,
 }
 
+/// `vigil replay --help`: what the inputs may be.
+const REPLAY_FORMATS: &str = "\
+Input formats (by extension):
+  .jsonl .json .ndjson   JSON lines: one object per line
+  .csv .txt / .tsv       delimited text with a header line (comma / tab)
+  .parquet .pq           Apache Parquet (timestamp columns of any unit)
+
+Fields (column names or JSON keys, any case): sensor_id (or sensor), value, ts (or timestamp,
+time); optional: asset_id (or asset; default: the sensor's name), sensor_type (or type), unit,
+quality, reading_id (or id). Other columns are kept in the reading's metadata. Other names are
+mapped with --columns, e.g. a historian export `TagName,DateTime,Value`:
+  vigil replay --input export.csv --columns sensor_id=TagName,ts=DateTime,value=Value --timezone Europe/Paris
+
+Times:
+  2026-01-05T13:45:00Z, 2026-01-05T13:45:00.123+01:00    RFC 3339, with a zone or offset
+  1767620700000                                          epoch milliseconds (number or digits)
+  2026-01-05 13:45:00, 2026-01-05T13:45:00.123,          without a zone: read in --timezone
+  2026-01-05 13:45, 2026/01/05 13:45:00,                 (else UTC, with a warning)
+  05-Jan-2026 13:45:00
+A slash date starting with the day or month (05/01/2026) is refused as ambiguous. In a zone, a
+time in the hour the clocks repeat is read as its first occurrence; one in the hour they skip is
+rejected.
+
+Rejected rows go to the `rejected` table; the replay ends with their count by reason and the
+`vigil sql` command that lists them.";
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OrderArg {
     /// Replay in event-time order whatever the order of the rows.
@@ -78,13 +107,13 @@ fn models_cli(reg: &vigil_connectors::models::ModelRegistry, what: ModelsCommand
         ModelsCommand::List => {
             let list = reg.list()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else if list.is_empty() {
-                println!("no models in {}", reg.root().display());
+                outln!("no models in {}", reg.root().display())?;
             } else {
-                println!("{:<24} {:>8} {:<12} {:<24} metrics", "name", "versions", "kind", "latest created");
+                outln!("{:<24} {:>8} {:<12} {:<24} metrics", "name", "versions", "kind", "latest created")?;
                 for m in &list {
-                    println!(
+                    outln!(
                         "{:<24} {:>8} {:<12} {:<24} v{}: {}",
                         m.name,
                         m.versions,
@@ -92,7 +121,7 @@ fn models_cli(reg: &vigil_connectors::models::ModelRegistry, what: ModelsCommand
                         when(m.latest.created_ms),
                         m.latest.version,
                         metrics(&m.latest.meta.metrics)
-                    );
+                    )?;
                 }
             }
         }
@@ -100,19 +129,19 @@ fn models_cli(reg: &vigil_connectors::models::ModelRegistry, what: ModelsCommand
             let versions = reg.versions(&name)?;
             anyhow::ensure!(!versions.is_empty(), "no model {name:?} in {}", reg.root().display());
             if json {
-                println!("{}", serde_json::to_string_pretty(&versions)?);
+                outln!("{}", serde_json::to_string_pretty(&versions)?)?;
             } else {
-                println!("{:>7} {:<24} {:<16} {:<40} metrics", "version", "created", "training data", "params");
+                outln!("{:>7} {:<24} {:<16} {:<40} metrics", "version", "created", "training data", "params")?;
                 for v in &versions {
                     let data_hash = &v.meta.training_data_sha256[..v.meta.training_data_sha256.len().min(12)];
-                    println!(
+                    outln!(
                         "{:>7} {:<24} {:<16} {:<40} {}",
                         v.version,
                         when(v.created_ms),
                         data_hash,
                         v.meta.params.to_string(),
                         metrics(&v.meta.metrics)
-                    );
+                    )?;
                 }
             }
         }
@@ -175,10 +204,19 @@ enum Command {
         bad_rate: f64,
     },
     /// Replay files (JSON lines, CSV, Parquet) through the dataflow into the history.
+    #[command(after_long_help = REPLAY_FORMATS)]
     Replay {
-        /// Input files.
+        /// Input files; the format comes from the extension (see below).
         #[arg(long, required = true, num_args = 1..)]
         input: Vec<PathBuf>,
+        /// IANA zone of times written without one (`Europe/Paris`); default `[input] timezone`,
+        /// else UTC with a warning when such times were read.
+        #[arg(long, value_name = "ZONE")]
+        timezone: Option<String>,
+        /// Columns (or JSON keys) read as known fields: `sensor_id=TagName,ts=DateTime,value=Value`;
+        /// default `[input] columns`.
+        #[arg(long, value_name = "FIELD=COLUMN,...")]
+        columns: Option<String>,
         /// History directory.
         #[arg(long, default_value = "./vigil-data")]
         data_dir: PathBuf,
@@ -390,9 +428,9 @@ fn options(cfg: VigilConfig, data_dir: PathBuf, workers: Option<usize>, progress
 
 fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(summary)?);
+        outln!("{}", serde_json::to_string(summary)?)?;
     } else {
-        print!("{summary}");
+        out!("{summary}")?;
     }
     Ok(())
 }
@@ -400,6 +438,8 @@ fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of stdout went away (`vigil sql … | head -1`): it asked for less, not an error.
+        Err(e) if out::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The chain of causes, one line, without a backtrace: this is for people.
             eprintln!("error: {e:#}");
@@ -514,7 +554,18 @@ fn run() -> anyhow::Result<()> {
             }
             eprintln!("wrote {} records", truth.records);
         }
-        Command::Replay { input, data_dir, workers, order, json } => {
+        Command::Replay { input, timezone, columns, data_dir, workers, order, json } => {
+            let mut cfg = cfg;
+            if let Some(z) = timezone {
+                vigil_pipeline::config::parse_zone(&z).map_err(|e| anyhow::anyhow!("--timezone: {e}"))?;
+                cfg.input.timezone = Some(z);
+            }
+            if let Some(c) = columns {
+                vigil_operators::decode::ColumnMap::parse(&c).map_err(|e| anyhow::anyhow!("--columns: {e}"))?;
+                cfg.input.columns = vigil_pipeline::config::ColumnsSpec::Text(c);
+            }
+            let zone = cfg.input.zone()?;
+            let started_ms = system_now_ms();
             let opts = options(cfg, data_dir.clone(), workers, true);
             let order = match order {
                 OrderArg::Time => ReplayOrder::EventTime,
@@ -524,9 +575,14 @@ fn run() -> anyhow::Result<()> {
             let (stats, _) = res.context("replaying")?;
             let summary = Summary::new("replay", names(&input), data_dir.display().to_string(), opts.workers, secs, &stats, None);
             print(&summary, json)?;
+            replay_notes(&stats, zone, &input, &data_dir, started_ms);
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
         }
         Command::Models { registry, data_dir, json, what } => {
+            match &registry {
+                Some(r) => anyhow::ensure!(r.is_dir(), "no model registry at {}", r.display()),
+                None => sql_cli::require_history(&data_dir)?,
+            }
             let reg = registry.map_or_else(
                 || vigil_connectors::models::ModelRegistry::in_data_dir(&data_dir),
                 vigil_connectors::models::ModelRegistry::new,
@@ -536,6 +592,7 @@ fn run() -> anyhow::Result<()> {
         Command::Backtest { what } => backtest_cli::backtest(&cfg, what)?,
         Command::Train { what } => backtest_cli::train(what)?,
         Command::Compact { data_dir, min_age_days, json } => {
+            sql_cli::require_history(&data_dir)?;
             let opts = vigil_connectors::compact::CompactOptions {
                 min_age_days,
                 row_group_rows: cfg.history.row_group_rows,
@@ -544,9 +601,9 @@ fn run() -> anyhow::Result<()> {
             let (report, secs) = timed(|| vigil_connectors::compact::compact_all(&data_dir, &opts));
             let report = report.with_context(|| format!("compacting {}", data_dir.display()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                println!(
+                outln!(
                     "compacted {} partitions: {} files into {}, {} rows, {:.1} MB into {:.1} MB, {secs:.1} s",
                     report.partitions.len(),
                     report.files_before,
@@ -554,9 +611,9 @@ fn run() -> anyhow::Result<()> {
                     report.rows,
                     report.bytes_before as f64 / 1e6,
                     report.bytes_after as f64 / 1e6
-                );
+                )?;
                 for s in &report.skipped {
-                    println!("  skipped {}/date={}: {}", s.table, s.date, s.reason);
+                    outln!("  skipped {}/date={}: {}", s.table, s.date, s.reason)?;
                 }
             }
         }
@@ -584,6 +641,10 @@ fn run() -> anyhow::Result<()> {
             seed,
         } => {
             let source = if no_pipeline { serve::ServeSource::None } else { source };
+            if source == serve::ServeSource::None {
+                // Serving the history only: there must be one (a pipeline would create it).
+                sql_cli::require_history(&data_dir)?;
+            }
             anyhow::ensure!(speed > 0.0 && speed.is_finite(), "--speed must be positive");
             // Faster than real time, the fleet starts in the past so that its event time reaches
             // the wall clock just as it ends (readings from the future would be rejected).
@@ -634,6 +695,58 @@ fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// After a replay, on stderr: the zone assumed for times written without one, and the rejected
+/// rows by reason with the `vigil sql` command that lists them.
+fn replay_notes(
+    stats: &vigil_pipeline::RunStats,
+    zone: Option<vigil_events::Zone>,
+    inputs: &[PathBuf],
+    data_dir: &std::path::Path,
+    started_ms: i64,
+) {
+    let z = &stats.zoneless_utc;
+    if zone.is_none() && z.count > 0 {
+        eprintln!(
+            "\nwarning: {} timestamps had no zone (e.g. {:?}) and were read as UTC; if they are local times, replay \
+             again with --timezone ZONE (an IANA name such as Europe/Paris) or set [input] timezone",
+            z.count,
+            z.example.as_deref().unwrap_or("")
+        );
+    }
+    let rejected = stats.rejected_total();
+    if rejected == 0 {
+        return;
+    }
+    let by_reason: Vec<String> = stats.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    eprintln!("\nrejected {rejected} rows: {}", by_reason.join(", "));
+    eprintln!("list them:\n  {}", rejected_sql(inputs, data_dir, started_ms));
+}
+
+/// The `vigil sql` command that lists the rows a replay of `inputs` rejected (rejected since
+/// `started_ms`, from those files).
+fn rejected_sql(inputs: &[PathBuf], data_dir: &std::path::Path, started_ms: i64) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let sources: Vec<String> = inputs.iter().map(|p| quote(&p.display().to_string())).collect();
+    // The wall clock of the replay's start, to the second (rejected_at is at least that).
+    let since = vigil_events::format_rfc3339_ms(started_ms.div_euclid(1000) * 1000);
+    let sql = format!(
+        "SELECT source, source_offset, reason, detail, TRY_CAST(raw AS VARCHAR) AS raw FROM rejected WHERE source IN ({}) AND rejected_at >= TIMESTAMP '{since}' \
+         ORDER BY source, source_offset",
+        sources.join(", ")
+    );
+    let dir = data_dir.display().to_string();
+    let shell = |s: &str| {
+        if s.bytes().all(|c| c.is_ascii_alphanumeric() || b"/._-+:=,".contains(&c)) {
+            s.to_string()
+        } else if !s.contains(['"', '$', '`', '\\', '!']) {
+            format!("\"{s}\"")
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    format!("vigil sql --data-dir {} {}", shell(&dir), shell(&sql))
 }
 
 /// `vigil demo --brokers`: the fleet through a Kafka topic and `vigil run` to its end.

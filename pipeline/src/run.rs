@@ -23,9 +23,9 @@ use vigil_connectors::files::{ChunkReader, Plan, Record};
 use vigil_connectors::history::{FileEntry, WriterConfig};
 use vigil_connectors::simulator::{write_json, Fleet, SensorSim, SimRecord};
 use vigil_events::{dataflow_time, EventTime, RejectReason, RejectedReading, SensorReading, Severity, SourcePos};
-use vigil_operators::decode::decode_cells;
+use vigil_operators::decode::decode_cells_mapped;
 use vigil_operators::sensor_stage::SensorSpec;
-use vigil_operators::validate::Validator;
+use vigil_operators::validate::{Validator, ZonelessUtc};
 
 use crate::config::VigilConfig;
 
@@ -172,6 +172,8 @@ pub struct RunStats {
     pub needs_sort: bool,
     /// Counts of the briefs and files folded out of the lists above ([`RunStats::fold_lists`]).
     pub folded: FoldedCounts,
+    /// Times written without a zone, read as UTC because no zone was given.
+    pub zoneless_utc: ZonelessUtc,
 }
 
 /// Counts that stand in for lists a long streaming run does not keep.
@@ -239,6 +241,10 @@ impl RunStats {
         self.errors.extend(o.errors);
         self.needs_sort |= o.needs_sort;
         self.folded.merge(o.folded);
+        self.zoneless_utc.count += o.zoneless_utc.count;
+        if self.zoneless_utc.example.is_none() {
+            self.zoneless_utc.example = o.zoneless_utc.example;
+        }
     }
 
     /// Folds the lists of anomalies, drift events, proposals and files into counts, so that a
@@ -483,6 +489,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
             }
         }
         stats.borrow_mut().records_in = records_in;
+        stats.borrow_mut().zoneless_utc = validator.zoneless_utc().clone();
 
         drop(feed.close());
         while worker.step_or_park(Some(Duration::from_millis(1))) {}
@@ -548,7 +555,7 @@ pub fn decode_record(
             if raw.len() > validator.max_record_bytes() {
                 return Err(validator.oversized(raw, pos));
             }
-            let fields = decode_cells(columns, cells);
+            let fields = decode_cells_mapped(columns, cells, validator.column_map());
             validator.validate(fields, raw, pos)
         }
         Record::Unreadable { raw, detail } => Err(RejectedReading {

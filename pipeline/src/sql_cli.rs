@@ -9,6 +9,55 @@ use vigil_queries::report::{ReportFormat, ReportRequest};
 use vigil_queries::tables::TABLES;
 use vigil_queries::{Catalog, History, QueryConfig};
 
+/// Whether `dir` holds a Vigil history: a commit manifest, the planning ledger, or a table folder.
+fn is_history(dir: &Path) -> bool {
+    dir.join("_manifest").join("manifest.jsonl").is_file()
+        || dir.join("_ledger").is_dir()
+        || TABLES.iter().any(|t| dir.join(t.name).is_dir())
+}
+
+/// Histories beside `dir` (in its parent folder), closest in name first.
+fn histories_beside(dir: &Path) -> Vec<String> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&parent) else { return Vec::new() };
+    let mut found: Vec<(String, String)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && is_history(p))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            Some((name, p.display().to_string()))
+        })
+        .collect();
+    found.sort();
+    let wanted = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let near = vigil_queries::known::closest(wanted, found.iter().map(|(n, _)| n.as_str()), 3);
+    let pick: Vec<String> = if near.is_empty() { found.iter().take(3).map(|(n, _)| n.clone()).collect() } else { near };
+    pick.iter().filter_map(|n| found.iter().find(|(m, _)| m == n).map(|(_, p)| p.clone())).collect()
+}
+
+/// A command that reads the history needs one: a missing data dir, or one with no history in it,
+/// is an error naming the histories beside it (not an empty answer).
+pub(crate) fn require_history(data_dir: &Path) -> anyhow::Result<()> {
+    let problem = if !data_dir.exists() {
+        format!("no data dir {}", data_dir.display())
+    } else if !data_dir.is_dir() {
+        format!("{} is not a directory", data_dir.display())
+    } else if !is_history(data_dir) {
+        format!("{} holds no Vigil history (no tables, manifest or ledger)", data_dir.display())
+    } else {
+        return Ok(());
+    };
+    let near = histories_beside(data_dir);
+    if near.is_empty() {
+        anyhow::bail!("{problem}; give --data-dir of a history that `vigil demo`, `replay`, `run` or `serve` wrote")
+    }
+    anyhow::bail!("{problem}; did you mean --data-dir {}?", near.join(" or "))
+}
+
 fn runtime(cfg: &QueryConfig) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.threads };
     tokio::runtime::Builder::new_multi_thread()
@@ -64,8 +113,7 @@ fn print_table_columns(name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
 
 async fn run_one(history: &History, sql: &str, format: OutputFormat, timing: bool) -> anyhow::Result<()> {
     let result = history.sql(sql).await?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::out::stdout();
     write_result(&result, format, &mut out)?;
     out.flush()?;
     if result.truncated {
@@ -113,8 +161,7 @@ fn interactive(rt: &tokio::runtime::Runtime, history: &History, data_dir: &Path,
         if buffer.is_empty() && trimmed.starts_with('\\') {
             let _ = editor.add_history_entry(trimmed);
             let mut words = trimmed.split_whitespace();
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
+            let mut out = crate::out::stdout();
             match (words.next(), words.next()) {
                 (Some("\\q"), _) => break,
                 (Some("\\d"), None) => print_tables(data_dir, &mut out)?,
@@ -155,9 +202,9 @@ pub(crate) fn sql(
     tables: bool,
     sql: Option<String>,
 ) -> anyhow::Result<()> {
+    require_history(data_dir)?;
     if tables {
-        let stdout = std::io::stdout();
-        return print_tables(data_dir, &mut stdout.lock());
+        return print_tables(data_dir, &mut crate::out::stdout());
     }
     let rt = runtime(cfg)?;
     let history = History::open(data_dir, cfg)?;
@@ -194,6 +241,7 @@ pub(crate) fn report(
     format: ReportFormat,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
+    require_history(data_dir)?;
     let rt = runtime(cfg)?;
     let history = History::open(data_dir, cfg)?;
     let report = rt.block_on(async {
@@ -224,8 +272,7 @@ pub(crate) fn report(
             );
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut o = stdout.lock();
+            let mut o = crate::out::stdout();
             o.write_all(text.as_bytes())?;
             o.flush()?;
         }

@@ -9,6 +9,7 @@
 //! - [`report`]: the per-asset or fleet report for a period, as JSON, CSV or one HTML page.
 //! - [`format`]: query results as a text table, CSV or JSON.
 //! - [`Catalog`]: tables, files and rows from the Parquet footers alone.
+//! - [`known`]: whether an asset or sensor is in the history, and the closest ones when not.
 //!
 //! Input: a data directory written by `vigil-connectors`. Output: Arrow batches and serde
 //! structs. State: the DataFusion session (registrations and the footer cache).
@@ -18,6 +19,7 @@ mod catalog;
 pub mod count_by;
 pub mod format;
 pub mod guard;
+pub mod known;
 mod ledger_tail;
 pub mod report;
 mod session;
@@ -59,4 +61,16 @@ pub enum QueryError {
     /// A parameter is invalid (an empty id, a period that ends before it starts, ...).
     #[error("{0}")]
     Invalid(String),
+    /// An asset or sensor the history does not know ([`known`]).
+    #[error("{message}")]
+    Unknown {
+        /// `asset` or `sensor`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+        /// The closest known ids, best first.
+        closest: Vec<String>,
+        /// The whole message, closest ids included.
+        message: String,
+    },
 }

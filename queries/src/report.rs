@@ -344,6 +344,10 @@ impl History {
         if req.asset_id.as_deref().is_some_and(str::is_empty) {
             return Err(QueryError::Invalid("the asset id is empty".into()));
         }
+        if let Some(asset) = &req.asset_id {
+            // An asset the history never saw is a mistake, not a perfect record.
+            self.require_asset(asset).await?;
+        }
         let (wh, params) = scope(req);
         let all = usize::MAX;
 
