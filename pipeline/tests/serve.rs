@@ -612,8 +612,8 @@ fn every_record_the_pipeline_reads_is_accounted_for() {
 
     // Restarted: the waiting readings come over from the checkpoint, and are accounted for.
     let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
-    let v = pipeline_status(&srv);
-    assert_eq!((n(&v, "carried_over"), n(&v, "records_in")), (waiting, 0), "{v}");
+    wait_for("the checkpoint's waiting readings taken over", || n(&pipeline_status(&srv), "carried_over") == waiting);
+    assert_eq!(n(&pipeline_status(&srv), "records_in"), 0);
     assert_eq!(srv.call("POST", "/api/v1/readings", Some(&batch(60, 90))).0, 202);
     wait_for("a commit covering the second batch", || {
         let v = pipeline_status(&srv);
