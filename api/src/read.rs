@@ -417,6 +417,8 @@ pub(crate) async fn report(State(state): State<AppState>, ApiJson(body): ApiJson
 pub(crate) async fn pipeline(State(state): State<AppState>) -> Result<Json<crate::PipelineStatus>, ApiError> {
     match &state.pipeline {
         Some(p) => Ok(Json(p.status())),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no_pipeline", "this server runs no pipeline: it serves the history only")),
+        None => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "no_pipeline", "this server runs no pipeline: it serves the history only"))
+        }
     }
 }

@@ -253,7 +253,12 @@ mod tests {
             let mut p = pred(Some(rul), 0.8);
             p.ts = 1_700_000_000_000;
             let prop = s.on_prediction(&cfg, &p).unwrap();
-            assert!(prop.deadline <= prop.scheduled_for, "RUL {rul} h: answer by {} after the work at {}", prop.deadline, prop.scheduled_for);
+            assert!(
+                prop.deadline <= prop.scheduled_for,
+                "RUL {rul} h: answer by {} after the work at {}",
+                prop.deadline,
+                prop.scheduled_for
+            );
             assert!(prop.deadline >= p.ts, "RUL {rul} h");
             let wanted = (p.ts + (cfg.decision_deadline_hours * 3_600_000.0) as i64).min(prop.scheduled_for);
             assert_eq!(prop.deadline, wanted, "RUL {rul} h");

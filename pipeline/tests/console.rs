@@ -371,7 +371,9 @@ fn the_console_shows_the_api_s_numbers() {
         .unwrap();
     b.screenshot(&shots.join("fleet-1280.png")).unwrap();
     if fit[0].as_i64().unwrap() > 0 || fit[1].as_i64().unwrap() > 0 {
-        wrong.push(format!("the fleet table is cut off at 1280 px: [overflow px, last column's right edge past the box px] = {fit}"));
+        wrong.push(format!(
+            "the fleet table is cut off at 1280 px: [overflow px, last column's right edge past the box px] = {fit}"
+        ));
     }
 
     // A still picture: the simulator stopped, the pipeline's last commit covering every record.
@@ -486,7 +488,8 @@ fn the_console_shows_the_api_s_numbers() {
         match (window, count) {
             (Some((from, to)), Some(count)) => {
                 let to_excl = to.parse::<i64>().unwrap() + 1;
-                let api = srv.api("GET", &format!("/api/v1/anomalies?asset_id={asset}&from={from}&to={to_excl}&limit=100000"), None);
+                let api =
+                    srv.api("GET", &format!("/api/v1/anomalies?asset_id={asset}&from={from}&to={to_excl}&limit=100000"), None);
                 if count != api.as_array().unwrap().len() as u64 {
                     wrong.push(format!("{id}: evidence counts {count} anomalies, the API {}", api.as_array().unwrap().len()));
                 }
@@ -495,7 +498,9 @@ fn the_console_shows_the_api_s_numbers() {
                     wrong.push(format!("{id}: the reasons say {said} anomalies in the last hour, the evidence {count}"));
                 }
             }
-            _ => wrong.push(format!("{id}: the reasons say {said} anomalies in the last hour above evidence titled \"{summary}\"")),
+            _ => {
+                wrong.push(format!("{id}: the reasons say {said} anomalies in the last hour above evidence titled \"{summary}\""))
+            }
         }
         // The prediction shown is the one behind the request, with the RUL its reasons give.
         let preds = srv.api(
@@ -507,7 +512,8 @@ fn the_console_shows_the_api_s_numbers() {
             wrong.push(format!("{id}: the prediction behind it is not in the API: {preds}"));
             continue;
         };
-        let cells: Vec<String> = evidence.find_all("table:first-of-type tbody td").unwrap().iter().map(|c| c.text().unwrap()).collect();
+        let cells: Vec<String> =
+            evidence.find_all("table:first-of-type tbody td").unwrap().iter().map(|c| c.text().unwrap()).collect();
         if cells.get(4).map(String::as_str) != Some(fmt(&pred["rul_hours"], 1).as_str()) {
             wrong.push(format!("{id}: RUL shown {:?}, the API's prediction {}", cells.get(4), pred["rul_hours"]));
         }

@@ -482,7 +482,10 @@ fn console_page(srv: &Server, cookie: &str, path: &str) -> String {
 fn assets_without_a_prediction_are_on_the_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let srv = Server::start(&data, &["--source", "simulator", "--assets", "3", "--interval-ms", "1000", "--speed", "1", "--hours", "1"]);
+    let srv = Server::start(
+        &data,
+        &["--source", "simulator", "--assets", "3", "--interval-ms", "1000", "--speed", "1", "--hours", "1"],
+    );
     wait_for("the simulator's sensors in the history", || {
         let (s, v) = srv.call("GET", "/api/v1/sensors", None);
         s == 200 && v["sensors"].as_array().is_some_and(|a| a.len() == 18)

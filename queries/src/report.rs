@@ -276,12 +276,7 @@ impl Default for Definitions {
 impl Definitions {
     /// `(term, definition)` in reading order.
     pub fn terms(&self) -> [(&'static str, &str); 4] {
-        [
-            ("failure", &self.failure),
-            ("downtime", &self.downtime),
-            ("MTBF", &self.mtbf),
-            ("availability", &self.availability),
-        ]
+        [("failure", &self.failure), ("downtime", &self.downtime), ("MTBF", &self.mtbf), ("availability", &self.availability)]
     }
 }
 
@@ -884,7 +879,13 @@ impl Report {
         for r in &self.reliability {
             row("reliability", &r.asset_id, "", "failures", r.failures.to_string());
             row("reliability", &r.asset_id, "", "downtime_hours", format!("{:.3}", r.downtime_hours));
-            row("reliability", &r.asset_id, "", "mtbf_hours", r.mtbf_hours.map_or_else(|| NO_FAILURES.to_string(), |m| format!("{m:.4}")));
+            row(
+                "reliability",
+                &r.asset_id,
+                "",
+                "mtbf_hours",
+                r.mtbf_hours.map_or_else(|| NO_FAILURES.to_string(), |m| format!("{m:.4}")),
+            );
             row("reliability", &r.asset_id, "", "availability", format!("{:.5}", r.availability));
         }
         for (term, definition) in self.definitions.terms() {

@@ -504,7 +504,13 @@ fn reports_as_json_csv_and_html() {
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href=\"http"));
 }
 
-fn maintenance(n: u32, asset: &str, kind: vigil_events::MaintenanceKind, started_at: i64, ts: i64) -> vigil_events::MaintenanceCompleted {
+fn maintenance(
+    n: u32,
+    asset: &str,
+    kind: vigil_events::MaintenanceKind,
+    started_at: i64,
+    ts: i64,
+) -> vigil_events::MaintenanceCompleted {
     vigil_events::MaintenanceCompleted {
         event_id: format!("m-{n}"),
         correlation_id: format!("m-{n}"),
@@ -530,7 +536,10 @@ fn reliability_counts_failures_not_anomalies() {
     write(
         dir.path(),
         "r4",
-        vec![maintenance(1, "a1", Corrective, T0 + 5 * HOUR, T0 + 7 * HOUR), maintenance(2, "a1", Preventive, T0 + 30 * HOUR, T0 + 31 * HOUR)],
+        vec![
+            maintenance(1, "a1", Corrective, T0 + 5 * HOUR, T0 + 7 * HOUR),
+            maintenance(2, "a1", Preventive, T0 + 30 * HOUR, T0 + 31 * HOUR),
+        ],
     );
     let h = open(dir.path());
     let rt = rt();
@@ -568,7 +577,10 @@ fn reliability_counts_failures_not_anomalies() {
     let csv = a2.to_csv();
     let mut rows = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
     let recs: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
-    assert!(recs.iter().any(|r| &r[0] == "reliability" && &r[3] == "mtbf_hours" && &r[4] == "no failures in the period"), "{csv}");
+    assert!(
+        recs.iter().any(|r| &r[0] == "reliability" && &r[3] == "mtbf_hours" && &r[4] == "no failures in the period"),
+        "{csv}"
+    );
     for term in ["failure", "downtime", "MTBF", "availability"] {
         assert!(recs.iter().any(|r| &r[0] == "definitions" && &r[2] == term && !r[4].is_empty()), "{term} in {csv}");
     }

@@ -430,7 +430,13 @@ async fn evidence_of(state: &AppState, r: &DecisionRequestRow) -> Result<Evidenc
         .cloned();
     let to = prediction.as_ref().map_or(r.ts, |p| p.ts);
     let from = to.saturating_sub(vigil_events::RECENT_ANOMALIES_MS);
-    let f = EventFilter { asset_id, from: Some(from), to: Some(to.saturating_add(1)), limit: EVIDENCE_ROWS, ..EventFilter::default() };
+    let f = EventFilter {
+        asset_id,
+        from: Some(from),
+        to: Some(to.saturating_add(1)),
+        limit: EVIDENCE_ROWS,
+        ..EventFilter::default()
+    };
     let (count, newest) = tokio::join!(h.anomaly_count(&f), h.anomalies(&f));
     Ok(Evidence { prediction, from, to, count: count?, newest: newest? })
 }
@@ -461,14 +467,13 @@ pub(crate) async fn decisions(
     let shown: Vec<_> = pending.iter().skip(ppage * PENDING_PAGE).take(PENDING_PAGE).collect();
     // Evidence of each request shown, read from the history (a few small queries a request,
     // run together).
-    let evidence: HashMap<String, Evidence> =
-        futures::future::join_all(shown.iter().map(|p| evidence_of(&state, &p.request)))
-            .await
-            .into_iter()
-            .zip(&shown)
-            .map(|(e, p)| e.map(|e| (p.request.request_id.clone(), e)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| s.fail(e.into()))?;
+    let evidence: HashMap<String, Evidence> = futures::future::join_all(shown.iter().map(|p| evidence_of(&state, &p.request)))
+        .await
+        .into_iter()
+        .zip(&shown)
+        .map(|(e, p)| e.map(|e| (p.request.request_id.clone(), e)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| s.fail(e.into()))?;
     let decision = match some(&q.decision).as_deref() {
         None => None,
         Some(d) => Some(serde_json::from_value(serde_json::Value::String(d.to_string())).map_err(|_| {
