@@ -276,7 +276,12 @@ impl Default for Definitions {
 impl Definitions {
     /// `(term, definition)` in reading order.
     pub fn terms(&self) -> [(&'static str, &str); 4] {
-        [("failure", &self.failure), ("downtime", &self.downtime), ("MTBF", &self.mtbf), ("availability", &self.availability)]
+        [
+            ("failure", self.failure.as_str()),
+            ("downtime", self.downtime.as_str()),
+            ("MTBF", self.mtbf.as_str()),
+            ("availability", self.availability.as_str()),
+        ]
     }
 }
 
