@@ -148,18 +148,42 @@ pub trait Pipeline: Send + Sync {
 }
 
 /// The pipeline's counters, as of its last commit (records in: now).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Every record read is accounted for: `records_in = committed_in + read_since_commit`, and the
+/// records the last commit covers, with the readings an earlier run left waiting, are the
+/// readings stored, the records dead-lettered, the readings waiting for the watermark and the
+/// re-delivered records skipped: `committed_in + carried_over = accepted + Σ rejected + waiting
+/// + redelivered` ([`PipelineStatus::balances`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineStatus {
     /// The source.
     pub source: String,
     /// When the pipeline started (ms).
     pub started_ms: i64,
-    /// Records read from the source.
+    /// Records read from the source since the pipeline started (now).
     pub records_in: u64,
-    /// Readings accepted into the history.
+    /// Of `records_in`, those the last commit covers.
+    #[serde(default)]
+    pub committed_in: u64,
+    /// Of `records_in`, those read since the last commit (`records_in - committed_in`): in
+    /// the dataflow, counted at the next commit.
+    #[serde(default)]
+    pub read_since_commit: u64,
+    /// Readings accepted into the history (as of the last commit).
     pub accepted: u64,
-    /// Records dead-lettered, by reason.
+    /// Records dead-lettered, by reason (duplicates and too-late readings included).
     pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Readings waiting for the watermark at the last commit: valid, kept in the dataflow's
+    /// state (and its checkpoint), stored once the watermark passes them.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Readings an earlier run left waiting for the watermark, taken over from its checkpoint
+    /// at start (read by that run, stored or rejected by this one).
+    #[serde(default)]
+    pub carried_over: u64,
+    /// Records delivered again after a seek, already processed: skipped.
+    #[serde(default)]
+    pub redelivered: u64,
     /// Windows closed (tumbling and hopping).
     pub windows: u64,
     /// Anomalies by detector.
@@ -180,6 +204,19 @@ pub struct PipelineStatus {
     pub ready: bool,
     /// Why not.
     pub reason: Option<String>,
+}
+
+impl PipelineStatus {
+    /// Records dead-lettered, all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Whether every record is accounted for (see the type's docs).
+    pub fn balances(&self) -> bool {
+        self.records_in == self.committed_in + self.read_since_commit
+            && self.committed_in + self.carried_over == self.accepted + self.rejected_total() + self.waiting + self.redelivered
+    }
 }
 
 /// The embedded simulator.
@@ -451,6 +488,7 @@ pub const KEYED_ROUTES: &[(&str, &str, Scope)] = &[
     ("GET", "/api/v1/predictions", Scope::Read),
     ("GET", "/api/v1/schedule", Scope::Read),
     ("GET", "/api/v1/fleet", Scope::Read),
+    ("GET", "/api/v1/pipeline", Scope::Read),
     ("GET", "/api/v1/decisions/pending", Scope::Read),
     ("GET", "/api/v1/decisions", Scope::Read),
     ("POST", "/api/v1/query", Scope::Read),
@@ -480,6 +518,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/predictions", get(read::predictions))
         .route("/api/v1/schedule", get(read::schedule))
         .route("/api/v1/fleet", get(read::fleet))
+        .route("/api/v1/pipeline", get(read::pipeline))
         .route("/api/v1/decisions/pending", get(planning::pending))
         .route("/api/v1/decisions", get(planning::audit))
         .route("/api/v1/query", post(read::query))

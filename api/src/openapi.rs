@@ -57,6 +57,7 @@ pub const SCOPE_EXTENSION: &str = "x-scope";
         crate::read::predictions,
         crate::read::schedule,
         crate::read::fleet,
+        crate::read::pipeline,
         crate::read::query,
         crate::read::report,
         crate::planning::pending,

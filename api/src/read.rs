@@ -272,7 +272,7 @@ pub(crate) async fn schedule(
     tag = "history",
     operation_id = "fleet_health",
     summary = "Every asset's health now, worst first",
-    description = "Per asset the latest prediction, anomalies of the last day and open proposals, and the fleet's counts by status.",
+    description = "Every asset with a reading in the day before the history's newest event (as `/sensors` lists them), a prediction, an anomaly of that day or an open proposal: per asset the latest prediction, anomalies of the last day, open proposals and status (`critical`, `warning`, `warming_up` — readings but no prediction yet — or `ok`), worst first, and the fleet's counts by status.",
     responses(
         (status = 200, description = "The fleet", body = FleetHealth),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
@@ -435,4 +435,27 @@ pub(crate) async fn report(State(state): State<AppState>, ApiJson(body): ApiJson
         ReportFormat::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.to_csv()).into_response(),
         ReportFormat::Html => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], report.to_html()).into_response(),
     })
+}
+
+/// `GET /api/v1/pipeline`: the running pipeline's counters, every record accounted for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipeline",
+    tag = "history",
+    operation_id = "pipeline_status",
+    summary = "The running pipeline's counters: records in, accepted, rejected by reason, waiting for the watermark",
+    description = "What the console's Pipeline page shows. Every record read is accounted for: `records_in = committed_in + read_since_commit` and `committed_in + carried_over = accepted + sum(rejected) + waiting + redelivered` (the counts of the last commit; `read_since_commit` are in the dataflow and counted at the next). Also windows, anomalies by detector, drift by statistic, predictions, decision requests, commits, watermark, lag and readiness.",
+    responses(
+        (status = 200, description = "The pipeline's counters", body = crate::PipelineStatus),
+        (status = 404, description = "This server runs no pipeline (`no_pipeline`: `vigil serve --no-pipeline`)", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn pipeline(State(state): State<AppState>) -> Result<Json<crate::PipelineStatus>, ApiError> {
+    match &state.pipeline {
+        Some(p) => Ok(Json(p.status())),
+        None => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "no_pipeline", "this server runs no pipeline: it serves the history only"))
+        }
+    }
 }

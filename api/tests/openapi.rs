@@ -31,6 +31,7 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/v1/predictions", Some("read")),
     ("GET", "/api/v1/schedule", Some("read")),
     ("GET", "/api/v1/fleet", Some("read")),
+    ("GET", "/api/v1/pipeline", Some("read")),
     ("GET", "/api/v1/decisions/pending", Some("read")),
     ("GET", "/api/v1/decisions", Some("read")),
     ("POST", "/api/v1/query", Some("read")),

@@ -557,6 +557,12 @@ pub struct DriftDetected {
     pub current_end: EventTime,
 }
 
+/// The recent anomalies a prediction counts ("N anomalies in the last hour"): the asset's
+/// anomalies with an event time in `[ts - RECENT_ANOMALIES_MS, ts]` of the prediction, both
+/// ends included. The predictor counts them, and the console shows the same window from the
+/// history as the prediction's evidence.
+pub const RECENT_ANOMALIES_MS: EventTime = 3_600_000;
+
 /// A maintenance prediction for one asset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaintenancePredicted {

@@ -165,7 +165,7 @@ impl AssetPredictor {
     /// The current prediction.
     pub fn predict(&mut self, cfg: &PredictorConfig) -> Prediction {
         let now = self.last_ts;
-        while self.anomalies.front().is_some_and(|t| *t < now - 3_600_000) {
+        while self.anomalies.front().is_some_and(|t| *t < now - vigil_events::RECENT_ANOMALIES_MS) {
             self.anomalies.pop_front();
         }
         let mut reasons = Vec::new();

@@ -31,7 +31,8 @@ pub struct SchedulerConfig {
     pub min_confidence: f64,
     /// Proposals of this priority or higher ask a person to decide.
     pub decision_from: Severity,
-    /// Hours a person has to decide.
+    /// Hours a person has to decide (at most: the answer is due by the planned start of the
+    /// work when that comes sooner).
     pub decision_deadline_hours: f64,
     /// After a rejection, hours of event time in which the asset gets no proposal of the same or
     /// a lower priority.
@@ -66,7 +67,8 @@ pub struct Proposal {
     pub reason: String,
     /// Whether a person must decide.
     pub requires_decision: bool,
-    /// Decide before this.
+    /// Decide before this: `decision_deadline_hours` after the proposal, or the planned start
+    /// of the work (`scheduled_for`) when that is sooner — never after it.
     pub deadline: EventTime,
 }
 
@@ -172,14 +174,17 @@ impl AssetSchedule {
         };
         self.seq += 1;
         self.open = Some(self.seq);
+        let scheduled_for = p.ts.saturating_add(lead_ms);
+        // An answer after the work's planned start comes too late to plan it.
+        let deadline = p.ts.saturating_add((cfg.decision_deadline_hours * 3_600_000.0) as i64).min(scheduled_for);
         Some(Proposal {
             seq: self.seq,
             ts: p.ts,
-            scheduled_for: p.ts + lead_ms,
+            scheduled_for,
             priority,
             reason,
             requires_decision: priority >= cfg.decision_from,
-            deadline: p.ts + (cfg.decision_deadline_hours * 3_600_000.0) as i64,
+            deadline,
         })
     }
 }
@@ -236,6 +241,32 @@ mod tests {
         let mut later = pred(Some(20.0), 0.8);
         later.ts = (cfg.reject_cooldown_hours * 3_600_000.0) as i64;
         assert_eq!(s.on_prediction(&cfg, &later).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn the_answer_is_due_no_later_than_the_planned_work() {
+        let cfg = SchedulerConfig::default();
+        // RUL from minutes to the horizon: the work is planned at half the RUL, which is sooner
+        // than the decision deadline (4 h) whenever the RUL is under 8 h.
+        for rul in [0.0, 0.3, 1.0, 2.5, 5.0, 7.9, 8.0, 10.4, 20.0, 23.9] {
+            let mut s = AssetSchedule::default();
+            let mut p = pred(Some(rul), 0.8);
+            p.ts = 1_700_000_000_000;
+            let prop = s.on_prediction(&cfg, &p).unwrap();
+            assert!(
+                prop.deadline <= prop.scheduled_for,
+                "RUL {rul} h: answer by {} after the work at {}",
+                prop.deadline,
+                prop.scheduled_for
+            );
+            assert!(prop.deadline >= p.ts, "RUL {rul} h");
+            let wanted = (p.ts + (cfg.decision_deadline_hours * 3_600_000.0) as i64).min(prop.scheduled_for);
+            assert_eq!(prop.deadline, wanted, "RUL {rul} h");
+        }
+        // Health alone plans the work a day ahead: the usual deadline holds.
+        let mut s = AssetSchedule::default();
+        let prop = s.on_prediction(&cfg, &pred(None, 0.3)).unwrap();
+        assert_eq!(prop.deadline, (cfg.decision_deadline_hours * 3_600_000.0) as i64);
     }
 
     #[test]

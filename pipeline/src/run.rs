@@ -146,6 +146,8 @@ pub struct RunStats {
     pub accepted: u64,
     /// Rejected records by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Records delivered again after a seek (already read): skipped.
+    pub redelivered: u64,
     /// Tumbling windows.
     pub tumbling_windows: u64,
     /// Hopping windows.
@@ -216,6 +218,7 @@ impl RunStats {
     pub(crate) fn merge(&mut self, o: RunStats) {
         self.records_in += o.records_in;
         self.accepted += o.accepted;
+        self.redelivered += o.redelivered;
         for (k, v) in o.rejected {
             *self.rejected.entry(k).or_default() += v;
         }

@@ -119,7 +119,8 @@ impl vigil_api::Pipeline for StreamHandle {
     fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
         let c = &self.control;
-        let t = c.live_totals();
+        let committed = c.committed();
+        let t = &committed.stats;
         let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, v) in rows {
@@ -131,6 +132,30 @@ impl vigil_api::Pipeline for StreamHandle {
             m.iter().map(|(k, v)| (format!("{{{label}=\"{}\"}}", k.replace('"', "'")), *v)).collect::<Vec<_>>()
         };
         metric("vigil_records_in_total", "counter", "Records read from the source.", one(c.records_in.load(Ordering::Relaxed)));
+        metric(
+            "vigil_records_committed_total",
+            "counter",
+            "Records read from the source that the last commit covers (stored, dead-lettered, waiting or re-delivered).",
+            one(t.records_in),
+        );
+        metric(
+            "vigil_readings_waiting",
+            "gauge",
+            "Readings waiting for the watermark in the dataflow's state (as of the last commit).",
+            one(committed.waiting),
+        );
+        metric(
+            "vigil_readings_carried_over",
+            "gauge",
+            "Readings an earlier run left waiting for the watermark, taken over from its checkpoint at start.",
+            one(committed.carried_over),
+        );
+        metric(
+            "vigil_records_redelivered_total",
+            "counter",
+            "Records delivered again after a seek, already processed: skipped (as of the last commit).",
+            one(t.redelivered),
+        );
         metric(
             "vigil_readings_accepted_total",
             "counter",
@@ -207,15 +232,23 @@ impl vigil_api::Pipeline for StreamHandle {
 
     fn status(&self) -> vigil_api::PipelineStatus {
         let c = &self.control;
-        let t = c.live_totals();
+        // The commit first, then the records read: that count only grows, so it covers the commit's.
+        let committed = c.committed();
+        let t = &committed.stats;
+        let records_in = c.records_in.load(Ordering::Acquire).max(t.records_in);
         let r = self.readiness();
         let watermark = c.watermark.load(Ordering::Relaxed);
         vigil_api::PipelineStatus {
             source: self.source.clone(),
             started_ms: self.started_ms,
-            records_in: c.records_in.load(Ordering::Relaxed),
+            records_in,
+            committed_in: t.records_in,
+            read_since_commit: records_in - t.records_in,
             accepted: t.accepted,
             rejected: t.rejected.clone(),
+            waiting: committed.waiting,
+            carried_over: committed.carried_over,
+            redelivered: t.redelivered,
             windows: t.tumbling_windows + t.hopping_windows,
             anomalies_by_detector: t.anomalies_by_detector(),
             drift_by_statistic: t.folded.drift_by_statistic.clone(),

@@ -135,8 +135,8 @@ pub struct StreamControl {
     pub watermark: AtomicI64,
     /// Records read.
     pub records_in: AtomicU64,
-    /// Each worker's statistics as of its last cut (lists folded into counts).
-    pub live: Mutex<Vec<RunStats>>,
+    /// The counts of the last commit (all workers' at the same cut, set when it is durable).
+    committed: Mutex<Committed>,
     /// Seconds from the watermark's event time to the commit that made everything before it
     /// durable, per cut (the end-to-end latency of results, lateness included).
     pub commit_delay: Mutex<vigil_api::observe::Histogram>,
@@ -144,16 +144,24 @@ pub struct StreamControl {
     changes: Mutex<Vec<MaintenanceScheduled>>,
 }
 
+/// What the last commit covers: every record the workers had read by then is a reading stored,
+/// a record dead-lettered, a reading waiting for the watermark or a re-delivery skipped
+/// (`stats.records_in + carried_over = stats.accepted + Σ stats.rejected + waiting +
+/// stats.redelivered`).
+#[derive(Debug, Default, Clone)]
+pub struct Committed {
+    /// The workers' statistics summed (lists folded into counts).
+    pub stats: RunStats,
+    /// Readings waiting for the watermark in the stages' state (and the commit's checkpoint).
+    pub waiting: u64,
+    /// Readings waiting in the checkpoint this run started from (read by an earlier run).
+    pub carried_over: u64,
+}
+
 impl StreamControl {
-    /// The workers' statistics summed.
-    pub fn live_totals(&self) -> RunStats {
-        let mut total = RunStats::default();
-        if let Ok(l) = self.live.lock() {
-            for s in l.iter() {
-                total.merge(s.clone());
-            }
-        }
-        total
+    /// The counts of the last commit.
+    pub fn committed(&self) -> Committed {
+        self.committed.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 
@@ -245,6 +253,8 @@ enum ToWorker {
 
 /// A worker's share of a cut.
 struct CutPart {
+    /// The worker's statistics at the cut (lists folded into counts).
+    stats: RunStats,
     files: Vec<FileEntry>,
     /// The stages' state (none in the final part of a bounded topic: everything was flushed).
     state: Option<(SensorStageCheckpoint, AssetStageCheckpoint)>,
@@ -452,14 +462,21 @@ impl Coordinator {
         for tx in &self.to_workers {
             tx.send(ToWorker::Cut(id)).map_err(|_| StreamError::Dataflow("a worker stopped".into()))?;
         }
-        let (files, states) = self.collect_parts(id)?;
+        let (files, states, mut stats) = self.collect_parts(id)?;
+        stats.files.clear();
         let (sensor, asset): (Vec<_>, Vec<_>) = states.into_iter().unzip();
         let partitions = self.positions()?;
         let cut_time = self.shared.cut_time.load(Ordering::Acquire);
         let cp = Checkpoint { cut_time, partitions, sensor, asset };
         let rel = self.write_checkpoint(id, &cp)?;
         let n_files = files.len();
+        let waiting = cp.sensor.iter().map(SensorStageCheckpoint::pending).sum::<usize>() as u64;
         self.commit(id, files, &cp.partitions, Some(rel))?;
+        // Durable: the status shows this commit's counts, all workers' at once.
+        if let Ok(mut c) = self.control.committed.lock() {
+            c.stats = stats;
+            c.waiting = waiting;
+        }
         self.shared.resumed.store(id, Ordering::Release);
         self.prune_checkpoints();
         tracing::info!(
@@ -480,10 +497,11 @@ impl Coordinator {
     fn collect_parts(
         &self,
         id: u64,
-    ) -> Result<(Vec<FileEntry>, Vec<(SensorStageCheckpoint, AssetStageCheckpoint)>), StreamError> {
+    ) -> Result<(Vec<FileEntry>, Vec<(SensorStageCheckpoint, AssetStageCheckpoint)>, RunStats), StreamError> {
         let mut files = Vec::new();
         let mut states = Vec::new();
         let mut errors = Vec::new();
+        let mut stats = RunStats::default();
         let rx = self.parts_rx.lock().map_err(|_| StreamError::Dataflow("poisoned".into()))?;
         for _ in 0..self.to_workers.len() {
             let (_, part) = loop {
@@ -498,11 +516,12 @@ impl Coordinator {
             files.extend(part.files);
             states.extend(part.state);
             errors.extend(part.error);
+            stats.merge(part.stats);
         }
         if !errors.is_empty() {
             return Err(StreamError::History(errors.join("; ")));
         }
-        Ok((files, states))
+        Ok((files, states, stats))
     }
 
     /// Owned partitions: (greatest event time read, next offset).
@@ -693,9 +712,14 @@ pub fn run_stream(
                 },
             );
         }
+        let carried_over = cp.sensor.iter().map(SensorStageCheckpoint::pending).sum::<usize>() as u64;
+        if let Ok(mut c) = control.committed.lock() {
+            c.carried_over = carried_over;
+        }
         tracing::info!(
             watermark = %vigil_events::format_rfc3339_ms(watermark_of(cp.cut_time)),
             partitions = cp.partitions.len(),
+            waiting = carried_over,
             "restoring the last checkpoint"
         );
     }
@@ -975,7 +999,7 @@ fn finish(coordinator: &Coordinator) -> Result<(), StreamError> {
     for tx in &coordinator.to_workers {
         let _ = tx.send(ToWorker::Cut(u64::MAX));
     }
-    let (files, _) = coordinator.collect_parts(u64::MAX)?;
+    let (files, _, _) = coordinator.collect_parts(u64::MAX)?;
     let n = files.len();
     let id = coordinator.cut_seq.fetch_add(1, Ordering::Relaxed) + 1;
     // Every window is closed: a later run starts from fresh state at these offsets.
@@ -1107,7 +1131,6 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
                         let part = cut_part(&graph);
                         let _ = parts_tx.send((index, part));
                         sent = true;
-                        publish_stats(&graph, &control, index);
                     }
                 }
                 if sent && shared.resumed.load(Ordering::Acquire) >= id {
@@ -1135,7 +1158,7 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
         while worker.step_or_park(Some(Duration::from_millis(1))) {}
         let out = stats.borrow().clone();
         let error = (!out.errors.is_empty()).then(|| out.errors.join("; "));
-        let _ = parts_tx.send((index, CutPart { files: out.files.clone(), state: None, error }));
+        let _ = parts_tx.send((index, CutPart { stats: RunStats::default(), files: out.files.clone(), state: None, error }));
         return out;
     }
     let out = graph.stats.borrow().clone();
@@ -1143,16 +1166,11 @@ fn worker_loop(a: WorkerArgs<'_, '_>) -> RunStats {
 }
 
 /// Folds the worker's lists into counts (memory stays flat however long the stream runs) and
-/// publishes its statistics for the metrics.
-fn publish_stats(graph: &crate::graph::Graph, control: &StreamControl, index: usize) {
+/// returns its statistics for the commit's counts (files aside).
+fn cut_stats(graph: &crate::graph::Graph) -> RunStats {
     let mut st = graph.stats.borrow_mut();
     st.fold_lists();
-    if let Ok(mut live) = control.live.lock() {
-        if live.len() <= index {
-            live.resize(index + 1, RunStats::default());
-        }
-        live[index] = st.clone();
-    }
+    RunStats { files: Vec::new(), ..st.clone() }
 }
 
 /// A worker's share of a cut: its files synced, its stages' state.
@@ -1167,6 +1185,7 @@ fn cut_part(graph: &crate::graph::Graph) -> CutPart {
     }
     graph.stats.borrow_mut().files.extend(files.iter().cloned());
     CutPart {
+        stats: cut_stats(graph),
         files,
         state: Some((graph.sensor.borrow().checkpoint(), graph.asset.borrow().checkpoint())),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
@@ -1201,6 +1220,7 @@ fn ingest(
         let Some(state) = scratch.get_mut(&r.partition) else { continue };
         if r.offset < state.1 {
             // Already read (a re-delivery after a seek): it is in the history or in the state.
+            graph.stats.borrow_mut().redelivered += 1;
             continue;
         }
         state.1 = r.offset + 1;

@@ -327,3 +327,202 @@ fn the_console_in_a_browser() {
     b.screenshot(&shots.join("golden-run.png")).unwrap();
     assert!(b.console_errors().unwrap().is_empty());
 }
+
+/// The first number in a text ("38 anomalies in the last hour" → 38) after `before`.
+fn number_after(text: &str, before: &str) -> Option<f64> {
+    let at = text.find(before)? + before.len();
+    let rest = text[at..].trim_start();
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    rest[..end].trim_end_matches('.').parse().ok()
+}
+
+/// The number before `after` in a text ("… 38 anomalies in the last hour" → 38).
+fn number_before(text: &str, after: &str) -> Option<f64> {
+    let at = text.find(after)?;
+    let head = text[..at].trim_end();
+    let start = head.rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(0, |i| i + 1);
+    head[start..].parse().ok()
+}
+
+/// Every figure a page shows is the API's: the fleet (and it fits at 1280 px), the pipeline's
+/// counts (which add up), and each decision request's evidence — the anomalies its prediction
+/// counted, the prediction's RUL — and deadline (never after the planned work). Every
+/// disagreement found is listed at the end.
+#[test]
+fn the_console_shows_the_api_s_numbers() {
+    let Some(b) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::demo(dir.path());
+    let shots = screenshots();
+    let mut wrong: Vec<String> = Vec::new();
+    sign_in(&b, &srv, "admin-key");
+
+    // The fleet's last column is on screen at 1280 px: the table fits its box.
+    b.set_viewport_size(1280, 800).unwrap();
+    b.goto(&srv.url("/fleet")).unwrap();
+    b.wait_for("#fleet", WAIT).unwrap();
+    let fit = b
+        .execute(
+            "const w = document.querySelector('#fleet').closest('.table-wrap'); \
+             const last = document.querySelector('#fleet thead th:last-child').getBoundingClientRect(); \
+             return [w.scrollWidth - w.clientWidth, Math.round(last.right - w.getBoundingClientRect().right)];",
+            vec![],
+        )
+        .unwrap();
+    b.screenshot(&shots.join("fleet-1280.png")).unwrap();
+    if fit[0].as_i64().unwrap() > 0 || fit[1].as_i64().unwrap() > 0 {
+        wrong.push(format!(
+            "the fleet table is cut off at 1280 px: [overflow px, last column's right edge past the box px] = {fit}"
+        ));
+    }
+
+    // A still picture: the simulator stopped, the pipeline's last commit covering every record.
+    b.goto(&srv.url("/simulator")).unwrap();
+    b.wait_until_text("#simulator-status", "running", WAIT).unwrap();
+    b.find("form.inline button[type=submit]").unwrap().click().unwrap();
+    b.wait_until_text("#simulator-status", "stopped", WAIT).unwrap();
+    let pipeline = || {
+        let (status, _, body) = srv.http("GET", "/api/v1/pipeline", &[("Authorization", "Bearer admin-key")], None);
+        (status == 200).then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap())
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let v = pipeline();
+        if v.as_ref().is_none_or(|v| v["read_since_commit"] == 0 && Some(v) == last.as_ref()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pipeline did not settle: {v:?}");
+        last = v;
+    }
+
+    // Fleet: the API's assets in the API's order, with the API's figures.
+    b.goto(&srv.url("/fleet")).unwrap();
+    b.wait_for("#fleet", WAIT).unwrap();
+    let fleet = srv.api("GET", "/api/v1/fleet", None);
+    let rows = b
+        .execute(
+            "return [...document.querySelectorAll('#fleet tbody tr')].map(r => [...r.querySelectorAll('th,td')].map(c => c.textContent.trim()));",
+            vec![],
+        )
+        .unwrap();
+    let rows = rows.as_array().unwrap();
+    let assets = fleet["assets"].as_array().unwrap();
+    if rows.len() != assets.len() {
+        wrong.push(format!("fleet: {} rows on the page, {} assets in the API", rows.len(), assets.len()));
+    }
+    let fmt = |v: &serde_json::Value, digits: usize| v.as_f64().map_or("–".to_string(), |x| format!("{x:.digits$}"));
+    for (row, a) in rows.iter().zip(assets) {
+        let cells: Vec<&str> = row.as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let want = [
+            a["asset_id"].as_str().unwrap().to_string(),
+            a["status"].as_str().unwrap().replace('_', " "),
+            fmt(&a["health"], 2),
+            fmt(&a["rul_hours"], 1),
+            fmt(&a["failure_probability"], 2),
+            a["anomalies_24h"].to_string(),
+            a["critical_24h"].to_string(),
+            a["open_proposals"].as_array().unwrap().len().to_string(),
+        ];
+        if cells[..8] != want {
+            wrong.push(format!("fleet row {:?} against the API's {want:?}", &cells[..8]));
+        }
+    }
+
+    // Pipeline: the API's counts, which add up.
+    b.goto(&srv.url("/pipeline")).unwrap();
+    b.wait_for("#pipeline-status", WAIT).unwrap();
+    b.screenshot(&shots.join("pipeline-numbers.png")).unwrap();
+    match pipeline() {
+        None => wrong.push(format!(
+            "GET /api/v1/pipeline is not served; the page says: {}",
+            b.find("#pipeline-status").unwrap().text().unwrap().replace('\n', " | ")
+        )),
+        Some(status) => {
+            let shown = b
+                .execute(
+                    "return Object.fromEntries([...document.querySelectorAll('#pipeline-status [data-field]')].map(e => [e.dataset.field, e.textContent.trim()]));",
+                    vec![],
+                )
+                .unwrap();
+            let rejected: u64 = status["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+            for field in ["records_in", "committed_in", "read_since_commit", "accepted", "rejected", "waiting"] {
+                let want = if field == "rejected" { rejected.to_string() } else { status[field].to_string() };
+                if shown[field].as_str() != Some(want.as_str()) {
+                    wrong.push(format!("pipeline {field}: page {}, API {want}", shown[field]));
+                }
+            }
+            let n = |f: &str| status[f].as_u64().unwrap();
+            if n("records_in") != n("committed_in") + n("read_since_commit")
+                || n("committed_in") + n("carried_over") != n("accepted") + rejected + n("waiting") + n("redelivered")
+            {
+                wrong.push(format!("the pipeline's counts do not add up: {status}"));
+            }
+        }
+    }
+
+    // Decisions: each request's evidence is what its prediction counted, from the API.
+    let pending = srv.api("GET", "/api/v1/decisions/pending?include_deferred=true", None);
+    let pending = pending.as_array().unwrap();
+    assert!(!pending.is_empty(), "the demo asks for a decision");
+    b.goto(&srv.url("/decisions")).unwrap();
+    b.wait_for("article.request", WAIT).unwrap();
+    b.screenshot(&shots.join("decisions-numbers.png")).unwrap();
+    for p in pending.iter().take(20) {
+        let id = p["request_id"].as_str().unwrap();
+        let asset = p["asset_id"].as_str().unwrap();
+        // Never asked to answer after the work is planned.
+        if let Some(planned) = p["scheduled_for"].as_i64() {
+            if p["deadline"].as_i64().unwrap() > planned {
+                wrong.push(format!("{id}: answer by {} after the work planned for {planned}", p["deadline"]));
+            }
+        }
+        let article = b.find(&format!("#req-{id}")).unwrap();
+        let evidence = article.find("details.evidence").unwrap();
+        let summary = evidence.find("summary").unwrap().text().unwrap();
+        let reason = p["reason"].as_str().unwrap_or_default().to_string() + " " + p["question"].as_str().unwrap_or_default();
+        let said = number_before(&reason, "anomalies in the last hour").unwrap_or(0.0) as u64;
+        let window = evidence.attr("data-from").unwrap().zip(evidence.attr("data-to").unwrap());
+        let count = article.find_all(".evidence-count").unwrap().first().map(|e| e.text().unwrap().parse::<u64>().unwrap());
+        match (window, count) {
+            (Some((from, to)), Some(count)) => {
+                let to_excl = to.parse::<i64>().unwrap() + 1;
+                let api =
+                    srv.api("GET", &format!("/api/v1/anomalies?asset_id={asset}&from={from}&to={to_excl}&limit=100000"), None);
+                if count != api.as_array().unwrap().len() as u64 {
+                    wrong.push(format!("{id}: evidence counts {count} anomalies, the API {}", api.as_array().unwrap().len()));
+                }
+                // The request's reasons count the same anomalies.
+                if said != count {
+                    wrong.push(format!("{id}: the reasons say {said} anomalies in the last hour, the evidence {count}"));
+                }
+            }
+            _ => {
+                wrong.push(format!("{id}: the reasons say {said} anomalies in the last hour above evidence titled \"{summary}\""))
+            }
+        }
+        // The prediction shown is the one behind the request, with the RUL its reasons give.
+        let preds = srv.api(
+            "GET",
+            &format!("/api/v1/predictions?asset_id={asset}&from={}&to={}", p["ts"], p["ts"].as_i64().unwrap() + 1),
+            None,
+        );
+        let Some(pred) = preds.as_array().unwrap().iter().find(|x| x["event_id"] == p["correlation_id"]) else {
+            wrong.push(format!("{id}: the prediction behind it is not in the API: {preds}"));
+            continue;
+        };
+        let cells: Vec<String> =
+            evidence.find_all("table:first-of-type tbody td").unwrap().iter().map(|c| c.text().unwrap()).collect();
+        if cells.get(4).map(String::as_str) != Some(fmt(&pred["rul_hours"], 1).as_str()) {
+            wrong.push(format!("{id}: RUL shown {:?}, the API's prediction {}", cells.get(4), pred["rul_hours"]));
+        }
+        if let Some(rul) = number_after(&reason, "remaining useful life") {
+            if format!("{rul:.1}") != fmt(&pred["rul_hours"], 1) {
+                wrong.push(format!("{id}: the reasons' RUL {rul} against the prediction's {}", pred["rul_hours"]));
+            }
+        }
+    }
+    assert!(b.console_errors().unwrap().is_empty());
+    assert!(wrong.is_empty(), "the console disagrees with the API:\n{}", wrong.join("\n"));
+}

@@ -444,3 +444,186 @@ fn a_file_source_is_fed_once_across_restarts() {
     assert_eq!(rejected.len(), 1, "the file was fed once, its bad line dead-lettered once: {rejected:?}");
     assert!(srv.stop().success());
 }
+
+/// Signs in to the console with the test key; the session cookie.
+fn console_cookie(srv: &Server) -> String {
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    let body = format!("key={KEY}&next=/fleet");
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let line = text.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a session cookie");
+    line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string()
+}
+
+/// A console page, signed in.
+fn console_page(srv: &Server, cookie: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        serving::dechunk(body)
+    } else {
+        body.to_string()
+    }
+}
+
+/// A fresh live fleet (real time: no prediction for minutes) is on the fleet, every asset the
+/// sensors list knows, warming up — in `GET /api/v1/fleet` and on the console's fleet page.
+#[test]
+fn assets_without_a_prediction_are_on_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(
+        &data,
+        &["--source", "simulator", "--assets", "3", "--interval-ms", "1000", "--speed", "1", "--hours", "1"],
+    );
+    wait_for("the simulator's sensors in the history", || {
+        let (s, v) = srv.call("GET", "/api/v1/sensors", None);
+        s == 200 && v["sensors"].as_array().is_some_and(|a| a.len() == 18)
+    });
+    let (_, sensors) = srv.call("GET", "/api/v1/sensors", None);
+    let mut known: Vec<String> =
+        sensors["sensors"].as_array().unwrap().iter().map(|s| s["asset_id"].as_str().unwrap().to_string()).collect();
+    known.sort();
+    known.dedup();
+    assert_eq!(known.len(), 3, "{sensors}");
+    let (status, fleet) = srv.call("GET", "/api/v1/fleet", None);
+    assert_eq!(status, 200, "{fleet}");
+    let assets = fleet["assets"].as_array().unwrap();
+    let mut listed: Vec<String> = assets.iter().map(|a| a["asset_id"].as_str().unwrap().to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, known, "every asset that sends readings is on the fleet: {fleet}");
+    let (_, predictions) = srv.call("GET", "/api/v1/predictions", None);
+    for a in assets {
+        let id = a["asset_id"].as_str().unwrap();
+        let predicted = predictions.as_array().unwrap().iter().any(|p| p["asset_id"] == id);
+        if !predicted {
+            assert_eq!(a["status"], "warming_up", "{a}");
+            assert_eq!(a["health"], serde_json::Value::Null, "{a}");
+        }
+    }
+    assert!(assets.iter().any(|a| a["status"] == "warming_up"), "a minute in, no asset has a prediction yet: {fleet}");
+    let page = console_page(&srv, &console_cookie(&srv), "/fleet");
+    for id in &known {
+        assert!(page.contains(&format!("data-asset=\"{id}\"")), "{id} is not on the fleet page");
+    }
+    assert!(page.contains("warming up"), "the status in words");
+    assert!(srv.stop().success());
+}
+
+/// Reads `GET /api/v1/pipeline`.
+fn pipeline_status(srv: &Server) -> serde_json::Value {
+    let (status, v) = srv.call("GET", "/api/v1/pipeline", None);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn n(v: &serde_json::Value, field: &str) -> u64 {
+    v[field].as_u64().unwrap_or_else(|| panic!("{field} in {v}"))
+}
+
+/// Checks the accounting of a status: every record read is stored, dead-lettered, waiting for
+/// the watermark, re-delivered, or read since the last commit.
+fn assert_accounted(v: &serde_json::Value) {
+    let rejected: u64 = v["rejected"].as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum();
+    assert_eq!(n(v, "records_in"), n(v, "committed_in") + n(v, "read_since_commit"), "{v}");
+    assert_eq!(
+        n(v, "committed_in") + n(v, "carried_over"),
+        n(v, "accepted") + rejected + n(v, "waiting") + n(v, "redelivered"),
+        "every record of the last commit accounted for: {v}"
+    );
+}
+
+/// The pipeline's counts add up (`GET /api/v1/pipeline`, `/metrics` and the console's page say
+/// the same): records in = accepted + rejected (by reason) + waiting for the watermark (+ read
+/// since the last commit), across a restart that carries waiting readings over.
+#[test]
+fn every_record_the_pipeline_reads_is_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
+    // Two sensors, a reading a minute, from two hours ago (one clock for the whole test).
+    let t0 = vigil_now_minute() - 120;
+    let batch = |from: i64, to: i64| {
+        let rows: Vec<serde_json::Value> = (from..to)
+            .flat_map(|m| {
+                ["p1-temp", "p2-temp"].into_iter().map(move |s| {
+                    serde_json::json!({
+                        "sensor_id": s, "asset_id": &s[..2], "sensor_type": "temperature",
+                        "value": 40.0 + (m % 7) as f64, "unit": "C", "ts": (t0 + m) * 60_000,
+                    })
+                })
+            })
+            .collect();
+        serde_json::to_string(&rows).unwrap()
+    };
+    // 120 good readings; between their halves a duplicate of the newest so far (within the
+    // lateness: the sensor stage finds it), a bad record and one an hour too late.
+    let duplicate = serde_json::from_str::<serde_json::Value>(&batch(29, 30)).unwrap()[0].clone();
+    let late = serde_json::json!([{
+        "sensor_id": "p1-temp", "asset_id": "p1", "sensor_type": "temperature", "value": 40.0, "unit": "C",
+        "ts": (t0 - 60) * 60_000,
+    }]);
+    for body in [
+        batch(0, 30),
+        serde_json::json!([duplicate]).to_string(),
+        r#"[{"sensor_id": "p1-temp", "value": "hot"}]"#.to_string(),
+        late.to_string(),
+        batch(30, 60),
+    ] {
+        assert_eq!(srv.call("POST", "/api/v1/readings", Some(&body)).0, 202);
+    }
+    wait_for("a commit covering all 123 records", || {
+        let v = pipeline_status(&srv);
+        n(&v, "committed_in") == 123 && n(&v, "read_since_commit") == 0
+    });
+    let v = pipeline_status(&srv);
+    assert_accounted(&v);
+    assert!(n(&v, "waiting") > 0, "the newest readings wait for the watermark: {v}");
+    assert_eq!(n(&v, "accepted") + n(&v, "waiting"), 120, "the good readings are stored or waiting: {v}");
+    let rejected = v["rejected"].as_object().unwrap();
+    assert_eq!(rejected.values().map(|x| x.as_u64().unwrap()).sum::<u64>(), 3, "{v}");
+    assert_eq!(rejected.get("duplicate").and_then(|x| x.as_u64()), Some(1), "{v}");
+    assert_eq!(rejected.get("too_late").and_then(|x| x.as_u64()), Some(1), "{v}");
+    // The history holds what was accepted, the dead letters what was rejected.
+    assert_eq!(srv.sql("SELECT count(*) AS n FROM readings")[0]["n"].as_u64(), Some(n(&v, "accepted")));
+    assert_eq!(srv.sql("SELECT count(*) AS n FROM rejected")[0]["n"].as_u64(), Some(3));
+    // The metrics say the same.
+    assert_eq!(value(&srv, "vigil_readings_waiting") as u64, n(&v, "waiting"));
+    assert_eq!(value(&srv, "vigil_records_committed_total") as u64, 123);
+    // So does the console's pipeline page.
+    let page = console_page(&srv, &console_cookie(&srv), "/pipeline");
+    for field in ["records_in", "committed_in", "read_since_commit", "accepted", "rejected", "waiting"] {
+        let marker = format!("data-field=\"{field}\">");
+        let at = page.find(&marker).unwrap_or_else(|| panic!("{field} is not on the page")) + marker.len();
+        let shown: u64 = page[at..].split('<').next().unwrap().trim().parse().unwrap();
+        let want = if field == "rejected" { 3 } else { n(&v, field) };
+        assert_eq!(shown, want, "{field} on the page");
+    }
+    assert!(!page.contains("does not add up"));
+    let waiting = n(&v, "waiting");
+    assert!(srv.stop().success());
+
+    // Restarted: the waiting readings come over from the checkpoint, and are accounted for.
+    let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
+    wait_for("the checkpoint's waiting readings taken over", || n(&pipeline_status(&srv), "carried_over") == waiting);
+    assert_eq!(n(&pipeline_status(&srv), "records_in"), 0);
+    assert_eq!(srv.call("POST", "/api/v1/readings", Some(&batch(60, 90))).0, 202);
+    wait_for("a commit covering the second batch", || {
+        let v = pipeline_status(&srv);
+        n(&v, "committed_in") == 60 && n(&v, "read_since_commit") == 0
+    });
+    let v = pipeline_status(&srv);
+    assert_accounted(&v);
+    assert_eq!(n(&v, "accepted") + n(&v, "waiting"), 60 + waiting, "{v}");
+    assert!(srv.stop().success());
+}

@@ -26,6 +26,8 @@ use crate::{History, QueryError, QueryResult};
 const HOUR_MS: i64 = 3_600_000;
 /// A sensor with no reading for this long before `as_of` is `silent`.
 pub const SILENT_AFTER_MS: i64 = 15 * 60_000;
+/// The fleet status of an asset that sends readings but has no prediction yet.
+pub const WARMING_UP: &str = "warming_up";
 
 /// One point of a sensor's series: a reading, or the summary of a bucket of readings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,8 +267,13 @@ pub struct AssetHealth {
     pub critical_24h: u64,
     /// Proposals whose latest status is `proposed` or `scheduled`.
     pub open_proposals: Vec<String>,
+    /// Time of the asset's latest reading in the day before `as_of` (ms), if any.
+    #[serde(default)]
+    pub last_reading: Option<i64>,
     /// `critical` (health < 0.5 or failure probability ≥ 0.5), `warning` (health < 0.8, failure
-    /// probability ≥ 0.2, or a critical anomaly in the last day) or `ok`.
+    /// probability ≥ 0.2, or a critical anomaly in the last day), `warming_up` (no prediction
+    /// yet: the asset sends readings but the predictor has not judged it — not known to be
+    /// fine) or `ok`.
     pub status: String,
 }
 
@@ -666,6 +673,13 @@ impl History {
             .collect()
     }
 
+    /// How many anomalies match `f` (its limit aside).
+    pub async fn anomaly_count(&self, f: &EventFilter) -> Result<u64, QueryError> {
+        let (wh, params) = filter_sql(f, true, Some("detector"), true)?;
+        let r = self.query(&format!("SELECT count(*) AS n FROM anomalies {wh}"), params, 1).await?;
+        Ok(Columns::new(&r)?.int("n")?.first().copied().flatten().unwrap_or(0).max(0) as u64)
+    }
+
     /// Drift events matching `f`, newest first.
     pub async fn drift(&self, f: &EventFilter) -> Result<Vec<DriftRow>, QueryError> {
         let (wh, params) = filter_sql(f, true, Some("statistic"), false)?;
@@ -845,7 +859,8 @@ impl History {
         Ok(c.int("n")?.first().copied().flatten().unwrap_or(0).max(0) as u64)
     }
 
-    /// Every asset's health now, worst first.
+    /// Every asset's health now, worst first: each asset with a reading in the day before
+    /// `as_of` (the sensors' list), a prediction, an anomaly in that day or an open proposal.
     pub async fn fleet_health(&self) -> Result<FleetHealth, QueryError> {
         let newest = [self.newest("readings").await?, self.newest("predictions").await?, self.newest("anomalies").await?];
         let Some(as_of) = newest.into_iter().flatten().max() else {
@@ -875,6 +890,16 @@ impl History {
                 usize::MAX,
             )
             .await?;
+        // The assets that send readings, as `sensors` sees them: one without a prediction yet
+        // is listed too (warming up), since a planner reads absence as "fine".
+        let since = as_of - 24 * HOUR_MS;
+        let reporting = self
+            .query(
+                "SELECT asset_id, max(ts) AS t FROM readings WHERE ts >= $1 AND date >= $2 GROUP BY asset_id",
+                vec![ts(since), text(&crate::report::date_of(since))],
+                usize::MAX,
+            )
+            .await?;
         let mut assets: BTreeMap<String, AssetHealth> = BTreeMap::new();
         let entry = |a: String| -> AssetHealth {
             AssetHealth {
@@ -886,9 +911,16 @@ impl History {
                 anomalies_24h: 0,
                 critical_24h: 0,
                 open_proposals: vec![],
+                last_reading: None,
                 status: String::new(),
             }
         };
+        let c = Columns::new(&reporting)?;
+        for (a, t) in c.text("asset_id")?.into_iter().zip(c.int("t")?) {
+            let a = req(a, "asset_id")?;
+            let e = assets.entry(a.clone()).or_insert_with(|| entry(a));
+            e.last_reading = t;
+        }
         let c = Columns::new(&latest)?;
         for ((((a, h), p), rul), t) in
             c.text("asset_id")?.into_iter().zip(c.float("health")?).zip(c.float("p")?).zip(c.float("rul")?).zip(c.int("t")?)
@@ -920,6 +952,8 @@ impl History {
                     "critical"
                 } else if h < 0.8 || p >= 0.2 || a.critical_24h > 0 {
                     "warning"
+                } else if a.predicted_at.is_none() {
+                    WARMING_UP
                 } else {
                     "ok"
                 }
@@ -931,7 +965,8 @@ impl History {
         let rank = |s: &str| match s {
             "critical" => 0,
             "warning" => 1,
-            _ => 2,
+            WARMING_UP => 2,
+            _ => 3,
         };
         list.sort_by(|a, b| {
             (rank(&a.status), a.health.unwrap_or(1.0), &a.asset_id)

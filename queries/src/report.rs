@@ -6,11 +6,12 @@
 //! maintenance done; reliability (MTBF and availability); charts of the key sensors (the ones
 //! with the most anomalies) with their anomalies marked.
 //!
-//! Reliability: a failure is a corrective maintenance record; its downtime runs from
-//! `started_at` to `ts`. With no maintenance record in the period, failures are estimated from
-//! episodes of critical anomalies (critical anomalies less than [`EPISODE_GAP_MS`] apart form
-//! one episode, its downtime from the first to the last), and the report says which basis it
-//! used. MTBF = up time / failures; availability = up time / period.
+//! Reliability ([`Definitions`], stated in every format beside the figures): a failure is a
+//! completed corrective maintenance record — anomalies are evidence, not failures, and are
+//! never counted as such; downtime is the time maintenance records (of either kind) had the
+//! asset out of service, from `started_at` to completion, within the period; up time = period −
+//! downtime; MTBF = up time / failures, and with no failure there is no MTBF ("no failures in
+//! the period"); availability = up time / period.
 //!
 //! Input: a [`History`], a [`ReportRequest`]. Output: a [`Report`] (serde), rendered as JSON,
 //! CSV (one row per figure: section, asset, item, metric, value) or one self-contained HTML
@@ -25,8 +26,19 @@ use serde::{Deserialize, Serialize};
 use crate::canned::{text, ts, AnomalyRow, Columns, DriftRow, EventFilter, PredictionRow, SeriesPoint};
 use crate::{History, QueryError};
 
-/// Critical anomalies closer than this belong to one failure episode.
-pub const EPISODE_GAP_MS: i64 = 30 * 60_000;
+/// What the reliability figures mean, as the report states them.
+pub const FAILURE_DEFINITION: &str =
+    "a completed corrective maintenance record (the asset failed and was repaired); anomalies are evidence, not failures";
+/// See [`FAILURE_DEFINITION`].
+pub const DOWNTIME_DEFINITION: &str =
+    "time the asset was out of service for maintenance (either kind), from the work's start to its completion, within the period";
+/// See [`FAILURE_DEFINITION`].
+pub const MTBF_DEFINITION: &str =
+    "mean time between failures: up time (period − downtime) / failures; with no failure in the period there is none";
+/// See [`FAILURE_DEFINITION`].
+pub const AVAILABILITY_DEFINITION: &str = "up time (period − downtime) / period";
+/// The MTBF of a period without failures.
+pub const NO_FAILURES: &str = "no failures in the period";
 /// Sensors charted at most.
 const CHARTS: usize = 6;
 /// Points per chart at most.
@@ -218,23 +230,69 @@ pub struct MaintenanceRow {
     pub notes: Option<String>,
 }
 
-/// MTBF and availability of an asset (or the fleet) over the period.
+/// MTBF and availability of an asset (or the fleet) over the period ([`Definitions`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reliability {
     /// Asset, or `fleet`.
     pub asset_id: String,
-    /// Failures.
+    /// Failures: completed corrective maintenance records.
     pub failures: u64,
     /// Hours out of service.
     pub downtime_hours: f64,
     /// Hours in service.
     pub uptime_hours: f64,
-    /// Mean time between failures, hours (`None` with no failure).
+    /// Mean time between failures, hours (`None` with no failure in the period).
     pub mtbf_hours: Option<f64>,
+    /// The MTBF for a person: hours, or "no failures in the period".
+    pub mtbf: String,
     /// Up time / period.
     pub availability: f64,
-    /// `maintenance records` or `critical anomaly episodes`.
-    pub basis: String,
+}
+
+/// What the reliability figures mean; every format states them beside the figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Definitions {
+    /// What counts as a failure.
+    pub failure: String,
+    /// What downtime is.
+    pub downtime: String,
+    /// How MTBF is computed.
+    pub mtbf: String,
+    /// How availability is computed.
+    pub availability: String,
+}
+
+impl Default for Definitions {
+    fn default() -> Self {
+        Definitions {
+            failure: FAILURE_DEFINITION.into(),
+            downtime: DOWNTIME_DEFINITION.into(),
+            mtbf: MTBF_DEFINITION.into(),
+            availability: AVAILABILITY_DEFINITION.into(),
+        }
+    }
+}
+
+impl Definitions {
+    /// `(term, definition)` in reading order.
+    pub fn terms(&self) -> [(&'static str, &str); 4] {
+        [
+            ("failure", self.failure.as_str()),
+            ("downtime", self.downtime.as_str()),
+            ("MTBF", self.mtbf.as_str()),
+            ("availability", self.availability.as_str()),
+        ]
+    }
+}
+
+/// The MTBF of `up_hours` with `failures`: hours, or none without a failure.
+fn mtbf_of(up_hours: f64, failures: u64) -> (Option<f64>, String) {
+    if failures == 0 {
+        (None, NO_FAILURES.into())
+    } else {
+        let h = up_hours / failures as f64;
+        (Some(h), format!("{h:.1} h"))
+    }
 }
 
 /// A chart of one sensor with its anomalies.
@@ -285,6 +343,9 @@ pub struct Report {
     pub maintenance: Vec<MaintenanceRow>,
     /// Reliability: the fleet's first (for a fleet report), then per asset, least available first.
     pub reliability: Vec<Reliability>,
+    /// What the reliability figures mean.
+    #[serde(default)]
+    pub definitions: Definitions,
     /// Key sensors.
     pub charts: Vec<SensorChart>,
 }
@@ -504,6 +565,7 @@ impl History {
             proposals,
             maintenance,
             reliability,
+            definitions: Definitions::default(),
             charts,
         })
     }
@@ -614,65 +676,28 @@ impl History {
         assets: &[String],
         maintenance: &[MaintenanceRow],
     ) -> Result<Vec<Reliability>, QueryError> {
-        let (wh, params) = scope(req);
-        let r = self
-            .query(
-                &format!("SELECT asset_id, ts FROM anomalies WHERE {wh} AND severity = 'critical' ORDER BY asset_id, ts"),
-                params,
-                usize::MAX,
-            )
-            .await?;
-        let c = Columns::new(&r)?;
-        let mut critical: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (a, t) in c.text("asset_id")?.into_iter().zip(c.int("ts")?) {
-            if let (Some(a), Some(t)) = (a, t) {
-                critical.entry(a).or_default().push(t);
-            }
-        }
         let period_h = (req.to - req.from) as f64 / 3_600_000.0;
         let clip = |t: i64| t.clamp(req.from, req.to);
         let mut out = Vec::new();
         let (mut fleet_failures, mut fleet_down) = (0u64, 0.0f64);
         for asset in assets {
             let records: Vec<&MaintenanceRow> = maintenance.iter().filter(|m| &m.asset_id == asset).collect();
-            let (failures, down_ms, basis) = if !records.is_empty() {
-                let corrective: Vec<&&MaintenanceRow> = records.iter().filter(|m| m.kind == "corrective").collect();
-                let down: i64 = records.iter().map(|m| clip(m.ts) - clip(m.started_at)).map(|d| d.max(0)).sum();
-                (corrective.len() as u64, down, "maintenance records")
-            } else {
-                let times = critical.get(asset).map(Vec::as_slice).unwrap_or(&[]);
-                let mut episodes = 0u64;
-                let mut down = 0i64;
-                let mut start: Option<(i64, i64)> = None;
-                for &t in times {
-                    match start {
-                        Some((s, last)) if t - last < EPISODE_GAP_MS => start = Some((s, t)),
-                        Some((s, last)) => {
-                            down += last - s;
-                            episodes += 1;
-                            start = Some((t, t));
-                        }
-                        None => start = Some((t, t)),
-                    }
-                }
-                if let Some((s, last)) = start {
-                    down += last - s;
-                    episodes += 1;
-                }
-                (episodes, down, "critical anomaly episodes")
-            };
+            // Failures are failures: completed corrective work, never anomalies.
+            let failures = records.iter().filter(|m| m.kind == "corrective").count() as u64;
+            let down_ms: i64 = records.iter().map(|m| clip(m.ts) - clip(m.started_at)).map(|d| d.max(0)).sum();
             let down_h = down_ms as f64 / 3_600_000.0;
             let up_h = (period_h - down_h).max(0.0);
             fleet_failures += failures;
             fleet_down += down_h;
+            let (mtbf_hours, mtbf) = mtbf_of(up_h, failures);
             out.push(Reliability {
                 asset_id: asset.clone(),
                 failures,
                 downtime_hours: down_h,
                 uptime_hours: up_h,
-                mtbf_hours: (failures > 0).then(|| up_h / failures as f64),
+                mtbf_hours,
+                mtbf,
                 availability: if period_h > 0.0 { up_h / period_h } else { 1.0 },
-                basis: basis.into(),
             });
         }
         // Least available first.
@@ -680,7 +705,7 @@ impl History {
         if req.asset_id.is_none() && !assets.is_empty() {
             let total_h = period_h * assets.len() as f64;
             let up = (total_h - fleet_down).max(0.0);
-            let bases: std::collections::BTreeSet<&str> = out.iter().map(|r| r.basis.as_str()).collect();
+            let (mtbf_hours, mtbf) = mtbf_of(up, fleet_failures);
             out.insert(
                 0,
                 Reliability {
@@ -688,9 +713,9 @@ impl History {
                     failures: fleet_failures,
                     downtime_hours: fleet_down,
                     uptime_hours: up,
-                    mtbf_hours: (fleet_failures > 0).then(|| up / fleet_failures as f64),
+                    mtbf_hours,
+                    mtbf,
                     availability: if total_h > 0.0 { up / total_h } else { 1.0 },
-                    basis: bases.into_iter().collect::<Vec<_>>().join(" + "),
                 },
             );
         }
@@ -861,10 +886,19 @@ impl Report {
             );
         }
         for r in &self.reliability {
-            row("reliability", &r.asset_id, &r.basis, "failures", r.failures.to_string());
-            row("reliability", &r.asset_id, &r.basis, "downtime_hours", format!("{:.3}", r.downtime_hours));
-            row("reliability", &r.asset_id, &r.basis, "mtbf_hours", opt(r.mtbf_hours));
-            row("reliability", &r.asset_id, &r.basis, "availability", format!("{:.5}", r.availability));
+            row("reliability", &r.asset_id, "", "failures", r.failures.to_string());
+            row("reliability", &r.asset_id, "", "downtime_hours", format!("{:.3}", r.downtime_hours));
+            row(
+                "reliability",
+                &r.asset_id,
+                "",
+                "mtbf_hours",
+                r.mtbf_hours.map_or_else(|| NO_FAILURES.to_string(), |m| format!("{m:.4}")),
+            );
+            row("reliability", &r.asset_id, "", "availability", format!("{:.5}", r.availability));
+        }
+        for (term, definition) in self.definitions.terms() {
+            row("definitions", &scope, term, "definition", definition.to_string());
         }
         out
     }
@@ -908,20 +942,19 @@ impl Report {
         if self.reliability.is_empty() {
             h.push_str("<p class=\"none\">No asset in the period.</p>");
         } else {
-            h.push_str("<table><tr><th>asset</th><th>failures</th><th>downtime (h)</th><th>MTBF (h)</th><th>availability</th><th>basis</th></tr>");
+            h.push_str("<table><tr><th>asset</th><th>failures</th><th>downtime (h)</th><th>MTBF</th><th>availability</th></tr>");
             // The fleet and the 20 least available assets; the JSON and CSV have them all.
             let shown = if self.asset_id.is_none() { 21 } else { usize::MAX };
             for r in self.reliability.iter().take(shown) {
                 let _ = write!(
                     h,
-                    "<tr{}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}%</td><td>{}</td></tr>",
+                    "<tr{}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}%</td></tr>",
                     if r.asset_id == "fleet" { " class=\"total\"" } else { "" },
                     esc(&r.asset_id),
                     r.failures,
                     r.downtime_hours,
-                    r.mtbf_hours.map_or("—".to_string(), |m| format!("{m:.1}")),
+                    esc(&r.mtbf),
                     r.availability * 100.0,
-                    esc(&r.basis)
                 );
             }
             h.push_str("</table>");
@@ -933,7 +966,12 @@ impl Report {
                 );
             }
         }
-        h.push_str("</section>\n");
+        // What the figures mean, beside them.
+        h.push_str("<dl class=\"definitions\">");
+        for (term, definition) in self.definitions.terms() {
+            let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(term), esc(definition));
+        }
+        h.push_str("</dl></section>\n");
 
         // Charts.
         h.push_str("<section id=\"charts\"><h2>Key sensors</h2>");
@@ -1124,7 +1162,7 @@ impl Report {
             }
             h.push_str("</table>");
         }
-        h.push_str("</section>\n<footer>Vigil · failures are corrective maintenance records, or else episodes of critical anomalies less than 30 minutes apart; MTBF = up time / failures.</footer>\n</body></html>\n");
+        h.push_str("</section>\n<footer>Vigil · a failure is a completed corrective maintenance record (anomalies are not failures); MTBF = up time / failures; availability = up time / period.</footer>\n</body></html>\n");
         h
     }
 }
@@ -1159,7 +1197,7 @@ h1{font-size:24px;margin:0}h2{font-size:18px;border-bottom:1px solid #d8dde6;pad
 .period{color:#5b6576;margin:4px 0 0}.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #d8dde6;border-radius:6px;padding:10px 14px;min-width:110px}\
 .card b{display:block;font-size:22px}.card span{color:#5b6576;font-size:12px}.card.warn{border-color:#d64545;background:#fff5f5}\
 table{border-collapse:collapse;width:100%;margin:8px 0}th,td{border-bottom:1px solid #e6e9ef;padding:4px 8px;text-align:left;vertical-align:top}\
-th{background:#f4f6f9;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}td.x{font-size:12px;color:#5b6576;max-width:380px;word-break:break-word}\
+th{background:#f4f6f9;font-weight:600}dl.definitions{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;font-size:13px;color:#5b6576}dl.definitions dt{font-weight:600}dl.definitions dd{margin:0}td.n{text-align:right;font-variant-numeric:tabular-nums}td.x{font-size:12px;color:#5b6576;max-width:380px;word-break:break-word}\
 tr.total td{font-weight:600;background:#f4f6f9}.bad{color:#d64545;font-weight:600}.none{color:#5b6576;font-style:italic}\
 .sev-critical{color:#b42318;font-weight:600}.sev-high{color:#d9480f}.sev-medium{color:#b7791f}.sev-low{color:#2f6f9f}\
 figure{margin:12px 0}figcaption{font-size:13px;margin-bottom:2px}svg{width:100%;height:auto;background:#fbfcfd;border:1px solid #e6e9ef}\

@@ -454,12 +454,10 @@ fn reports_as_json_csv_and_html() {
     let req = ReportRequest { asset_id: Some("a2".into()), from: T0, to: T0 + 2 * DAY };
     let r = rt.block_on(h.report(&req)).unwrap();
     assert_eq!((r.summary.anomalies, r.summary.critical_anomalies, r.summary.predictions), (4, 3, 48));
-    // Two critical episodes: 10:00-10:20 (20 min down) and 20:00 (0 min).
+    // Critical anomalies, but no maintenance record: no failure, no downtime, no MTBF.
     let rel = &r.reliability[0];
-    assert_eq!((rel.asset_id.as_str(), rel.failures, rel.basis.as_str()), ("a2", 2, "critical anomaly episodes"));
-    assert!((rel.downtime_hours - 20.0 / 60.0).abs() < 1e-9);
-    assert!((rel.mtbf_hours.unwrap() - (48.0 - 1.0 / 3.0) / 2.0).abs() < 1e-9);
-    assert!((rel.availability - (48.0 - 1.0 / 3.0) / 48.0).abs() < 1e-9);
+    assert_eq!((rel.asset_id.as_str(), rel.failures, rel.mtbf_hours), ("a2", 0, None));
+    assert_eq!((rel.downtime_hours, rel.availability), (0.0, 1.0));
     assert_eq!(r.charts.len(), 1, "a2-temp is the only sensor of a2 with anomalies");
     assert_eq!(r.charts[0].sensor_id, "a2-temp");
     assert_eq!(r.charts[0].anomalies.len(), 4);
@@ -473,8 +471,7 @@ fn reports_as_json_csv_and_html() {
     assert_eq!(fleet.proposals[0].changes.len(), 2);
     assert_eq!(fleet.drift.len(), 1);
     assert_eq!(fleet.reliability[0].asset_id, "fleet");
-    assert_eq!(fleet.reliability[0].failures, 3, "a1: one critical, a2: two episodes");
-    assert_eq!(fleet.reliability[1].asset_id, "a2", "least available first");
+    assert_eq!(fleet.reliability[0].failures, 0, "anomalies are not failures");
     let a1 = fleet.predictions.iter().find(|p| p.asset_id == "a1").unwrap();
     assert!((a1.first.health - 1.0).abs() < 1e-9 && (a1.last.health - 0.5).abs() < 1e-9);
 
@@ -488,7 +485,7 @@ fn reports_as_json_csv_and_html() {
     let mut rows = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
     let recs: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
     assert!(recs.iter().all(|r| r.len() == 5));
-    assert!(recs.iter().any(|r| &r[0] == "reliability" && &r[1] == "a2" && &r[3] == "failures" && &r[4] == "2"));
+    assert!(recs.iter().any(|r| &r[0] == "reliability" && &r[1] == "a2" && &r[3] == "failures" && &r[4] == "0"));
     assert!(recs.iter().any(|r| &r[0] == "anomalies_by_detector" && &r[2] == "hard_limit/critical" && &r[4] == "4"));
 
     // HTML: parses, has every section, charts with anomaly markers, and nothing external.
@@ -505,4 +502,133 @@ fn reports_as_json_csv_and_html() {
     let title = dom.query_selector("h1").unwrap().next().unwrap().get(parser).unwrap().inner_text(parser);
     assert_eq!(title, "Maintenance report: asset a2");
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href=\"http"));
+}
+
+fn maintenance(
+    n: u32,
+    asset: &str,
+    kind: vigil_events::MaintenanceKind,
+    started_at: i64,
+    ts: i64,
+) -> vigil_events::MaintenanceCompleted {
+    vigil_events::MaintenanceCompleted {
+        event_id: format!("m-{n}"),
+        correlation_id: format!("m-{n}"),
+        event_version: 1,
+        proposal_id: None,
+        asset_id: Arc::from(asset),
+        kind,
+        started_at,
+        ts,
+        performed_by: "ann".into(),
+        notes: None,
+    }
+}
+
+/// Failures are completed corrective maintenance records, never anomalies (a2 has three critical
+/// anomalies and no failure); with none, there is no MTBF; every format states the definitions.
+#[test]
+fn reliability_counts_failures_not_anomalies() {
+    use vigil_events::MaintenanceKind::{Corrective, Preventive};
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    // a1: a repair after a failure (2 h out of service) and a preventive service (1 h).
+    write(
+        dir.path(),
+        "r4",
+        vec![
+            maintenance(1, "a1", Corrective, T0 + 5 * HOUR, T0 + 7 * HOUR),
+            maintenance(2, "a1", Preventive, T0 + 30 * HOUR, T0 + 31 * HOUR),
+        ],
+    );
+    let h = open(dir.path());
+    let rt = rt();
+    let report = |asset: Option<&str>| {
+        rt.block_on(h.report(&ReportRequest { asset_id: asset.map(str::to_string), from: T0, to: T0 + 2 * DAY })).unwrap()
+    };
+
+    let a2 = report(Some("a2"));
+    assert_eq!(a2.summary.critical_anomalies, 3);
+    let r = &a2.reliability[0];
+    assert_eq!((r.failures, r.mtbf_hours), (0, None), "three critical anomalies are no failure: {r:?}");
+    assert_eq!((r.downtime_hours, r.availability), (0.0, 1.0));
+
+    let a1 = report(Some("a1"));
+    let r = &a1.reliability[0];
+    assert_eq!(r.failures, 1, "the corrective record only");
+    assert!((r.downtime_hours - 3.0).abs() < 1e-9, "both records took it out of service");
+    assert!((r.mtbf_hours.unwrap() - 45.0).abs() < 1e-9);
+    let json: serde_json::Value = serde_json::from_str(&a1.to_json()).unwrap();
+    assert_eq!(json["reliability"][0]["mtbf"], "45.0 h");
+    assert!((r.availability - 45.0 / 48.0).abs() < 1e-9);
+
+    let fleet = report(None);
+    let f = &fleet.reliability[0];
+    assert_eq!((f.asset_id.as_str(), f.failures), ("fleet", 1));
+    assert!((f.mtbf_hours.unwrap() - 93.0).abs() < 1e-9, "{f:?}");
+
+    // The definitions, beside the figures in every format.
+    let json: serde_json::Value = serde_json::from_str(&a2.to_json()).unwrap();
+    assert!(json["definitions"]["failure"].as_str().unwrap().contains("corrective maintenance"), "{}", json["definitions"]);
+    assert!(json["definitions"]["mtbf"].as_str().unwrap().contains("no failure"));
+    assert!(json["definitions"]["availability"].as_str().unwrap().contains("up time"));
+    assert_eq!(json["reliability"][0]["mtbf_hours"], serde_json::Value::Null);
+    assert_eq!(json["reliability"][0]["mtbf"], "no failures in the period");
+    let csv = a2.to_csv();
+    let mut rows = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
+    let recs: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert!(
+        recs.iter().any(|r| &r[0] == "reliability" && &r[3] == "mtbf_hours" && &r[4] == "no failures in the period"),
+        "{csv}"
+    );
+    for term in ["failure", "downtime", "MTBF", "availability"] {
+        assert!(recs.iter().any(|r| &r[0] == "definitions" && &r[2] == term && !r[4].is_empty()), "{term} in {csv}");
+    }
+    let html = a2.to_html();
+    let dom = tl::parse(&html, tl::ParserOptions::default()).unwrap();
+    let parser = dom.parser();
+    let section = dom.get_element_by_id("reliability").unwrap().get(parser).unwrap().inner_text(parser);
+    assert!(section.contains("no failures in the period"), "{section}");
+    assert!(section.contains("completed corrective maintenance record"), "the definition beside the figures: {section}");
+    assert!(!html.contains("episode"), "no estimate from anomalies");
+}
+
+/// An asset that sends readings but has no prediction yet is in the fleet, `warming_up` (a
+/// planner reads absence as "fine"), after the assets with a verdict against them and before
+/// the ones judged fine; every asset of `sensors` is in the fleet.
+#[test]
+fn the_fleet_lists_assets_without_a_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    // a3: one sensor, readings through the second day, no prediction, no anomaly.
+    let a3: Vec<SensorReading> = (1440..2 * 1440)
+        .map(|i| SensorReading {
+            id_hash: 9 << 32 | i as u64,
+            sensor_id: Arc::from("a3-temp"),
+            sensor_key: 9,
+            asset_id: Arc::from("a3"),
+            sensor_type: SensorType::Temperature,
+            value: 40.0,
+            unit: Arc::from("C"),
+            ts: T0 + i * MIN,
+            extra: None,
+            pos: SourcePos { source: 1, offset: i as u64 },
+        })
+        .collect();
+    write(dir.path(), "r5", a3);
+    let h = open(dir.path());
+    let rt = rt();
+    let fleet = rt.block_on(h.fleet_health()).unwrap();
+    let ids: Vec<&str> = fleet.assets.iter().map(|a| a.asset_id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2", "a3"], "worst first, the warming-up asset after the judged ones");
+    let a3 = &fleet.assets[2];
+    assert_eq!((a3.status.as_str(), a3.health, a3.predicted_at), ("warming_up", None, None));
+    let json = serde_json::to_value(a3).unwrap();
+    assert_eq!(json["last_reading"], T0 + (2 * 1440 - 1) * MIN);
+    assert_eq!(fleet.counts.get("warming_up"), Some(&1));
+    // Every asset the sensors list knows.
+    let sensors = rt.block_on(h.sensors()).unwrap();
+    for s in &sensors.sensors {
+        assert!(ids.contains(&s.asset_id.as_str()), "{} of {} is not in the fleet", s.sensor_id, s.asset_id);
+    }
 }

@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
-use vigil_queries::canned::{AnomalyRow, EventFilter, PredictionRow};
+use vigil_queries::canned::{AnomalyRow, DecisionRequestRow, EventFilter, PredictionRow};
 use vigil_queries::report::{ReportFormat, ReportRequest};
 
 use super::{badge, chart, fmt_time, input_time, num, parse_form_time, raw, url_encode, url_segment, Failure, Signed};
@@ -71,7 +71,7 @@ async fn fleet_section(state: &AppState) -> Result<Markup, ApiError> {
     Ok(html! {
         p.summary {
             @if let Some(t) = fleet.as_of { "As of " time datetime=(vigil_events::format_rfc3339_ms(t)) { (fmt_time(t)) } ": " }
-            @for (status, n) in &fleet.counts { (badge(status)) " " (n) " " }
+            @for (status, n) in &fleet.counts { (fleet_badge(status)) " " (n) " " }
             " · " a href="/decisions" { (pending.len()) " pending decisions" }
         }
         @if fleet.assets.is_empty() {
@@ -90,7 +90,7 @@ async fn fleet_section(state: &AppState) -> Result<Markup, ApiError> {
                         @for a in &fleet.assets {
                             tr data-asset=(a.asset_id) {
                                 th scope="row" { a href={ "/assets/" (url_segment(&a.asset_id)) } { (a.asset_id) } }
-                                td { (badge(&a.status)) }
+                                td { (fleet_badge(&a.status)) }
                                 td.num { (num(a.health, 2)) }
                                 td.num { (num(a.rul_hours, 1)) }
                                 td.num { (num(a.failure_probability, 2)) }
@@ -103,7 +103,12 @@ async fn fleet_section(state: &AppState) -> Result<Markup, ApiError> {
                                         None => "0",
                                     }
                                 }
-                                td { (a.predicted_at.map(fmt_time).unwrap_or_default()) }
+                                td {
+                                    @match a.predicted_at {
+                                        Some(t) => (fmt_time(t)),
+                                        None => span.muted { "none yet" },
+                                    }
+                                }
                             }
                         }
                     }
@@ -111,6 +116,11 @@ async fn fleet_section(state: &AppState) -> Result<Markup, ApiError> {
             }
         }
     })
+}
+
+/// An asset's fleet status as a badge, in words (`warming_up`: "warming up").
+fn fleet_badge(status: &str) -> Markup {
+    html! { span class={ "badge badge-" (status) } { (status.replace('_', " ")) } }
 }
 
 /// `/fleet`.
@@ -383,6 +393,54 @@ fn anomaly_table(rows: &[AnomalyRow]) -> Markup {
     }
 }
 
+/// Anomalies listed as a request's evidence at most (the count covers them all).
+const EVIDENCE_ROWS: usize = 10;
+
+/// A decision request's evidence: the prediction behind it (the request's correlation id is
+/// that prediction's event id) and the asset's anomalies that prediction counted — those of
+/// the hour up to it ([`vigil_events::RECENT_ANOMALIES_MS`], both ends included) — so the
+/// figures here are the ones in the request's reasons, read from the history.
+struct Evidence {
+    prediction: Option<PredictionRow>,
+    /// The anomalies' window (ms, both ends included).
+    from: i64,
+    to: i64,
+    /// Anomalies in the window.
+    count: u64,
+    /// The newest of them, at most [`EVIDENCE_ROWS`].
+    newest: Vec<AnomalyRow>,
+}
+
+async fn evidence_of(state: &AppState, r: &DecisionRequestRow) -> Result<Evidence, vigil_queries::QueryError> {
+    let h = &state.history;
+    let asset_id = Some(r.asset_id.clone());
+    // The request is made at its prediction's time.
+    let at = EventFilter {
+        asset_id: asset_id.clone(),
+        from: Some(r.ts),
+        to: Some(r.ts.saturating_add(1)),
+        limit: 20,
+        ..EventFilter::default()
+    };
+    let predictions = h.predictions(&at).await?;
+    let prediction = predictions
+        .iter()
+        .find(|p| p.event_id == r.correlation_id)
+        .or_else(|| predictions.iter().find(|p| p.ts == r.ts))
+        .cloned();
+    let to = prediction.as_ref().map_or(r.ts, |p| p.ts);
+    let from = to.saturating_sub(vigil_events::RECENT_ANOMALIES_MS);
+    let f = EventFilter {
+        asset_id,
+        from: Some(from),
+        to: Some(to.saturating_add(1)),
+        limit: EVIDENCE_ROWS,
+        ..EventFilter::default()
+    };
+    let (count, newest) = tokio::join!(h.anomaly_count(&f), h.anomalies(&f));
+    Ok(Evidence { prediction, from, to, count: count?, newest: newest? })
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct DecisionsQuery {
     asset: Option<String>,
@@ -407,32 +465,15 @@ pub(crate) async fn decisions(
         .map_err(|e| s.fail(e))?;
     let ppage = q.pending_page.unwrap_or(0).min(pending.len() / PENDING_PAGE);
     let shown: Vec<_> = pending.iter().skip(ppage * PENDING_PAGE).take(PENDING_PAGE).collect();
-    // Evidence: the anomalies of each request's asset in the day before it, and the prediction
-    // behind it (two queries for the page, grouped here).
-    let mut evidence: HashMap<String, (Vec<AnomalyRow>, Option<PredictionRow>)> = HashMap::new();
-    if let (Some(lo), Some(hi)) = (shown.iter().map(|p| p.request.ts).min(), shown.iter().map(|p| p.request.ts).max()) {
-        let f = EventFilter {
-            asset_id: asset.clone(),
-            from: Some(lo - 24 * HOUR_MS),
-            to: Some(hi + 1),
-            limit: 5000,
-            ..EventFilter::default()
-        };
-        let (anomalies, predictions) = tokio::join!(state.history.anomalies(&f), state.history.predictions(&f));
-        let anomalies = anomalies.map_err(|e| s.fail(e.into()))?;
-        let predictions = predictions.map_err(|e| s.fail(e.into()))?;
-        for p in &shown {
-            let r = &p.request;
-            let a: Vec<AnomalyRow> = anomalies
-                .iter()
-                .filter(|a| a.asset_id == r.asset_id && a.ts <= r.ts && a.ts > r.ts - 24 * HOUR_MS)
-                .take(5)
-                .cloned()
-                .collect();
-            let pred = predictions.iter().find(|x| x.asset_id == r.asset_id && x.ts <= r.ts).cloned();
-            evidence.insert(r.request_id.clone(), (a, pred));
-        }
-    }
+    // Evidence of each request shown, read from the history (a few small queries a request,
+    // run together).
+    let evidence: HashMap<String, Evidence> = futures::future::join_all(shown.iter().map(|p| evidence_of(&state, &p.request)))
+        .await
+        .into_iter()
+        .zip(&shown)
+        .map(|(e, p)| e.map(|e| (p.request.request_id.clone(), e)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| s.fail(e.into()))?;
     let decision = match some(&q.decision).as_deref() {
         None => None,
         Some(d) => Some(serde_json::from_value(serde_json::Value::String(d.to_string())).map_err(|_| {
@@ -482,11 +523,20 @@ pub(crate) async fn decisions(
                     @if let Some(why) = &r.reason { dt { "Why" } dd { (why) } }
                     dt { "Request" } dd { code { (r.request_id) } }
                 }
-                @if let Some((anoms, pred)) = evidence.get(&r.request_id) {
-                    details.evidence open {
-                        summary { "Evidence: " (anoms.len()) " anomalies in the day before" @if pred.is_some() { ", the prediction behind it" } }
-                        @if let Some(pr) = pred { (prediction_table(std::slice::from_ref(pr))) }
-                        (anomaly_table(anoms))
+                @if let Some(e) = evidence.get(&r.request_id) {
+                    details.evidence open data-asset=(r.asset_id) data-from=(e.from) data-to=(e.to) data-anomalies=(e.count) {
+                        summary {
+                            "Evidence: "
+                            @match &e.prediction {
+                                Some(p) => { "the prediction behind it (" (fmt_time(p.ts)) "), and " }
+                                None => { "(the prediction behind it is not in the history) " }
+                            }
+                            span.evidence-count { (e.count) } " anomalies of " (r.asset_id) " in the hour up to it ("
+                            (fmt_time(e.from)) " – " (fmt_time(e.to)) ", the window the prediction counts)"
+                            @if (e.count as usize) > e.newest.len() { "; the newest " (e.newest.len()) " below" }
+                        }
+                        @if let Some(pr) = &e.prediction { (prediction_table(std::slice::from_ref(pr))) }
+                        (anomaly_table(&e.newest))
                     }
                 }
                 @if may_decide {
@@ -714,9 +764,21 @@ pub(crate) async fn pipeline(s: Signed, State(state): State<AppState>) -> PageRe
                 dl.facts #pipeline-status {
                     dt { "Source" } dd { (p.source) }
                     dt { "State" } dd { @if p.ready { (badge("ok")) " consuming and committing" } @else { (badge("warning")) " " (p.reason.clone().unwrap_or_default()) } }
-                    dt { "Records in" } dd.num { (p.records_in) }
-                    dt { "Accepted" } dd.num { (p.accepted) }
-                    dt { "Rejected" } dd.num { (p.rejected.values().sum::<u64>()) }
+                    dt { "Records in" } dd.num data-field="records_in" { (p.records_in) }
+                    dt { "… covered by the last commit" } dd.num data-field="committed_in" { (p.committed_in) }
+                    dt { "… read since the last commit" } dd { span.num data-field="read_since_commit" { (p.read_since_commit) } " (in the dataflow, counted at the next commit)" }
+                    dt { "Accepted (stored)" } dd.num data-field="accepted" { (p.accepted) }
+                    dt { "Rejected (dead letters)" } dd.num data-field="rejected" { (p.rejected_total()) }
+                    dt { "Waiting for the watermark" } dd { span.num data-field="waiting" { (p.waiting) } " (valid, kept in the dataflow's state until the watermark passes them)" }
+                    @if p.redelivered > 0 { dt { "Re-delivered, skipped" } dd.num data-field="redelivered" { (p.redelivered) } }
+                    @if p.carried_over > 0 { dt { "Carried over from the last run" } dd.num data-field="carried_over" { (p.carried_over) } }
+                    dt { "Accounted for" } dd #pipeline-balance {
+                        (p.committed_in)
+                        @if p.carried_over > 0 { " + " (p.carried_over) " carried over" }
+                        " = " (p.accepted) " accepted + " (p.rejected_total()) " rejected + " (p.waiting) " waiting"
+                        @if p.redelivered > 0 { " + " (p.redelivered) " re-delivered" }
+                        @if !p.balances() { " " span.badge.badge-critical { "does not add up" } }
+                    }
                     dt { "Throughput" } dd { (num(Some(p.records_in as f64 / secs), 1)) " records/s since start (" (fmt_time(p.started_ms)) ")" }
                     dt { "Watermark" } dd { (p.watermark_ms.map(fmt_time).unwrap_or_else(|| "none yet".into())) }
                     dt { "Lag" } dd { (p.lag.map_or("unknown".to_string(), |l| format!("{l} records"))) }
