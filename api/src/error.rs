@@ -110,10 +110,9 @@ impl From<QueryError> for ApiError {
             QueryError::TooComplex(_) => ApiError::bad_request("query_too_complex", e.to_string()),
             QueryError::Argument(_) => ApiError::bad_request("bad_sql_argument", e.to_string()),
             QueryError::UnknownTable { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_table", e.to_string()),
-            QueryError::Busy { retry_after_s } => ApiError {
-                retry_after: Some(retry_after_s),
-                ..ApiError::unavailable("query_busy", e.to_string())
-            },
+            QueryError::Busy { retry_after_s } => {
+                ApiError { retry_after: Some(retry_after_s), ..ApiError::unavailable("query_busy", e.to_string()) }
+            }
             QueryError::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "query_timeout", e.to_string()),
             QueryError::Resources(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "query_too_large", e.to_string()),
             QueryError::Read { .. } | QueryError::Execution(_) => {

@@ -60,7 +60,10 @@ struct Reply {
 
 impl Reply {
     fn code(&self) -> String {
-        serde_json::from_str::<serde_json::Value>(&self.body).ok().and_then(|v| v["error"]["code"].as_str().map(str::to_string)).unwrap_or_default()
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 

@@ -30,12 +30,12 @@ use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
-use datafusion::logical_expr::{Volatility, TypeSignature};
+use datafusion::logical_expr::{TypeSignature, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-    Ident, ObjectName, VisitMut, VisitorMut,
+    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    ObjectName, VisitMut, VisitorMut,
 };
 
 /// Functions checked before the call, from a bound worked out of their arguments.
@@ -293,7 +293,8 @@ impl Checked {
                 "regexp_replace" => {
                     // Each match (at most one a position) becomes the replacement, whose group
                     // references may each bring back the whole input.
-                    let refs = arrays.get(2).and_then(|a| text(a.as_ref(), at(2, i))).map_or(0, |r| r.matches(['$', '\\']).count());
+                    let refs =
+                        arrays.get(2).and_then(|a| text(a.as_ref(), at(2, i))).map_or(0, |r| r.matches(['$', '\\']).count());
                     let each = arg_len(2).saturating_add(refs.saturating_mul(s));
                     s.saturating_add((s + 1).saturating_mul(each))
                 }

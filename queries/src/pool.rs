@@ -61,7 +61,12 @@ impl Drop for Waiting<'_> {
 
 impl QueryPool {
     /// Starts `threads` query threads with `stack_mb` MiB of stack each.
-    pub(crate) fn new(threads: usize, stack_mb: usize, max_concurrent: usize, queue_length: usize) -> Result<QueryPool, QueryError> {
+    pub(crate) fn new(
+        threads: usize,
+        stack_mb: usize,
+        max_concurrent: usize,
+        queue_length: usize,
+    ) -> Result<QueryPool, QueryError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("vigil-query")

@@ -171,9 +171,10 @@ pub(crate) fn df_error(e: DataFusionError) -> QueryError {
             _ => QueryError::Execution(root.to_string()),
         },
         // The regex crate's errors reach us as external errors (a bad pattern is the client's).
-        DataFusionError::External(x) if x.to_string().starts_with("regex parse error") => {
-            QueryError::Argument(format!("bad regular expression: {}", x.to_string().replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" ")))
-        }
+        DataFusionError::External(x) if x.to_string().starts_with("regex parse error") => QueryError::Argument(format!(
+            "bad regular expression: {}",
+            x.to_string().replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+        )),
         _ => QueryError::Execution(root.to_string()),
     }
 }
