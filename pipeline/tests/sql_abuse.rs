@@ -153,8 +153,9 @@ fn deep_statements(max_bytes: usize) -> Vec<(String, usize, String)> {
         ("subqueries", 9, |n| format!("SELECT {}1{}", "(SELECT ".repeat(n), ")".repeat(n))),
         ("functions", 5, |n| format!("SELECT {}1{}", "abs(".repeat(n), ")".repeat(n))),
         ("casts", 8, |n| format!("SELECT 1{}", "::BIGINT".repeat(n))),
-        ("joins", 30, |n| {
-            format!("SELECT 1 FROM readings r{}", (0..n).map(|i| format!(" JOIN readings r{i} ON true")).collect::<String>())
+        ("joins", 40, |n| {
+            let joins: String = (0..n).map(|i| format!(" JOIN generate_series(1, 1) r{i} ON true")).collect();
+            format!("SELECT 1 FROM generate_series(1, 1) r{joins}")
         }),
     ];
     let mut out = Vec::new();
@@ -269,14 +270,15 @@ fn memory_bombs_answer_413_and_the_server_stays_within_its_memory() {
     let limit_mb = 256;
     let srv = Server::start(&[("VIGIL_QUERY__MEMORY_LIMIT_MB", "256")]);
     // Within the limit: answered.
-    let r = srv.query("SELECT length(repeat('x', 10000000)) AS n");
-    assert_eq!((r.status, r.body.contains("10000000")), (200, true), "{}", r.body);
+    let r = srv.query("SELECT length(repeat('x', 5000)) AS n FROM generate_series(1, 20000)");
+    assert_eq!((r.status, r.body.contains("5000")), (200, true), "{}", r.body.chars().take(300).collect::<String>());
     let before = srv.peak_rss_mb();
     // || doubling a value once per sub-query.
     let doubling = format!(
         "WITH s0 AS (SELECT repeat('x', 1000000) AS s), {} SELECT length(s) FROM s12",
         (1..=12).map(|i| format!("s{i} AS (SELECT s || s AS s FROM s{})", i - 1)).collect::<Vec<_>>().join(", ")
     );
+    let literal = format!("SELECT '{}' FROM generate_series(1, 100000)", "x".repeat(500_000));
     for sql in [
         "SELECT repeat('x', 300000000)",
         "SELECT length(repeat(repeat('x', 100000), 100000))",
@@ -290,6 +292,9 @@ fn memory_bombs_answer_413_and_the_server_stays_within_its_memory() {
         "SELECT length(s), count(*) FROM (SELECT repeat('x', 10000) || CAST(value AS VARCHAR) AS s FROM generate_series(1, 30000)) GROUP BY s",
         doubling.as_str(),
         "SELECT repeat('x', 2147483647)",
+        // A constant repeated on each row of a batch.
+        literal.as_str(),
+        "SELECT (SELECT repeat('x', 1000000)) FROM generate_series(1, 100000)",
     ] {
         let r = srv.query(sql);
         assert_eq!((r.status, r.code().as_str()), (413, "query_too_large"), "{sql}: {}", r.body.chars().take(300).collect::<String>());

@@ -157,8 +157,9 @@ impl ScalarUDFImpl for Guard {
     }
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let batch_rows = args.config_options.execution.batch_size.max(1);
         let Some(value) = args.args.pop() else { return Err(DataFusionError::Plan(format!("{GUARD}() takes one argument"))) };
-        let size = output_size(&value);
+        let size = output_size(&value, batch_rows);
         if size > self.limit_bytes {
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "a value of {} MiB to concatenate with ||, more than a quarter of the query memory limit ({} MiB, [query] memory_limit_mb)",
@@ -264,14 +265,15 @@ fn count(n: i64) -> usize {
 
 impl Checked {
     /// The most bytes a call can produce, for the functions bounded before the call.
-    fn bound(&self, args: &[ColumnarValue], rows: usize) -> Result<Option<usize>> {
+    fn bound(&self, args: &[ColumnarValue], rows: usize, batch_rows: usize) -> Result<Option<usize>> {
         let name = self.inner.name();
         if !BOUNDED_BEFORE.contains(&name) || args.is_empty() {
             return Ok(None);
         }
         let arrays = args.iter().map(as_array).collect::<Result<Vec<_>>>()?;
         let scalar: Vec<bool> = args.iter().map(|a| matches!(a, ColumnarValue::Scalar(_))).collect();
-        let rows = if scalar.iter().all(|s| *s) { 1 } else { rows };
+        let all_scalar = scalar.iter().all(|s| *s);
+        let rows = if all_scalar { 1 } else { rows };
         let at = |k: usize, i: usize| if scalar[k] { 0 } else { i };
         let numbers = match name {
             "repeat" | "lpad" | "rpad" if arrays.len() >= 2 => Some(ints(&arrays[1])?),
@@ -303,14 +305,16 @@ impl Checked {
             };
             total = total.saturating_add(row);
         }
-        Ok(Some(total))
+        // A constant is repeated on every row of the batch it meets.
+        Ok(Some(if all_scalar { total.saturating_mul(batch_rows) } else { total }))
     }
 }
 
-fn output_size(v: &ColumnarValue) -> usize {
+/// Bytes a value takes once it meets a batch (a constant is repeated on each of its rows).
+fn output_size(v: &ColumnarValue, batch_rows: usize) -> usize {
     match v {
         ColumnarValue::Array(a) => a.get_array_memory_size(),
-        ColumnarValue::Scalar(s) => s.size(),
+        ColumnarValue::Scalar(s) => s.size().saturating_mul(batch_rows),
     }
 }
 
@@ -341,8 +345,9 @@ impl ScalarUDFImpl for Checked {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let name = self.inner.name().to_string();
+        let batch_rows = args.config_options.execution.batch_size.max(1);
         let mut reservation = None;
-        if let Some(bound) = self.bound(&args.args, args.number_rows)? {
+        if let Some(bound) = self.bound(&args.args, args.number_rows, batch_rows)? {
             if bound > self.limit_bytes {
                 return Err(too_large(&name, bound, self.limit_bytes));
             }
@@ -352,7 +357,7 @@ impl ScalarUDFImpl for Checked {
         }
         let out = self.inner.invoke_with_args(args)?;
         drop(reservation);
-        let size = output_size(&out);
+        let size = output_size(&out, batch_rows);
         if size > self.limit_bytes {
             return Err(too_large(&name, size, self.limit_bytes));
         }

@@ -19,7 +19,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Expr, Query, Select, SetExpr, Statement, TableFactor, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{Expr, Query, Select, SetExpr, Statement, TableFactor, ValueWithSpan, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -33,6 +33,10 @@ pub struct Limits {
     pub max_nesting: usize,
     /// Most operators and keywords in the text, and expressions and relations in the statement.
     pub max_expressions: usize,
+    /// Largest literal (bytes): a constant is repeated on every row of a batch, so a literal
+    /// may take at most its share of the memory limit once repeated
+    /// ([`QueryError::Resources`] past it).
+    pub max_literal_bytes: usize,
 }
 
 fn too_complex(what: String) -> QueryError {
@@ -179,6 +183,19 @@ impl Visitor for Measure {
         self.enter(0, 1)
     }
 
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
+        let bytes = value.to_string().len();
+        if bytes > self.limits.max_literal_bytes {
+            self.error = Some(QueryError::Resources(format!(
+                "a literal of {} KiB, repeated on each row of a batch, would take more than its share of the query memory limit; the largest literal is {} KiB ([query] memory_limit_mb)",
+                bytes >> 10,
+                self.limits.max_literal_bytes >> 10
+            )));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
         self.enter(1, 1)
     }
@@ -194,7 +211,7 @@ mod tests {
     use super::*;
     use datafusion::sql::parser::DFParser;
 
-    const LIMITS: Limits = Limits { max_nesting: 100, max_expressions: 1000 };
+    const LIMITS: Limits = Limits { max_nesting: 100, max_expressions: 1000, max_literal_bytes: 1 << 20 };
 
     fn check(sql: &str) -> Result<(), QueryError> {
         check_tokens(sql, LIMITS)?;

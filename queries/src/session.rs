@@ -86,7 +86,12 @@ impl Default for QueryConfig {
 impl QueryConfig {
     /// The complexity limits of one statement.
     pub fn limits(&self) -> crate::complexity::Limits {
-        crate::complexity::Limits { max_nesting: self.max_nesting, max_expressions: self.max_expressions }
+        crate::complexity::Limits {
+            max_nesting: self.max_nesting,
+            max_expressions: self.max_expressions,
+            // A quarter of the limit for one batch of rows (8192, DataFusion's batch size).
+            max_literal_bytes: (self.memory_limit_mb.max(64) << 20) / 4 / 8192,
+        }
     }
 
     fn thread_count(&self) -> usize {
