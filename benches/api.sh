@@ -7,13 +7,18 @@
 #    default 1,000 points), closed loop, 4 connections;
 # 3. POST /api/v1/readings in NDJSON batches of 1,000 into the embedded log with the pipeline
 #    consuming beside it, closed loop, 4 connections: readings/s acknowledged durable.
+# 4. Isolation: decisions (100/s, open loop) and GET /health (50/s, open loop) while 4 heavy
+#    queries (a self-join of the readings) run back to back: their p99 with the query threads
+#    busy (the queries run on a pool of their own, away from the threads serving the rest).
+# SECTIONS=4 runs only some sections; VIGIL_BIN=path runs another build of vigil (before/after).
 # The history: `vigil demo`, 20 assets x 6 sensors, a reading a second for 24 h (10.4 M
 # readings), kept under target/bench-data. The rate limit is lifted for the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-20}
+SECTIONS=${SECTIONS:-1234}
 cargo build --release -p vigil-pipeline -p vigil-benches --bin vigil --bin api_load >&2
-V=target/release/vigil
+V=${VIGIL_BIN:-target/release/vigil}
 L=target/release/api_load
 D=target/bench-data
 mkdir -p "$D"
@@ -45,12 +50,29 @@ SENSOR=asset-0001-temperature
 TO=$(get "/api/v1/readings?sensor_id=$SENSOR&max_points=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["to"])')
 FROM=$(python3 -c "print($TO - 86400000)")
 echo "decisions: $(echo "$IDS" | tr ',' '\n' | wc -l) requests deferred in turn; readings: $SENSOR from $FROM to $TO" >&2
-"$L" --addr 127.0.0.1:$PORT --mode decide --ids "$IDS" --rate 500 --seconds "$S" --connections 32
-"$L" --addr 127.0.0.1:$PORT --mode get-readings --query "sensor_id=$SENSOR&from=$FROM&to=$TO" --seconds "$S" --connections 4
+if [[ $SECTIONS == *1* ]]; then
+  "$L" --addr 127.0.0.1:$PORT --mode decide --ids "$IDS" --rate 500 --seconds "$S" --connections 32
+fi
+if [[ $SECTIONS == *2* ]]; then
+  "$L" --addr 127.0.0.1:$PORT --mode get-readings --query "sensor_id=$SENSOR&from=$FROM&to=$TO" --seconds "$S" --connections 4
+fi
+if [[ $SECTIONS == *4* ]]; then
+  HEAVY="SELECT a.sensor_id, count(*) AS n FROM readings a JOIN readings b ON a.sensor_id = b.sensor_id AND a.ts = b.ts + 1000 GROUP BY 1"
+  "$L" --addr 127.0.0.1:$PORT --mode query --sql "$HEAVY" --seconds "$((S + 2))" --connections 4 >"$D/api-heavy.json" &
+  HEAVY_PID=$!
+  sleep 2
+  "$L" --addr 127.0.0.1:$PORT --mode decide --ids "$IDS" --rate 100 --seconds "$S" --connections 16 &
+  DECIDE_PID=$!
+  "$L" --addr 127.0.0.1:$PORT --mode health --rate 50 --seconds "$S" --connections 4
+  wait "$DECIDE_PID" "$HEAVY_PID"
+  cat "$D/api-heavy.json"
+fi
 stop
 
 # 3: ingest with the pipeline running.
-rm -rf "$D/api-ingest"
-start "$D/api-ingest" --source ingest --workers 2
-"$L" --addr 127.0.0.1:$PORT --mode post-readings --batch 1000 --sensors 2000 --seconds "$S" --connections 4
-stop
+if [[ $SECTIONS == *3* ]]; then
+  rm -rf "$D/api-ingest"
+  start "$D/api-ingest" --source ingest --workers 2
+  "$L" --addr 127.0.0.1:$PORT --mode post-readings --batch 1000 --sensors 2000 --seconds "$S" --connections 4
+  stop
+fi

@@ -108,8 +108,14 @@ impl From<QueryError> for ApiError {
             QueryError::Sql(_) => ApiError::bad_request("bad_sql", e.to_string()),
             QueryError::Invalid(_) => ApiError::bad_request("bad_parameter", e.to_string()),
             QueryError::Unknown { .. } => ApiError::not_found(e.to_string()),
+            QueryError::TooComplex(_) => ApiError::bad_request("query_too_complex", e.to_string()),
+            QueryError::Argument(_) => ApiError::bad_request("bad_sql_argument", e.to_string()),
+            QueryError::UnknownTable { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_table", e.to_string()),
+            QueryError::Busy { retry_after_s } => {
+                ApiError { retry_after: Some(retry_after_s), ..ApiError::unavailable("query_busy", e.to_string()) }
+            }
             QueryError::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "query_timeout", e.to_string()),
-            QueryError::Resources(_) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "query_resources", e.to_string()),
+            QueryError::Resources(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "query_too_large", e.to_string()),
             QueryError::Read { .. } | QueryError::Execution(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query_failed", e.to_string())
             }

@@ -187,7 +187,7 @@ pub struct PendingQuery {
         (status = 400, description = "A bad or unknown query parameter (`bad_query`)", body = ErrorBody),
         (status = 500, description = "The decision requests could not be read from the history (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "Reading the decision requests ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -325,12 +325,11 @@ fn schedule_change(
         (status = 400, description = "Bad JSON, a bad path or a bad time (`bad_json`, `bad_path`, `bad_parameter`)", body = ErrorBody),
         (status = 404, description = "No such decision request (`not_found`)", body = ErrorBody),
         (status = 409, description = "The request was already decided otherwise (`already_decided`)", body = ErrorBody),
-        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`, or reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "The body does not match the schema, a text is too long, or `deferred_until` is in the past or given without `defer` (`invalid_body`)", body = ErrorBody),
         (status = 500, description = "The decision requests could not be read from the history (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "Reading the decision requests ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody),
         (status = 503, description = "The ledger did not record the decision (`ledger_unavailable`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -590,12 +589,11 @@ enum CompletionRefusal {
         (status = 400, description = "Bad JSON, a bad path or a bad time (`bad_json`, `bad_path`, `bad_parameter`)", body = ErrorBody),
         (status = 404, description = "No such proposal with a decision request (`not_found`)", body = ErrorBody),
         (status = 409, description = "Already completed otherwise (`already_completed`), or the proposal is not approved (`not_scheduled`)", body = ErrorBody),
-        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`, or reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "The body does not match the schema, a text is too long, or `started_at` is after `completed_at` (`invalid_body`)", body = ErrorBody),
         (status = 500, description = "The decision requests could not be read from the history (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "Reading the decision requests ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "Reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody),
         (status = 503, description = "The ledger did not record the completion (`ledger_unavailable`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))

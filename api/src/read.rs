@@ -34,7 +34,7 @@ const MAX_POINTS: usize = 20_000;
         (status = 200, description = "The sensors", body = SensorList),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -72,7 +72,7 @@ pub struct ReadingsQuery {
         (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -164,7 +164,7 @@ async fn known_or_404(state: &AppState, f: &EventFilter, empty: bool) -> Result<
         (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -193,7 +193,7 @@ pub(crate) async fn anomalies(
         (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -222,7 +222,7 @@ pub(crate) async fn drift(
         (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -251,7 +251,7 @@ pub(crate) async fn predictions(
         (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -277,7 +277,7 @@ pub(crate) async fn schedule(
         (status = 200, description = "The fleet", body = FleetHealth),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -332,14 +332,15 @@ pub struct ColumnInfo {
     request_body(content = QueryBody, content_type = "application/json", description = "The statement"),
     responses(
         (status = 200, description = "The result", body = QueryResponse),
-        (status = 400, description = "Bad JSON, an empty statement or SQL that does not plan (`bad_json`, `bad_sql`, `bad_parameter`)", body = ErrorBody),
+        (status = 400, description = "Bad JSON, an empty statement, SQL that does not plan (`bad_json`, `bad_sql`, `bad_parameter`), a statement too deep or too large to plan (`query_too_complex`: `[query] max_nesting`, `max_expressions`), or a wrong argument or value found while running, such as a division by zero or a failed cast (`bad_sql_argument`)", body = ErrorBody),
         (status = 403, description = "The statement is not read-only (`query_refused`)", body = ErrorBody),
-        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 404, description = "The statement names a table the history does not have; the message names the closest ones (`unknown_table`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`, or the query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "The body does not match the schema (`invalid_body`)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
-        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 503, description = "`[query] max_concurrent` statements are running and `[query] queue_length` waiting (`query_busy`); try again after `Retry-After` seconds", body = ErrorBody),
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -413,13 +414,12 @@ pub struct ReportBody {
             (String = "text/html")
         )),
         (status = 400, description = "Bad JSON or a bad time (`bad_json`, `bad_parameter`)", body = ErrorBody),
-        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`, or a query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "The body does not match the schema (`invalid_body`), or the history is empty and no period was given (`empty_history`)", body = ErrorBody),
         (status = 404, description = "No such asset or sensor in the history (`not_found`; the message names the closest ones)", body = ErrorBody),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
-        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
-        (status = 507, description = "The query needed more memory than `[query] memory_limit_mb` (`query_resources`)", body = ErrorBody)
+        (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

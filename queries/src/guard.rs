@@ -15,10 +15,13 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::ParserError;
 
+use crate::complexity::Limits;
 use crate::QueryError;
 
 /// Table functions that read no files.
@@ -26,8 +29,19 @@ const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
 
 /// Checks that `sql` is exactly one read-only statement.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map_err(|e| QueryError::Sql(e.to_string().trim_start_matches("SQL error: ").to_string()))?;
+    parse_read_only(sql, None).map(|_| ())
+}
+
+/// Parses `sql`, checks that it is exactly one read-only statement and, with `limits`, that it
+/// is not too complex to plan (see [`crate::complexity`]); returns the statement to plan.
+pub fn parse_read_only(sql: &str, limits: Option<Limits>) -> Result<DFStatement, QueryError> {
+    if let Some(l) = limits {
+        crate::complexity::check_tokens(sql, l)?;
+    }
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| match e {
+        DataFusionError::SQL(p, _) => parser_error(&p, Some(sql)),
+        other => QueryError::Sql(other.message().to_string()),
+    })?;
     if statements.len() != 1 {
         let n = statements.len();
         return Err(if n == 0 {
@@ -38,7 +52,53 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     }
     // Exactly one, checked above.
     let Some(statement) = statements.pop_front() else { return Err(QueryError::Sql("no statement to run".into())) };
-    check_statement(&statement)
+    // Measured first: the read-only check visits the whole tree.
+    if let Some(l) = limits {
+        crate::complexity::check_statement(&statement, l)?;
+    }
+    check_statement(&statement)?;
+    Ok(statement)
+}
+
+/// A parser error as a sentence: `syntax error at line 1, column 8: expected …, found …`
+/// (not sqlparser's `ParserError("…")`). With the text, an error at its end says where the end
+/// is.
+pub(crate) fn parser_error(e: &ParserError, sql: Option<&str>) -> QueryError {
+    let text = match e {
+        ParserError::RecursionLimitExceeded => {
+            return QueryError::TooComplex("the statement nests brackets or sub-queries too deeply to parse".into())
+        }
+        ParserError::ParserError(s) | ParserError::TokenizerError(s) => s.as_str(),
+    };
+    // sqlparser ends a message with " at Line: L, Column: C" when it knows the position.
+    let (what, position) = match text.rsplit_once(" at Line: ") {
+        Some((what, at)) => match at.split_once(", Column: ") {
+            Some((line, column)) => (what, Some((line.trim().to_string(), column.trim().to_string()))),
+            None => (text, None),
+        },
+        None => (text, None),
+    };
+    let mut what = what.trim().replacen("Expected: ", "expected ", 1).replace(", found: ", ", found ");
+    let mut position = position;
+    if what.ends_with(", found EOF") {
+        what = what.replace(", found EOF", ", found the end of the statement");
+        if position.is_none() {
+            if let Some(sql) = sql {
+                let text = sql.trim_end();
+                let line = text.lines().count().max(1);
+                let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                position = Some((line.to_string(), column.to_string()));
+            }
+        }
+    }
+    let what = match what.chars().next() {
+        Some(c) if c.is_uppercase() && !what.starts_with("SQL") => c.to_lowercase().chain(what.chars().skip(1)).collect(),
+        _ => what,
+    };
+    QueryError::Sql(match position {
+        Some((line, column)) => format!("syntax error at line {line}, column {column}: {what}"),
+        None => format!("syntax error: {what}"),
+    })
 }
 
 fn refused(what: &str) -> QueryError {
@@ -220,5 +280,15 @@ mod tests {
     fn syntax_errors_are_sql_errors() {
         assert!(matches!(check_read_only("SELEC 1"), Err(QueryError::Sql(_))));
         assert!(matches!(check_read_only(""), Err(QueryError::Sql(_))));
+    }
+
+    #[test]
+    fn syntax_errors_read_as_sentences_with_the_position() {
+        let Err(QueryError::Sql(m)) = check_read_only("SELECT 1 FROM readings WHERE") else { panic!("not a syntax error") };
+        assert!(m.starts_with("syntax error at line 1, column "), "{m}");
+        assert!(m.contains("expected an expression"), "{m}");
+        assert!(!m.contains("ParserError") && !m.contains("Line:"), "{m}");
+        let Err(QueryError::Sql(m)) = check_read_only("SELECT 'x") else { panic!("not a syntax error") };
+        assert!(m.starts_with("syntax error") && !m.contains("TokenizerError"), "{m}");
     }
 }

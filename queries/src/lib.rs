@@ -16,11 +16,14 @@
 
 pub mod canned;
 mod catalog;
+mod checked;
+pub mod complexity;
 pub mod count_by;
 pub mod format;
 pub mod guard;
 pub mod known;
 mod ledger_tail;
+mod pool;
 pub mod report;
 mod session;
 pub mod tables;
@@ -73,4 +76,33 @@ pub enum QueryError {
         /// The whole message, closest ids included.
         message: String,
     },
+    /// The statement is too deep or too large to plan (see [`complexity`]).
+    #[error("the query is too complex: {0}")]
+    TooComplex(String),
+    /// An argument or value is wrong for what the query does with it, found while running
+    /// (division by zero, a cast that fails, a bad regular expression, a wrong argument).
+    #[error("{0}")]
+    Argument(String),
+    /// The statement names a table the history does not have.
+    #[error("table {name} not found{}; the tables: {}", did_you_mean(.suggestions), crate::tables::TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", "))]
+    UnknownTable {
+        /// The name given.
+        name: String,
+        /// The closest table names, closest first.
+        suggestions: Vec<String>,
+    },
+    /// Too many queries are running and waiting; try again later.
+    #[error("too many queries are running; try again in {retry_after_s} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
+}
+
+fn did_you_mean(s: &[String]) -> String {
+    match s {
+        [] => String::new(),
+        [one] => format!(" (did you mean {one}?)"),
+        many => format!(" (did you mean {}?)", many.join(" or ")),
+    }
 }

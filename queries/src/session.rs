@@ -21,6 +21,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{col, DataFrame, SQLOptions, SessionConfig, SessionContext};
@@ -28,6 +29,7 @@ use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::pool::QueryPool;
 use crate::tables::{TableDoc, TABLES};
 use crate::QueryError;
 
@@ -41,16 +43,63 @@ pub struct QueryConfig {
     pub timeout_ms: u64,
     /// Threads a query runs on (0: one per core).
     pub threads: usize,
-    /// Memory for sorts, joins and aggregations (MiB); past it they spill or fail.
+    /// Memory of queries (MiB): sorts, joins and aggregations (they spill or fail past it), the
+    /// rows of results (at most a quarter each) and string functions that produce large values.
     pub memory_limit_mb: usize,
     /// Evaluate filters while decoding Parquet (late materialization): a selective filter
     /// decodes only the rows it keeps.
     pub pushdown_filters: bool,
+    /// Deepest nesting of expressions, sub-queries, set operations (a branch of `UNION` a level)
+    /// and joins a statement may have; deeper is refused before planning (`query_too_complex`).
+    pub max_nesting: usize,
+    /// Most operators and keywords in a statement's text, and expressions and relations in the
+    /// parsed statement; more is refused before planning (`query_too_complex`).
+    pub max_expressions: usize,
+    /// Statements (`vigil sql`, `POST /api/v1/query`, the console's SQL page) that run at once on
+    /// the query threads.
+    pub max_concurrent: usize,
+    /// Statements that may wait for a slot (at most `timeout_ms`); past that a statement is
+    /// refused at once (503 `query_busy` with `Retry-After`).
+    pub queue_length: usize,
+    /// Stack of each query thread (MiB); sized for `max_nesting` (DataFusion plans by
+    /// recursion). Only the pages used are committed.
+    pub stack_size_mb: usize,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        QueryConfig { max_rows: 100_000, timeout_ms: 30_000, threads: 0, memory_limit_mb: 4096, pushdown_filters: true }
+        QueryConfig {
+            max_rows: 100_000,
+            timeout_ms: 30_000,
+            threads: 0,
+            memory_limit_mb: 4096,
+            pushdown_filters: true,
+            max_nesting: 200,
+            max_expressions: 10_000,
+            max_concurrent: 4,
+            queue_length: 8,
+            stack_size_mb: 64,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// The complexity limits of one statement.
+    pub fn limits(&self) -> crate::complexity::Limits {
+        crate::complexity::Limits {
+            max_nesting: self.max_nesting,
+            max_expressions: self.max_expressions,
+            // A quarter of the limit for one batch of rows (8192, DataFusion's batch size).
+            max_literal_bytes: (self.memory_limit_mb.max(64) << 20) / 4 / 8192,
+        }
+    }
+
+    fn thread_count(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.threads
+        }
     }
 }
 
@@ -75,6 +124,7 @@ pub struct History {
     ctx: SessionContext,
     data_dir: PathBuf,
     cfg: QueryConfig,
+    pool: Arc<QueryPool>,
 }
 
 impl std::fmt::Debug for History {
@@ -99,21 +149,52 @@ fn read_schema(doc: &TableDoc) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// A DataFusion error as a [`QueryError`]: the client's mistakes (syntax, planning, an unknown
+/// table, a bad argument or value found while running) apart from failures of Vigil or its
+/// files, which stay [`QueryError::Execution`].
 pub(crate) fn df_error(e: DataFusionError) -> QueryError {
+    use arrow::error::ArrowError;
     let root = e.find_root();
     match root {
-        DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
-            QueryError::Sql(root.message().to_string())
-        }
+        DataFusionError::SQL(p, _) => crate::guard::parser_error(p, None),
+        DataFusionError::Plan(m) => match unknown_table(m) {
+            Some(name) => QueryError::UnknownTable { suggestions: crate::tables::closest_tables(&name), name },
+            None => QueryError::Sql(root.message().to_string()),
+        },
+        DataFusionError::SchemaError(..) => QueryError::Sql(root.message().to_string()),
+        DataFusionError::NotImplemented(m) => QueryError::Sql(format!("not supported: {m}")),
         DataFusionError::ResourcesExhausted(m) => QueryError::Resources(m.clone()),
+        // DataFusion's functions and operators report a wrong argument or value this way.
+        DataFusionError::Execution(m) => QueryError::Argument(m.clone()),
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::DivideByZero => QueryError::Argument("division by zero".into()),
+            ArrowError::CastError(m) => QueryError::Argument(format!("cannot cast: {m}")),
+            ArrowError::ParseError(m) => QueryError::Argument(format!("cannot parse: {m}")),
+            ArrowError::InvalidArgumentError(m) => QueryError::Argument(format!("invalid argument: {m}")),
+            ArrowError::ArithmeticOverflow(m) => QueryError::Argument(format!("arithmetic overflow: {m}")),
+            ArrowError::ComputeError(m) => QueryError::Argument(m.clone()),
+            _ => QueryError::Execution(root.to_string()),
+        },
+        // The regex crate's errors reach us as external errors (a bad pattern is the client's).
+        DataFusionError::External(x) if x.to_string().starts_with("regex parse error") => QueryError::Argument(format!(
+            "bad regular expression: {}",
+            x.to_string().replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+        )),
         _ => QueryError::Execution(root.to_string()),
     }
+}
+
+/// The table a "table '…' not found" planning error names (its last part).
+fn unknown_table(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("table '")?;
+    let (name, tail) = rest.split_once('\'')?;
+    tail.trim().starts_with("not found").then(|| name.rsplit('.').next().unwrap_or(name).to_string())
 }
 
 impl History {
     /// Opens the history under `data_dir` (which need not exist yet).
     pub fn open(data_dir: &Path, cfg: &QueryConfig) -> Result<History, QueryError> {
-        let threads = if cfg.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.threads };
+        let threads = cfg.thread_count();
         let runtime = RuntimeEnvBuilder::new()
             // Listing is not cached: a running pipeline adds files between queries.
             .with_object_list_cache_limit(0)
@@ -135,6 +216,8 @@ impl History {
         let ctx = SessionContext::new_with_state(state);
         // Every time column is UTC: truncation by arithmetic (see `utc_trunc`).
         ctx.register_udf(crate::utc_trunc::UtcDateTrunc::udf());
+        // Functions whose output can be far larger than their input count it first.
+        crate::checked::register(&ctx, cfg.memory_limit_mb.max(64) << 20);
         let abs = std::path::absolute(data_dir)
             .map_err(|e| QueryError::Read { path: data_dir.display().to_string(), message: e.to_string() })?;
         for doc in TABLES {
@@ -159,7 +242,8 @@ impl History {
                 ctx.register_table(doc.name, table).map_err(df_error)?;
             }
         }
-        Ok(History { ctx, data_dir: abs, cfg: cfg.clone() })
+        let pool = QueryPool::new(threads, cfg.stack_size_mb, cfg.max_concurrent, cfg.queue_length)?;
+        Ok(History { ctx, data_dir: abs, cfg: cfg.clone(), pool: Arc::new(pool) })
     }
 
     /// The data dir.
@@ -177,15 +261,15 @@ impl History {
         &self.ctx
     }
 
-    /// Runs one read-only statement under the row and time limits.
+    /// Runs one read-only statement under the row, time, memory and complexity limits, on the
+    /// query threads (see [`crate::pool`]): parsed, checked, planned and run there, never on
+    /// the caller's threads.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
-        crate::guard::check_read_only(sql)?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        self.limited(async {
-            let df = self.ctx.sql_with_options(sql, options).await.map_err(df_error)?;
-            Ok((df, self.cfg.max_rows))
-        })
-        .await
+        let ctx = self.ctx.clone();
+        let cfg = self.cfg.clone();
+        let sql = sql.to_string();
+        let wait = Duration::from_millis(self.cfg.timeout_ms.max(1));
+        self.pool.run(wait, async move { run_sql(ctx, cfg, sql).await }).await
     }
 
     /// Runs a fixed query of this crate with parameters `$1, $2, ...`, under the time limit and
@@ -201,45 +285,79 @@ impl History {
         .await
     }
 
-    /// Plans under the time limit, then runs the plan as a task of its own: at the limit the
-    /// caller gets [`QueryError::Timeout`] at once and the task is aborted (it stops at its next
-    /// yield; DataFusion's operators yield between batches).
     async fn limited<F>(&self, plan: F) -> Result<QueryResult, QueryError>
     where
         F: std::future::Future<Output = Result<(DataFrame, usize), QueryError>>,
     {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.cfg.timeout_ms.max(1));
-        let timeout = || QueryError::Timeout { limit_ms: self.cfg.timeout_ms };
-        let (df, max_rows) = match tokio::time::timeout_at(deadline, plan).await {
-            Ok(planned) => planned?,
-            Err(_) => return Err(timeout()),
-        };
-        let mut task = tokio::spawn(collect(df, max_rows));
-        match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(result)) => {
-                let mut r = result?;
-                r.elapsed = started.elapsed();
-                Ok(r)
-            }
-            Ok(Err(e)) => Err(QueryError::Execution(format!("the query task failed: {e}"))),
-            Err(_) => {
-                task.abort();
-                Err(timeout())
-            }
+        limited(&self.cfg, plan).await
+    }
+}
+
+/// [`History::sql`] on a query thread.
+async fn run_sql(ctx: SessionContext, cfg: QueryConfig, sql: String) -> Result<QueryResult, QueryError> {
+    let mut statement = crate::guard::parse_read_only(&sql, Some(cfg.limits()))?;
+    crate::checked::guard_concat(&mut statement);
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    limited(&cfg, async {
+        let plan = ctx.state().statement_to_plan(statement).await.map_err(df_error)?;
+        options.verify_plan(&plan).map_err(df_error)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(df_error)?;
+        Ok((df, cfg.max_rows))
+    })
+    .await
+}
+
+/// Plans under the time limit, then runs the plan as a task of its own: at the limit the
+/// caller gets [`QueryError::Timeout`] at once and the task is aborted (it stops at its next
+/// yield; DataFusion's operators yield between batches).
+async fn limited<F>(cfg: &QueryConfig, plan: F) -> Result<QueryResult, QueryError>
+where
+    F: std::future::Future<Output = Result<(DataFrame, usize), QueryError>>,
+{
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.timeout_ms.max(1));
+    let timeout = || QueryError::Timeout { limit_ms: cfg.timeout_ms };
+    let (df, max_rows) = match tokio::time::timeout_at(deadline, plan).await {
+        Ok(planned) => planned?,
+        Err(_) => return Err(timeout()),
+    };
+    let budget = (cfg.memory_limit_mb.max(64) << 20) / 4;
+    let mut task = tokio::spawn(collect(df, max_rows, budget));
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(result)) => {
+            let mut r = result?;
+            r.elapsed = started.elapsed();
+            Ok(r)
+        }
+        Ok(Err(e)) => Err(QueryError::Execution(format!("the query task failed: {e}"))),
+        Err(_) => {
+            task.abort();
+            Err(timeout())
         }
     }
 }
 
-/// Collects at most `max_rows` rows; dropping the stream cancels the rest of the plan.
-async fn collect(df: DataFrame, max_rows: usize) -> Result<QueryResult, QueryError> {
+/// Collects at most `max_rows` rows; dropping the stream cancels the rest of the plan. The rows
+/// held are counted in the session's memory pool (shared with sorts, joins and aggregations)
+/// and may take at most `budget` bytes (a quarter of the memory limit, so that rendering them
+/// as JSON or CSV stays within it): past either, [`QueryError::Resources`].
+async fn collect(df: DataFrame, max_rows: usize, budget: usize) -> Result<QueryResult, QueryError> {
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut reservation = MemoryConsumer::new("query result").register(df.task_ctx().memory_pool());
     let mut stream = df.execute_stream().await.map_err(df_error)?;
     let mut batches = Vec::new();
     let mut rows = 0usize;
     let mut truncated = false;
     while let Some(b) = stream.next().await {
         let b = b.map_err(df_error)?;
+        let bytes = b.get_array_memory_size();
+        if reservation.size() + bytes > budget {
+            return Err(QueryError::Resources(format!(
+                "the result holds more than {} MiB (a quarter of [query] memory_limit_mb); select fewer or smaller rows",
+                budget >> 20
+            )));
+        }
+        reservation.try_grow(bytes).map_err(df_error)?;
         if rows + b.num_rows() > max_rows {
             let keep = max_rows - rows;
             if keep > 0 {

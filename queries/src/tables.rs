@@ -295,9 +295,44 @@ pub fn table_doc(name: &str) -> Option<&'static TableDoc> {
     TABLES.iter().find(|t| t.name == name)
 }
 
+/// The table names closest to `name` (edit distance at most a third of the name, at least 2,
+/// or one name containing the other), closest first.
+pub fn closest_tables(name: &str) -> Vec<String> {
+    let name = name.to_ascii_lowercase();
+    let allowed = (name.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, &str)> = TABLES
+        .iter()
+        .map(|t| (edit_distance(&name, t.name), t.name))
+        .filter(|(d, t)| *d <= allowed || (name.len() >= 3 && (t.contains(name.as_str()) || name.contains(t))))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, t)| t.to_string()).collect()
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closest_tables_name_near_misses() {
+        assert_eq!(closest_tables("readngs").first().map(String::as_str), Some("readings"));
+        assert_eq!(closest_tables("anomaly").first().map(String::as_str), Some("anomalies"));
+        assert!(closest_tables("zzzzzzzzzz").is_empty());
+    }
 
     #[test]
     fn every_sort_column_is_a_column() {

@@ -8,6 +8,9 @@
 //! - `get-readings`: `GET /api/v1/readings?sensor_id=S&from=F&to=T` (`--query`).
 //! - `post-readings`: `POST /api/v1/readings` NDJSON batches of `--batch` readings over
 //!   `--sensors` sensors, event times climbing from an hour ago.
+//! - `health`: `GET /health` (liveness).
+//! - `query`: `POST /api/v1/query` with the statement `--sql` (closed loop: heavy queries that
+//!   keep the query threads busy while another `api_load` measures the rest).
 //!
 //! Prints one JSON line: requests, statuses, achieved rate, readings/s (post-readings), and
 //! latency percentiles in milliseconds.
@@ -31,6 +34,7 @@ struct Args {
     query: String,
     batch: usize,
     sensors: usize,
+    sql: String,
 }
 
 fn parse_args() -> Args {
@@ -45,6 +49,7 @@ fn parse_args() -> Args {
         query: String::new(),
         batch: 1000,
         sensors: 2000,
+        sql: "SELECT 1".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,6 +66,7 @@ fn parse_args() -> Args {
             "--query" => a.query = v,
             "--batch" => a.batch = v.parse().expect("--batch"),
             "--sensors" => a.sensors = v.parse().expect("--sensors"),
+            "--sql" => a.sql = v,
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -181,6 +187,15 @@ impl Maker {
                     body.len()
                 );
                 Request { head, body, readings: a.batch as u64 }
+            }
+            "health" => Request { head: "GET /health HTTP/1.1\r\nHost: x\r\n\r\n".into(), body: Vec::new(), readings: 0 },
+            "query" => {
+                let body = serde_json::json!({ "sql": a.sql }).to_string().into_bytes();
+                let head = format!(
+                    "POST /api/v1/query HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                Request { head, body, readings: 0 }
             }
             m => panic!("unknown mode {m}"),
         }
