@@ -15,7 +15,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 mod time;
-pub use time::{format_rfc3339_ms, parse_timestamp, parse_timestamp_str, TimeError};
+pub use time::{
+    check_time, format_rfc3339_ms, parse_timestamp, parse_timestamp_str, TimeError, TimeOutOfRange, MAX_TIME_MS, MIN_TIME_MS,
+};
 
 /// Event time: milliseconds since the Unix epoch, UTC.
 pub type EventTime = i64;
