@@ -89,7 +89,7 @@ pub(crate) async fn readings(
     };
     let from = match q.from.as_deref() {
         Some(f) => parse_time("from", f)?,
-        None => to - 24 * 3_600_000,
+        None => to.saturating_sub(24 * 3_600_000),
     };
     Ok(Json(state.history.readings(&q.sensor_id, from, to, max_points).await?))
 }
@@ -396,6 +396,10 @@ pub(crate) async fn report(State(state): State<AppState>, ApiJson(body): ApiJson
     Ok(match body.format.unwrap_or(ReportFormat::Json) {
         ReportFormat::Json => ([(header::CONTENT_TYPE, "application/json")], report.to_json()).into_response(),
         ReportFormat::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.to_csv()).into_response(),
-        ReportFormat::Html => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], report.to_html()).into_response(),
+        ReportFormat::Html => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_SECURITY_POLICY, crate::REPORT_CSP)],
+            report.to_html(),
+        )
+            .into_response(),
     })
 }
