@@ -140,7 +140,9 @@ impl IdempotencyCache {
         // Answers past their time go first (the oldest are at the front).
         while let Some((k, gen)) = g.order.front() {
             match g.map.get(k) {
-                Some(e) if e.generation == *gen && matches!(e.state, EntryState::Done(_)) && now.duration_since(e.at) >= self.ttl => {
+                Some(e)
+                    if e.generation == *gen && matches!(e.state, EntryState::Done(_)) && now.duration_since(e.at) >= self.ttl =>
+                {
                     g.map.remove(k);
                     g.order.pop_front();
                 }

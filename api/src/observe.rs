@@ -140,7 +140,9 @@ impl Metrics {
         out.push_str("# HELP vigil_http_rate_limited_total Requests refused by the per-key rate limit.\n");
         out.push_str("# TYPE vigil_http_rate_limited_total counter\n");
         let _ = writeln!(out, "vigil_http_rate_limited_total {}", self.rate_limited.get());
-        out.push_str("# HELP vigil_http_auth_throttled_total Authentications refused because the client's failed ones are spent.\n");
+        out.push_str(
+            "# HELP vigil_http_auth_throttled_total Authentications refused because the client's failed ones are spent.\n",
+        );
         out.push_str("# TYPE vigil_http_auth_throttled_total counter\n");
         let _ = writeln!(out, "vigil_http_auth_throttled_total {}", self.auth_throttled.get());
         out.push_str("# HELP vigil_decisions_total Human decisions recorded, by decision.\n");

@@ -170,7 +170,8 @@ fn one_idempotency_key_appends_once_under_concurrency_and_bad_times_are_dead_let
     let r = request(&addr, "POST", "/api/v1/readings", &[], Some(&readings(t0, 100, 120)));
     assert_eq!(r.status, 202, "{}", r.body);
     let cut = (t0 + TRIALS * 10) * 60_000;
-    let trials_q = format!("SELECT count(*) AS n FROM readings WHERE sensor_id IN ('p1-temp', 'p2-temp') AND ts < {cut}");
+    let cut = vigil_events::format_rfc3339_ms(cut);
+    let trials_q = format!("SELECT count(*) AS n FROM readings WHERE sensor_id IN ('p1-temp', 'p2-temp') AND ts < '{cut}'");
     let expected = (TRIALS * 10 * 2) as u64;
     wait_for("every trial's readings in the history", || count(&addr, &trials_q) >= expected);
     wait_for("the bad times as dead letters", || {
