@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn times_outside_the_accepted_range_are_out_of_range() {
-        for ts in ["-1", "-9007199254740991", "253402300800000", "\"0001-01-01T00:00:00Z\""] {
+        for ts in ["-1", "-86400000", "253402300800000", "\"0001-01-01T00:00:00Z\""] {
             let raw = format!(r#"{{"sensor_id":"a","ts":{ts},"value":1}}"#);
             let r = v().validate_json(raw.as_bytes(), SourcePos::default()).unwrap_err();
             assert_eq!(r.reason, RejectReason::OutOfRange, "{ts}: {}", r.detail);
