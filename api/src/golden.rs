@@ -188,7 +188,7 @@ pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
                 let dir = st.data_dir();
                 st.golden.update(&id, |r| {
                     r.status = "failed".into();
-                    r.error = Some(crate::error::redact_paths(&e, Some(&dir)));
+                    r.error = Some(crate::error::redact_paths(&e, Some(dir.as_path())));
                 });
                 return;
             }

@@ -336,7 +336,7 @@ pub(crate) async fn readings(State(state): State<AppState>, headers: HeaderMap, 
     .map_err(ApiError::internal)?
     .map(|resp| (StatusCode::ACCEPTED, Json(resp)).into_response())
     .map_err(|e| {
-        let e = crate::error::redact_paths(&e, Some(&state.data_dir()));
+        let e = crate::error::redact_paths(&e, Some(state.data_dir().as_path()));
         ApiError::unavailable("source_unavailable", format!("the readings were not accepted: {e}"))
     })
 }

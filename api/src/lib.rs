@@ -384,14 +384,14 @@ async fn ready(State(state): State<AppState>) -> Response {
     // What is wrong, not where the disk is: paths in causes are left out.
     let history = match tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&read_dir)).await {
         Ok(Ok(_)) => "ok".to_string(),
-        Ok(Err(e)) => format!("unreadable: {}", error::redact_paths(&e.to_string(), Some(&dir))),
+        Ok(Err(e)) => format!("unreadable: {}", error::redact_paths(&e.to_string(), Some(dir.as_path()))),
         Err(e) => format!("unreadable: {e}"),
     };
     let ledger = if state.ledger.is_failed() { "failed: restart to recover".to_string() } else { "ok".to_string() };
     let pipeline = state.pipeline.as_ref().map(|p| {
         let mut r = p.readiness();
-        r.reason = r.reason.map(|m| error::redact_paths(&m, Some(&dir)));
-        r.source = error::redact_paths(&r.source, Some(&dir));
+        r.reason = r.reason.map(|m| error::redact_paths(&m, Some(dir.as_path())));
+        r.source = error::redact_paths(&r.source, Some(dir.as_path()));
         r
     });
     let ok = history == "ok" && ledger == "ok" && pipeline.as_ref().is_none_or(|p| p.ready);
@@ -467,7 +467,7 @@ async fn history(State(state): State<AppState>) -> Result<Json<Vec<TableSummary>
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| {
-            let message = error::redact_paths(&e.to_string(), Some(&state.history.data_dir().to_path_buf()));
+            let message = error::redact_paths(&e.to_string(), Some(state.history.data_dir()));
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unreadable", message)
         })?;
     Ok(Json(

@@ -694,8 +694,8 @@ pub(crate) async fn pipeline(s: Signed, State(state): State<AppState>) -> PageRe
     let dir = state.data_dir();
     let status = state.pipeline.as_ref().map(|p| {
         let mut st = p.status();
-        st.source = crate::error::redact_paths(&st.source, Some(&dir));
-        st.reason = st.reason.map(|r| crate::error::redact_paths(&r, Some(&dir)));
+        st.source = crate::error::redact_paths(&st.source, Some(dir.as_path()));
+        st.reason = st.reason.map(|r| crate::error::redact_paths(&r, Some(dir.as_path())));
         st
     });
     let dead = state
