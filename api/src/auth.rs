@@ -4,13 +4,21 @@
 //! (key name and scopes) in the request's extensions, or 401 (no key, unknown key), 403 (the
 //! route needs a scope the key lacks) or 429 with `Retry-After` (the key's bucket is empty).
 //! Keys are compared in constant time, all of them every time. State: one bucket per key name.
+//!
+//! Guessing keys is throttled: each unknown key a client (IP address, [`ClientAddr`]) presents,
+//! over REST or at the console's sign-in, takes a token from that client's bucket
+//! ([`FailureLimiter`], `[api] auth_failure_burst` and `auth_failures_per_minute`); with the
+//! bucket empty, the client's every attempt is 429 `auth_throttled` with `Retry-After` until it
+//! refills, a right key included (so a guess cannot be confirmed while throttled).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -124,6 +132,115 @@ impl Keys {
     }
 }
 
+/// Clients whose failures are remembered at most (beyond it, those whose bucket has refilled
+/// go first, then the least recently seen).
+const MAX_CLIENTS: usize = 10_000;
+
+/// Failed authentications per client address: a token bucket each.
+pub struct FailureLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl FailureLimiter {
+    /// `burst` failures at once (at least 1), `per_minute` more a minute.
+    pub fn new(per_minute: f64, burst: u32) -> Self {
+        FailureLimiter {
+            per_second: (per_minute / 60.0).max(1e-6),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, tokens: f64, last: Instant, now: Instant) -> f64 {
+        (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst)
+    }
+
+    /// `Err(seconds to wait)` when the client has no failures left.
+    pub fn check(&self, client: IpAddr) -> Result<(), u64> {
+        let buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(&(tokens, last)) = buckets.get(&client) else { return Ok(()) };
+        let tokens = self.refilled(tokens, last, Instant::now());
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - tokens) / self.per_second).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// Counts a failure of the client.
+    pub fn failed(&self, client: IpAddr) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if !buckets.contains_key(&client) && buckets.len() >= MAX_CLIENTS {
+            buckets.retain(|_, (t, last)| self.refilled(*t, *last, now) < self.burst);
+            if buckets.len() >= MAX_CLIENTS {
+                if let Some(oldest) = buckets.iter().min_by_key(|(_, (_, last))| *last).map(|(k, _)| *k) {
+                    buckets.remove(&oldest);
+                }
+            }
+        }
+        let (tokens, last) = buckets.entry(client).or_insert((self.burst, now));
+        *tokens = (self.refilled(*tokens, *last, now) - 1.0).max(0.0);
+        *last = now;
+    }
+
+    /// Clients remembered now.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether no client is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The client's address: the connection's peer, or with `[api] trust_proxy_headers` the last
+/// address of `X-Forwarded-For` (the one the proxy in front added). `0.0.0.0` when neither is
+/// known (a server started without connection info: every client then shares one bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// From a request's headers and extensions.
+    pub fn of(headers: &HeaderMap, extensions: &axum::http::Extensions, trust_proxy: bool) -> ClientAddr {
+        if trust_proxy {
+            let forwarded = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+                .last();
+            if let Some(ip) = forwarded {
+                return ClientAddr(ip);
+            }
+        }
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        ClientAddr(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr::of(&parts.headers, &parts.extensions, state.config.trust_proxy_headers))
+    }
+}
+
+/// 429 `auth_throttled` for a client whose failed authentications are spent.
+pub(crate) fn throttled(wait: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "auth_throttled",
+        format!("too many failed authentications from this address; retry in {wait} s"),
+    );
+    e.retry_after = Some(wait);
+    e
+}
+
 fn presented_key(req: &Request) -> Option<&str> {
     let h = req.headers();
     if let Some(v) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -143,7 +260,14 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
             "an API key is required (Authorization: Bearer KEY, or X-API-Key: KEY)",
         ));
     };
+    let client = ClientAddr::of(req.headers(), req.extensions(), state.config.trust_proxy_headers);
+    if let Err(wait) = state.auth_failures.check(client.0) {
+        state.metrics.auth_throttled.inc();
+        return Err(throttled(wait));
+    }
     let Some(caller) = state.keys.find(presented) else {
+        state.auth_failures.failed(client.0);
+        tracing::warn!(client = %client.0, "unknown API key");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"));
     };
     if let Err(wait) = state.keys.take(&caller.name) {
@@ -193,6 +317,22 @@ mod tests {
         let r = keys.find("read-key").unwrap();
         assert!(r.may(Scope::Read) && !r.may(Scope::Decide));
         assert!(keys.find("admin-key").unwrap().may(Scope::Decide));
+    }
+
+    #[test]
+    fn failures_are_limited_per_client_and_the_memory_is_bounded() {
+        let f = FailureLimiter::new(60.0, 2);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert!(f.check(a).is_ok());
+        f.failed(a);
+        assert!(f.check(a).is_ok());
+        f.failed(a);
+        assert_eq!(f.check(a), Err(1), "a second failure a minute refills a token in a second");
+        assert!(f.check(b).is_ok(), "another client has its own bucket");
+        for i in 0..(MAX_CLIENTS as u32 + 50) {
+            f.failed(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(f.len() <= MAX_CLIENTS);
     }
 
     #[test]

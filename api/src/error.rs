@@ -117,7 +117,7 @@ impl From<QueryError> for ApiError {
             QueryError::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "query_timeout", e.to_string()),
             QueryError::Resources(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "query_too_large", e.to_string()),
             QueryError::Read { .. } | QueryError::Execution(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query_failed", e.to_string())
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query_failed", redact_paths(&e.to_string(), None))
             }
         }
     }
@@ -177,9 +177,83 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// Parses a time parameter: RFC 3339 or epoch milliseconds.
+/// A message for clients with the filesystem left out: paths inside `data_dir` become relative
+/// to it (`readings/date=2026-01-01/x.parquet`), the data dir itself "the data dir", and any
+/// other absolute path its last component (`…/x.parquet`). Says what is wrong, not where the
+/// disk is.
+pub fn redact_paths(message: &str, data_dir: Option<&std::path::Path>) -> String {
+    let mut s = message.to_string();
+    if let Some(dir) = data_dir.map(|d| d.display().to_string()).filter(|d| d.len() > 1) {
+        let dir = dir.trim_end_matches('/');
+        s = s.replace(&format!("{dir}/"), "").replace(dir, "the data dir");
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find('/') {
+        let starts_token = rest[..i].chars().last().is_none_or(|c| c.is_whitespace() || "\"'`([{=:,".contains(c));
+        if !starts_token {
+            out.push_str(&rest[..=i]);
+            rest = &rest[i + 1..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let end = after.find(|c: char| c.is_whitespace() || "\"'`)]},;".contains(c)).unwrap_or(after.len());
+        let (path, tail) = after.split_at(end);
+        // A trailing `:` separates the path from its error (`/x/y: No such file`).
+        let (path, colon) = match path.strip_suffix(':') {
+            Some(p) => (p, ":"),
+            None => (path, ""),
+        };
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        match parts.last() {
+            Some(last) if parts.len() > 1 => {
+                out.push_str("…/");
+                out.push_str(last);
+            }
+            _ => out.push_str(path),
+        }
+        out.push_str(colon);
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parses a time parameter: RFC 3339 or epoch milliseconds, in the accepted range
+/// ([`check_time`]).
 pub fn parse_time(name: &str, s: &str) -> Result<i64, ApiError> {
-    vigil_events::parse_timestamp_str(s).map_err(|_| {
+    let t = vigil_events::parse_timestamp_str(s).map_err(|_| {
         ApiError::bad_request("bad_parameter", format!("{name}: {s:?} is not a time (RFC 3339 or epoch milliseconds)"))
-    })
+    })?;
+    check_time(name, t)
+}
+
+/// A time a client gave, when it lies in the one accepted range
+/// ([`vigil_events::MIN_TIME_MS`] ..= [`vigil_events::MAX_TIME_MS`]); 400 `bad_parameter` naming
+/// the field otherwise.
+pub fn check_time(name: &str, t: i64) -> Result<i64, ApiError> {
+    vigil_events::check_time(t).map_err(|e| ApiError::bad_request("bad_parameter", format!("{name}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_left_out_of_messages() {
+        let dir = std::path::Path::new("/srv/vigil/data");
+        assert_eq!(
+            redact_paths("/srv/vigil/data/readings/date=2026-01-01/part-0.parquet: Permission denied (os error 13)", Some(dir)),
+            "readings/date=2026-01-01/part-0.parquet: Permission denied (os error 13)"
+        );
+        assert_eq!(redact_paths("cannot open /srv/vigil/data", Some(dir)), "cannot open the data dir");
+        assert_eq!(
+            redact_paths("reading \"/home/ann/x/_log/readings/00000.log\": No space left", None),
+            "reading \"…/00000.log\": No space left"
+        );
+        assert_eq!(redact_paths("/tmp/a/b.parquet: bad magic", None), "…/b.parquet: bad magic");
+        assert_eq!(redact_paths("a ratio 3/4 and 1/2", None), "a ratio 3/4 and 1/2");
+        assert_eq!(redact_paths("nothing here", None), "nothing here");
+    }
 }

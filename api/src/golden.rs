@@ -185,9 +185,10 @@ pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
         let outcome = match outcome {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
+                let dir = st.data_dir();
                 st.golden.update(&id, |r| {
                     r.status = "failed".into();
-                    r.error = Some(e);
+                    r.error = Some(crate::error::redact_paths(&e, Some(dir.as_path())));
                 });
                 return;
             }

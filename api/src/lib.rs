@@ -5,7 +5,8 @@
 //! pipeline ([`Pipeline`]).
 //!
 //! - Open routes: `GET /health` (alive), `GET /ready` (history readable, pipeline running, lag),
-//!   `GET /metrics` (Prometheus text).
+//!   both also under the API's prefix (`/api/v1/health`, `/api/v1/ready`), and `GET /metrics`
+//!   (Prometheus text).
 //! - Keyed routes ([`auth`]): `read` — sensors, readings, anomalies, drift, predictions,
 //!   schedule, fleet, decisions (pending, audit log), query, reports, history catalog, the
 //!   model registry ([`models`]);
@@ -72,6 +73,24 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// Largest `POST /readings` body (bytes).
     pub ingest_limit_bytes: usize,
+    /// `Idempotency-Key` answers kept at most (the oldest go first).
+    pub idempotency_keys: usize,
+    /// How long an `Idempotency-Key` answer is kept (seconds).
+    pub idempotency_ttl_secs: u64,
+    /// How long a request waits for a running request with the same `Idempotency-Key` before
+    /// 409 `in_progress` (ms).
+    pub idempotency_wait_ms: u64,
+    /// Failed authentications (unknown key, REST or console sign-in) a client (IP address) may
+    /// make in a burst before 429 with `Retry-After`.
+    pub auth_failure_burst: u32,
+    /// Failed authentications a client is allowed again per minute (token bucket refill).
+    pub auth_failures_per_minute: f64,
+    /// Trust `X-Forwarded-For` and `X-Forwarded-Proto` (set only behind a reverse proxy that
+    /// sets them): the client's address for the failed-authentication limit, and https for the
+    /// session cookie's `Secure` flag.
+    pub trust_proxy_headers: bool,
+    /// Always mark the session cookie `Secure` (the console is served over https).
+    pub secure_cookies: bool,
 }
 
 impl Default for ApiConfig {
@@ -83,6 +102,13 @@ impl Default for ApiConfig {
             rate_burst: 400,
             body_limit_bytes: 1 << 20,
             ingest_limit_bytes: 16 << 20,
+            idempotency_keys: 10_000,
+            idempotency_ttl_secs: 24 * 3600,
+            idempotency_wait_ms: 10_000,
+            auth_failure_burst: 10,
+            auth_failures_per_minute: 10.0,
+            trust_proxy_headers: false,
+            secure_cookies: false,
         }
     }
 }
@@ -99,6 +125,13 @@ impl ApiConfig {
         keys
     }
 }
+
+/// Content-Security-Policy of the HTML report wherever it is served (`POST /api/v1/reports`
+/// with `format: html`, the console's report view): exactly what the self-contained page needs —
+/// its inline `<style>` and inline SVG — and nothing else: no script, no fetch, no form, no
+/// framing except by the console itself.
+pub const REPORT_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
 
 /// How the pipeline is doing, for `/ready`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -273,6 +306,8 @@ pub struct AppState {
     pub now_ms: fn() -> i64,
     /// Answers already given to `POST /readings` by `Idempotency-Key`.
     pub idempotency: Arc<ingest::IdempotencyCache>,
+    /// Failed authentications by client address (REST and console sign-in).
+    pub auth_failures: Arc<auth::FailureLimiter>,
     /// Golden-path runs.
     pub golden: golden::SharedRuns,
     /// Webhook notifications of decisions and schedule changes.
@@ -287,6 +322,11 @@ impl AppState {
     /// State over an opened history and ledger.
     pub fn new(history: History, ledger: Ledger<PlanningBook>, config: ApiConfig, pipeline: Option<Arc<dyn Pipeline>>) -> Self {
         let keys = Keys::new(config.keys_with_env(), config.rate_per_second, config.rate_burst);
+        let idempotency = Arc::new(ingest::IdempotencyCache::new(
+            config.idempotency_keys,
+            std::time::Duration::from_secs(config.idempotency_ttl_secs),
+        ));
+        let auth_failures = Arc::new(auth::FailureLimiter::new(config.auth_failures_per_minute, config.auth_failure_burst));
         AppState {
             ledger,
             requests: Arc::new(RequestIndex::default()),
@@ -295,7 +335,8 @@ impl AppState {
             pipeline,
             config: Arc::new(config),
             now_ms: wall_clock_ms,
-            idempotency: Arc::new(ingest::IdempotencyCache::default()),
+            idempotency,
+            auth_failures,
             golden: Arc::new(golden::GoldenRuns::default()),
             notifier: None,
             models: vigil_connectors::models::ModelRegistry::in_data_dir(history.data_dir()),
@@ -336,6 +377,19 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    operation_id = "health_v1",
+    summary = "Liveness under the API's prefix (the same as `/health`)",
+    description = "Answers `ok` and the version as long as the process serves requests; checks nothing else. The same answer as `GET /health`.",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+async fn health_v1() -> Json<Health> {
+    health().await
+}
+
 /// Whether the API can serve: history, ledger and pipeline.
 #[derive(Serialize, utoipa::ToSchema)]
 struct Ready {
@@ -363,16 +417,39 @@ struct Ready {
 )]
 async fn ready(State(state): State<AppState>) -> Response {
     let dir = state.data_dir();
-    let history = match tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&dir)).await {
+    let read_dir = dir.clone();
+    // What is wrong, not where the disk is: paths in causes are left out.
+    let history = match tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&read_dir)).await {
         Ok(Ok(_)) => "ok".to_string(),
-        Ok(Err(e)) => format!("unreadable: {e}"),
+        Ok(Err(e)) => format!("unreadable: {}", error::redact_paths(&e.to_string(), Some(dir.as_path()))),
         Err(e) => format!("unreadable: {e}"),
     };
     let ledger = if state.ledger.is_failed() { "failed: restart to recover".to_string() } else { "ok".to_string() };
-    let pipeline = state.pipeline.as_ref().map(|p| p.readiness());
+    let pipeline = state.pipeline.as_ref().map(|p| {
+        let mut r = p.readiness();
+        r.reason = r.reason.map(|m| error::redact_paths(&m, Some(dir.as_path())));
+        r.source = error::redact_paths(&r.source, Some(dir.as_path()));
+        r
+    });
     let ok = history == "ok" && ledger == "ok" && pipeline.as_ref().is_none_or(|p| p.ready);
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Ready { ready: ok, history, ledger, pipeline })).into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/ready",
+    tag = "health",
+    operation_id = "ready_v1",
+    summary = "Readiness under the API's prefix (the same as `/ready`)",
+    description = "The same answer as `GET /ready`: 200 when the history's catalog reads, the planning ledger has not failed and the pipeline (when one runs in this process) is consuming; 503 with the same body otherwise.",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Not ready: the body says which part is not", body = Ready)
+    )
+)]
+async fn ready_v1(state: State<AppState>) -> Response {
+    ready(state).await
 }
 
 #[utoipa::path(
@@ -426,7 +503,10 @@ async fn history(State(state): State<AppState>) -> Result<Json<Vec<TableSummary>
     let catalog = tokio::task::spawn_blocking(move || vigil_queries::Catalog::read(&dir))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unreadable", e.to_string()))?;
+        .map_err(|e| {
+            let message = error::redact_paths(&e.to_string(), Some(state.history.data_dir()));
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unreadable", message)
+        })?;
     Ok(Json(
         catalog
             .tables
@@ -545,7 +625,9 @@ pub fn app(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     let open = Router::new()
         .route("/health", get(health))
+        .route("/api/v1/health", get(health_v1))
         .route("/ready", get(ready))
+        .route("/api/v1/ready", get(ready_v1))
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/api/v1/docs", get(openapi::docs));

@@ -41,7 +41,11 @@ pub struct ModelList {
 fn registry_error(e: ConnectorError) -> ApiError {
     match e {
         ConnectorError::Invalid(m) => ApiError::bad_request("bad_parameter", m),
-        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "registry_unreadable", e.to_string()),
+        e => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "registry_unreadable",
+            crate::error::redact_paths(&e.to_string(), None),
+        ),
     }
 }
 

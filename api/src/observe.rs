@@ -3,7 +3,9 @@
 //! [`track`] is the outermost middleware: it takes the request's `X-Request-Id` (or makes one),
 //! serves the request inside a `tracing` span carrying it (so every log line of the request has
 //! it) and with it set for [`crate::error::ApiError`], echoes it on the response, and counts the
-//! request by route, method and status with its latency. [`Metrics`] renders the Prometheus text
+//! request by route, method and status with its latency — labels from a bounded set: the
+//! router's route templates (`axum`'s `MatchedPath`) and the standard methods, the rest
+//! `other`, whatever a client sends. [`Metrics`] renders the Prometheus text
 //! format, the pipeline's metrics (if one runs in the process) included.
 
 use std::collections::BTreeMap;
@@ -85,6 +87,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// Requests refused by the rate limit.
     pub rate_limited: Counter,
+    /// Authentications refused because the client's failed ones are spent.
+    pub auth_throttled: Counter,
     /// Decisions recorded, by decision.
     pub decisions: Mutex<BTreeMap<String, u64>>,
     /// Readings accepted through `POST /readings`.
@@ -136,6 +140,11 @@ impl Metrics {
         out.push_str("# HELP vigil_http_rate_limited_total Requests refused by the per-key rate limit.\n");
         out.push_str("# TYPE vigil_http_rate_limited_total counter\n");
         let _ = writeln!(out, "vigil_http_rate_limited_total {}", self.rate_limited.get());
+        out.push_str(
+            "# HELP vigil_http_auth_throttled_total Authentications refused because the client's failed ones are spent.\n",
+        );
+        out.push_str("# TYPE vigil_http_auth_throttled_total counter\n");
+        let _ = writeln!(out, "vigil_http_auth_throttled_total {}", self.auth_throttled.get());
         out.push_str("# HELP vigil_decisions_total Human decisions recorded, by decision.\n");
         out.push_str("# TYPE vigil_decisions_total counter\n");
         if let Ok(m) = self.decisions.lock() {
@@ -146,6 +155,24 @@ impl Metrics {
         out.push_str("# HELP vigil_api_readings_ingested_total Readings accepted through POST /api/v1/readings.\n");
         out.push_str("# TYPE vigil_api_readings_ingested_total counter\n");
         let _ = writeln!(out, "vigil_api_readings_ingested_total {}", self.ingested.get());
+    }
+}
+
+/// The label of a request whose route or method is not one the router knows.
+const OTHER: &str = "other";
+
+/// The method as a metrics label: a standard method, or `other`.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => OTHER,
     }
 }
 
@@ -175,8 +202,10 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .filter(|s| valid_request_id(s))
         .map_or_else(random_hex, str::to_string);
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
-    let method = req.method().as_str().to_string();
+    // Labels come from a bounded set: the router's own route templates and the standard
+    // methods; anything else a client sends is `other`.
+    let route = req.extensions().get::<MatchedPath>().map_or(OTHER, |m| m.as_str()).to_string();
+    let method = method_label(req.method()).to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, key = tracing::field::Empty);
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = resp.status().as_u16();
@@ -207,6 +236,13 @@ mod tests {
         assert!(!valid_request_id(&"x".repeat(129)));
         assert_eq!(random_hex().len(), 16);
         assert_ne!(random_hex(), random_hex());
+    }
+
+    #[test]
+    fn methods_outside_the_standard_ones_are_other() {
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
+        assert_eq!(method_label(&axum::http::Method::from_bytes(b"FOOBAR").unwrap()), "other");
+        assert_eq!(method_label(&axum::http::Method::TRACE), "other");
     }
 
     #[test]

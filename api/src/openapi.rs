@@ -41,11 +41,13 @@ pub const SCOPE_EXTENSION: &str = "x-scope";
 #[openapi(
     info(
         title = "Vigil API",
-        description = "Vigil's HTTP API: history reads, SQL and reports over the Parquet history, the human-decision loop on the planning ledger, ingest into the running pipeline, the golden-path demo, the model registry, health and metrics. Keyed operations take `Authorization: Bearer KEY` or `X-API-Key: KEY`; each needs one scope (`x-scope`), and an `admin` key may do everything. Every error has the body `{\"error\": {\"code\", \"message\", \"request_id\"}}`, and every response carries `X-Request-Id`."
+        description = "Vigil's HTTP API: history reads, SQL and reports over the Parquet history, the human-decision loop on the planning ledger, ingest into the running pipeline, the golden-path demo, the model registry, health and metrics. Keyed operations take `Authorization: Bearer KEY` or `X-API-Key: KEY`; each needs one scope (`x-scope`), and an `admin` key may do everything. Every error has the body `{\"error\": {\"code\", \"message\", \"request_id\"}}`, and every response carries `X-Request-Id`. Times are RFC 3339 or epoch milliseconds between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z; a time outside that range is 400 `bad_parameter` naming the field."
     ),
     paths(
         crate::health,
+        crate::health_v1,
         crate::ready,
+        crate::ready_v1,
         crate::metrics,
         json,
         docs,
@@ -111,7 +113,11 @@ struct Scopes;
 const AUTH_RESPONSES: [(&str, &str, &str); 3] = [
     ("401", "Unauthorized", "No API key, or an unknown one (`unauthorized`)"),
     ("403", "Forbidden", "The key lacks the operation's scope (`forbidden`)"),
-    ("429", "RateLimited", "The key's rate limit is spent (`rate_limited`); `Retry-After` says how long to wait"),
+    (
+        "429",
+        "RateLimited",
+        "The key's rate limit is spent (`rate_limited`), or this client made too many failed authentications (`auth_throttled`, `[api] auth_failure_burst`); `Retry-After` says how long to wait",
+    ),
 ];
 
 impl Modify for Scopes {
@@ -203,9 +209,9 @@ pub fn document() -> Document {
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TimeValue {
-    /// RFC 3339, e.g. `2026-01-01T10:30:00Z`.
+    /// RFC 3339, e.g. `2026-01-01T10:30:00Z`, from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
     Text(String),
-    /// Epoch milliseconds.
+    /// Epoch milliseconds, from 0 to 253402300799999 (9999-12-31T23:59:59.999Z).
     Millis(i64),
 }
 

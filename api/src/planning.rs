@@ -29,7 +29,7 @@ use vigil_queries::canned::DecisionRequestRow;
 use vigil_queries::History;
 
 use crate::auth::Caller;
-use crate::error::{parse_time, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::error::{check_time, parse_time, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::AppState;
 
 /// Version of the decision and maintenance events.
@@ -277,7 +277,8 @@ fn time_value(name: &str, v: &serde_json::Value) -> Result<i64, ApiError> {
     match v {
         serde_json::Value::String(s) => parse_time(name, s),
         serde_json::Value::Number(n) => {
-            n.as_i64().ok_or_else(|| ApiError::bad_request("bad_parameter", format!("{name}: not a time")))
+            let t = n.as_i64().ok_or_else(|| ApiError::bad_request("bad_parameter", format!("{name}: not a time")))?;
+            check_time(name, t)
         }
         _ => Err(ApiError::bad_request("bad_parameter", format!("{name}: not a time (RFC 3339 or epoch milliseconds)"))),
     }
@@ -322,7 +323,7 @@ fn schedule_change(
     responses(
         (status = 201, description = "Recorded", body = DecisionResponse),
         (status = 200, description = "The same decision was already recorded; nothing new was written (`replayed: true`)", body = DecisionResponse),
-        (status = 400, description = "Bad JSON, a bad path or a bad time (`bad_json`, `bad_path`, `bad_parameter`)", body = ErrorBody),
+        (status = 400, description = "Bad JSON, a bad path, or a time that does not parse or lies outside 1970-01-01 to 9999-12-31 (`bad_json`, `bad_path`, `bad_parameter`, naming the field)", body = ErrorBody),
         (status = 404, description = "No such decision request (`not_found`)", body = ErrorBody),
         (status = 409, description = "The request was already decided otherwise (`already_decided`)", body = ErrorBody),
         (status = 413, description = "The body is larger than `[api] body_limit_bytes`, or reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody),
@@ -367,7 +368,7 @@ pub(crate) async fn record_decision(
             }
             Some(t)
         }
-        (Decision::Defer, None) => Some(now + DEFAULT_DEFERRAL_MS),
+        (Decision::Defer, None) => Some(now.saturating_add(DEFAULT_DEFERRAL_MS)),
         (_, Some(_)) => {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "deferred_until only goes with defer"));
         }
@@ -586,7 +587,7 @@ enum CompletionRefusal {
     responses(
         (status = 201, description = "Recorded", body = CompletionResponse),
         (status = 200, description = "The same completion was already recorded; nothing new was written (`replayed: true`)", body = CompletionResponse),
-        (status = 400, description = "Bad JSON, a bad path or a bad time (`bad_json`, `bad_path`, `bad_parameter`)", body = ErrorBody),
+        (status = 400, description = "Bad JSON, a bad path, or a time that does not parse or lies outside 1970-01-01 to 9999-12-31 (`bad_json`, `bad_path`, `bad_parameter`, naming the field)", body = ErrorBody),
         (status = 404, description = "No such proposal with a decision request (`not_found`)", body = ErrorBody),
         (status = 409, description = "Already completed otherwise (`already_completed`), or the proposal is not approved (`not_scheduled`)", body = ErrorBody),
         (status = 413, description = "The body is larger than `[api] body_limit_bytes`, or reading the decision requests needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody),

@@ -90,7 +90,7 @@ pub(crate) async fn readings(
     };
     let from = match q.from.as_deref() {
         Some(f) => parse_time("from", f)?,
-        None => to - 24 * 3_600_000,
+        None => to.saturating_sub(24 * 3_600_000),
     };
     let series = state.history.readings(&q.sensor_id, from, to, max_points).await?;
     if series.points.is_empty() {
@@ -433,7 +433,11 @@ pub(crate) async fn report(State(state): State<AppState>, ApiJson(body): ApiJson
     Ok(match body.format.unwrap_or(ReportFormat::Json) {
         ReportFormat::Json => ([(header::CONTENT_TYPE, "application/json")], report.to_json()).into_response(),
         ReportFormat::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], report.to_csv()).into_response(),
-        ReportFormat::Html => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], report.to_html()).into_response(),
+        ReportFormat::Html => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_SECURITY_POLICY, crate::REPORT_CSP)],
+            report.to_html(),
+        )
+            .into_response(),
     })
 }
 

@@ -19,7 +19,9 @@ use vigil_api::{ApiConfig, KeyConfig, Scope};
 /// taken from the crate, so that the document is checked against an independent list.
 const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/health", None),
+    ("GET", "/api/v1/health", None),
     ("GET", "/ready", None),
+    ("GET", "/api/v1/ready", None),
     ("GET", "/metrics", None),
     ("GET", "/api/v1/openapi.json", None),
     ("GET", "/api/v1/docs", None),
@@ -157,7 +159,11 @@ async fn the_document_is_served_open_and_parses_as_two_openapi_models() {
             if status.starts_with('4') || status.starts_with('5') {
                 let media = resp.content.get("application/json").unwrap_or_else(|| panic!("{what} {status}: no JSON body"));
                 let schema = serde_json::to_value(&media.schema).unwrap();
-                let expected = if path == "/ready" { "#/components/schemas/Ready" } else { "#/components/schemas/ErrorBody" };
+                let expected = if path == "/ready" || path == "/api/v1/ready" {
+                    "#/components/schemas/Ready"
+                } else {
+                    "#/components/schemas/ErrorBody"
+                };
                 assert_eq!(schema["$ref"], expected, "{what} {status}");
             }
         }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 mod time;
-pub use time::{format_rfc3339_ms, parse_timestamp, parse_timestamp_str, TimeError};
+pub use time::{
+    check_time, format_rfc3339_ms, parse_timestamp, parse_timestamp_str, TimeError, TimeOutOfRange, MAX_TIME_MS, MIN_TIME_MS,
+};
 mod zone;
 pub use zone::{parse_timestamp_in, ParsedTime, Zone, ZonedTimeError};
 

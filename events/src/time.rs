@@ -5,8 +5,33 @@
 //! UTC, as many exports write it), and epoch milliseconds (a number, or a string of digits).
 //! The common `YYYY-MM-DDTHH:MM:SS[.fff]Z` form takes a hand-written fast path; anything else
 //! falls back to chrono.
+//!
+//! Every time a client gives (a reading's `ts`, maintenance and decision times, query and report
+//! periods) must lie in ONE range, [`MIN_TIME_MS`] ..= [`MAX_TIME_MS`]
+//! (1970-01-01T00:00:00Z … 9999-12-31T23:59:59.999Z): [`check_time`] says whether it does.
+//! Inside it every time formats as a four-digit year, lands in a sane `date=` partition, and
+//! adding or subtracting any duration up to a few thousand years cannot overflow an `i64`.
 
 use crate::EventTime;
+
+/// Earliest time Vigil accepts from a client: 1970-01-01T00:00:00.000Z.
+pub const MIN_TIME_MS: EventTime = 0;
+/// Latest time Vigil accepts from a client: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: EventTime = 253_402_300_799_999;
+
+/// A time outside [`MIN_TIME_MS`] ..= [`MAX_TIME_MS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} ms is outside the accepted range 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z")]
+pub struct TimeOutOfRange(pub EventTime);
+
+/// `ts` when it lies in the accepted range ([`MIN_TIME_MS`] ..= [`MAX_TIME_MS`]).
+pub fn check_time(ts: EventTime) -> Result<EventTime, TimeOutOfRange> {
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ts) {
+        Ok(ts)
+    } else {
+        Err(TimeOutOfRange(ts))
+    }
+}
 
 /// Why a timestamp could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +184,20 @@ mod tests {
         assert!(parse_timestamp_str("2026-02-30T00:00:00Z").is_err());
         assert!(parse_timestamp_str("yesterday").is_err());
         assert!(parse_timestamp(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn the_accepted_range_is_checked_at_both_ends() {
+        assert_eq!(format_rfc3339_ms(MIN_TIME_MS), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339_ms(MAX_TIME_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(parse_timestamp_str("9999-12-31T23:59:59.999Z").unwrap(), MAX_TIME_MS);
+        for ok in [MIN_TIME_MS, 1_767_225_600_000, MAX_TIME_MS] {
+            assert_eq!(check_time(ok), Ok(ok));
+        }
+        for bad in [i64::MIN, -1, MAX_TIME_MS + 1, i64::MAX] {
+            assert_eq!(check_time(bad), Err(TimeOutOfRange(bad)));
+        }
+        assert!(TimeOutOfRange(-1).to_string().contains("1970-01-01"));
     }
 
     #[test]

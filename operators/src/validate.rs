@@ -241,6 +241,12 @@ impl Validator {
             }
         };
 
+        // One documented range for every client-given time (a partition `date=-292275055` or
+        // a year that does not format is never stored).
+        if let Err(e) = vigil_events::check_time(ts) {
+            return Err(with_sensor(fail(RejectReason::OutOfRange, format!("event time {e}")), sensor, None));
+        }
+
         // value
         let value = match &f.value {
             None | Some(Scalar::Null) => {
@@ -443,6 +449,17 @@ mod tests {
         assert_eq!(reason(r#"{"sensor_id":"a","ts":1,"value":"-inf"}"#), RejectReason::NonFinite);
         assert_eq!(reason(r#"{"sensor_id":"a","ts":1,"value":-300,"sensor_type":"temperature"}"#), RejectReason::OutOfRange);
         assert_eq!(reason(r#"{"sensor_id":"a","ts":"2026-01-01T01:00:00Z","value":1}"#), RejectReason::FutureTs);
+    }
+
+    #[test]
+    fn times_outside_the_accepted_range_are_out_of_range() {
+        for ts in ["-1", "-86400000", "253402300800000", "\"0001-01-01T00:00:00Z\""] {
+            let raw = format!(r#"{{"sensor_id":"a","ts":{ts},"value":1}}"#);
+            let r = v().validate_json(raw.as_bytes(), SourcePos::default()).unwrap_err();
+            assert_eq!(r.reason, RejectReason::OutOfRange, "{ts}: {}", r.detail);
+            assert!(r.detail.contains("1970-01-01"), "{}", r.detail);
+        }
+        assert!(v().validate_json(br#"{"sensor_id":"a","ts":0,"value":1}"#, SourcePos::default()).is_ok());
     }
 
     #[test]

@@ -564,7 +564,9 @@ pub(crate) fn serve(cfg: &VigilConfig, args: ServeArgs) -> anyhow::Result<()> {
             shutdown_signal().await;
             console.close();
         };
-        axum::serve(listener, router).with_graceful_shutdown(stopping).await.context("serving")?;
+        // The peer's address is the client for the failed-authentication limit.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).with_graceful_shutdown(stopping).await.context("serving")?;
         Ok::<_, anyhow::Error>(())
     })?;
     eprintln!("vigil serve: stopping (last commit, then exit)");

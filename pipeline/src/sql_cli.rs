@@ -221,13 +221,16 @@ pub(crate) fn sql(
     }
 }
 
-/// A time from the command line: RFC 3339, epoch milliseconds, or a date (midnight UTC).
+/// A time from the command line: RFC 3339, epoch milliseconds, or a date (midnight UTC), in the
+/// accepted range (1970-01-01 … 9999-12-31).
 pub(crate) fn parse_time(s: &str) -> anyhow::Result<i64> {
     let s = s.trim();
-    if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
-        return vigil_events::parse_timestamp_str(&format!("{s}T00:00:00Z")).map_err(|e| anyhow::anyhow!("{s}: {e}"));
-    }
-    vigil_events::parse_timestamp_str(s).map_err(|e| anyhow::anyhow!("{s}: {e}"))
+    let t = if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
+        vigil_events::parse_timestamp_str(&format!("{s}T00:00:00Z")).map_err(|e| anyhow::anyhow!("{s}: {e}"))?
+    } else {
+        vigil_events::parse_timestamp_str(s).map_err(|e| anyhow::anyhow!("{s}: {e}"))?
+    };
+    vigil_events::check_time(t).map_err(|e| anyhow::anyhow!("{s}: {e}"))
 }
 
 /// `vigil report`.

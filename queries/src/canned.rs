@@ -460,7 +460,7 @@ impl History {
             }
             return Ok(series);
         }
-        let bucket = ((to - from) as u64).div_ceil(max_points as u64).max(1) as i64;
+        let bucket = (to.saturating_sub(from) as u64).div_ceil(max_points as u64).max(1) as i64;
         series.bucket_ms = Some(bucket);
         let r = self
             .query(
@@ -504,7 +504,7 @@ impl History {
             return Ok(Vec::new());
         }
         let max_points = max_points.clamp(1, self.config().max_rows.max(1));
-        let bucket = ((to - from) as u64).div_ceil(max_points as u64).max(1) as i64;
+        let bucket = (to.saturating_sub(from) as u64).div_ceil(max_points as u64).max(1) as i64;
         let list = (0..sensors.len()).map(|i| format!("${}", i + 5)).collect::<Vec<_>>().join(", ");
         let mut params = vec![ts(from), ts(to), text(&crate::report::date_of(from)), text(&crate::report::date_of(to))];
         params.extend(sensors.iter().map(|s| text(s)));
@@ -553,7 +553,7 @@ impl History {
     pub async fn asset_sensors(&self, asset_id: &str, from: i64, to: i64) -> Result<Vec<(String, String, String)>, QueryError> {
         let sql = "SELECT sensor_id, first_value(sensor_type) AS sensor_type, first_value(unit) AS unit FROM readings \
                    WHERE asset_id = $1 AND ts >= $2 AND ts < $3 AND date >= $4 AND date <= $5 GROUP BY sensor_id ORDER BY sensor_id";
-        for start in [from.max(to - HOUR_MS), from] {
+        for start in [from.max(to.saturating_sub(HOUR_MS)), from] {
             let params =
                 vec![text(asset_id), ts(start), ts(to), text(&crate::report::date_of(start)), text(&crate::report::date_of(to))];
             let r = self.query(sql, params, usize::MAX).await?;
@@ -589,7 +589,7 @@ impl History {
             .query(
                 "SELECT sensor_id, count(*) AS n, sum(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END) AS critical \
                  FROM anomalies WHERE ts >= $1 GROUP BY sensor_id",
-                vec![ts(as_of - HOUR_MS)],
+                vec![ts(as_of.saturating_sub(HOUR_MS))],
                 usize::MAX,
             )
             .await?;

@@ -391,7 +391,7 @@ impl History {
             Some(f) => f,
             None => {
                 let oldest = self.oldest("readings").await?.unwrap_or(to);
-                (to - 7 * 24 * 3_600_000).max(oldest.div_euclid(MINUTE) * MINUTE)
+                to.saturating_sub(7 * 24 * 3_600_000).max(oldest.div_euclid(MINUTE) * MINUTE)
             }
         };
         Ok(Some((from, to)))
@@ -676,7 +676,7 @@ impl History {
         assets: &[String],
         maintenance: &[MaintenanceRow],
     ) -> Result<Vec<Reliability>, QueryError> {
-        let period_h = (req.to - req.from) as f64 / 3_600_000.0;
+        let period_h = req.to.saturating_sub(req.from) as f64 / 3_600_000.0;
         let clip = |t: i64| t.clamp(req.from, req.to);
         let mut out = Vec::new();
         let (mut fleet_failures, mut fleet_down) = (0u64, 0.0f64);

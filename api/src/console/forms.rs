@@ -14,8 +14,9 @@ use maud::html;
 use serde::Deserialize;
 use vigil_events::Decision;
 
+use super::session::Https;
 use super::{fmt_time, page, parse_form_time, url_encode, Failure, Signed};
-use crate::auth::Scope;
+use crate::auth::{ClientAddr, Scope};
 use crate::error::ApiError;
 use crate::planning::{self, DecisionBody};
 use crate::{AppState, SimulatorCommand};
@@ -79,11 +80,29 @@ pub(crate) struct LoginBody {
 }
 
 /// `POST /login`: a known key with the read scope opens a session.
-pub(crate) async fn login(State(state): State<AppState>, f: Result<Form<LoginBody>, FormRejection>) -> Response {
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    https: Https,
+    f: Result<Form<LoginBody>, FormRejection>,
+) -> Response {
     let Ok(Form(body)) = f else {
         return login_form("/fleet", Some("Type your API key."), StatusCode::BAD_REQUEST);
     };
     let next = local_next(body.next.as_deref());
+    // Guessing keys is throttled per client (the REST API shares the count).
+    if let Err(wait) = state.auth_failures.check(client.0) {
+        state.metrics.auth_throttled.inc();
+        let mut resp = login_form(
+            &next,
+            Some(&format!("Too many failed sign-ins from your address: try again in {wait} s.")),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     // One bucket for every sign-in attempt slows guessing.
     if let Err(wait) = state.keys.take("(console sign-in)") {
         state.metrics.rate_limited.inc();
@@ -94,7 +113,8 @@ pub(crate) async fn login(State(state): State<AppState>, f: Result<Form<LoginBod
         );
     }
     let Some(caller) = state.keys.find(body.key.trim()) else {
-        tracing::warn!("console sign-in with an unknown key");
+        state.auth_failures.failed(client.0);
+        tracing::warn!(client = %client.0, "console sign-in with an unknown key");
         return login_form(&next, Some("That key is not known."), StatusCode::UNAUTHORIZED);
     };
     if !caller.may(Scope::Read) {
@@ -113,7 +133,7 @@ pub(crate) async fn login(State(state): State<AppState>, f: Result<Form<LoginBod
         );
     };
     tracing::info!(key = %name, "console sign-in");
-    ([(header::SET_COOKIE, state.console.sessions.cookie(Some(&token)))], Redirect::to(&next)).into_response()
+    ([(header::SET_COOKIE, state.console.sessions.cookie(Some(&token), https))], Redirect::to(&next)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,11 +143,16 @@ pub(crate) struct CsrfBody {
 }
 
 /// `POST /logout`.
-pub(crate) async fn logout(s: Signed, State(state): State<AppState>, f: Result<Form<CsrfBody>, FormRejection>) -> FormResult {
+pub(crate) async fn logout(
+    s: Signed,
+    State(state): State<AppState>,
+    https: Https,
+    f: Result<Form<CsrfBody>, FormRejection>,
+) -> FormResult {
     let body = form(&s, f)?;
     s.check_csrf(&body.csrf)?;
     state.console.sessions.close(&s.token);
-    Ok(([(header::SET_COOKIE, state.console.sessions.cookie(None))], Redirect::to("/login")).into_response())
+    Ok(([(header::SET_COOKIE, state.console.sessions.cookie(None, https))], Redirect::to("/login")).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -115,7 +115,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// view (a self-contained HTML document with its own `<style>`) may use inline style.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
-const CSP_REPORT: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'";
+const CSP_REPORT: &str = crate::REPORT_CSP;
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let report = req.uri().path() == "/reports/view";
@@ -365,7 +365,7 @@ fn parse_form_time(name: &str, s: &str) -> Result<Option<i64>, ApiError> {
         return Ok(None);
     }
     if let Ok(t) = vigil_events::parse_timestamp_str(s) {
-        return Ok(Some(t));
+        return crate::error::check_time(name, t).map(Some);
     }
     let padded = match s.len() {
         10 => format!("{s}T00:00:00Z"),
@@ -373,9 +373,10 @@ fn parse_form_time(name: &str, s: &str) -> Result<Option<i64>, ApiError> {
         19 => format!("{s}Z"),
         _ => s.to_string(),
     };
-    vigil_events::parse_timestamp_str(&padded).map(Some).map_err(|_| {
+    let t = vigil_events::parse_timestamp_str(&padded).map_err(|_| {
         ApiError::bad_request("bad_parameter", format!("{name}: {s:?} is not a time (YYYY-MM-DD HH:MM, RFC 3339 or epoch ms)"))
-    })
+    })?;
+    crate::error::check_time(name, t).map(Some)
 }
 
 /// A number with `digits` decimals, or a dash.
@@ -409,6 +410,9 @@ mod tests {
         assert_eq!(parse_form_time("t", "1970-01-02").unwrap(), Some(86_400_000));
         assert_eq!(parse_form_time("t", " ").unwrap(), None);
         assert!(parse_form_time("t", "soon").is_err());
+        let e = parse_form_time("deferred_until", "-9223372036854775808").unwrap_err();
+        assert!(e.message.starts_with("deferred_until: ") && e.message.contains("1970-01-01"), "{}", e.message);
+        assert!(parse_form_time("to", "10000-01-01").is_err());
         assert_eq!(num(Some(0.12345), 2), "0.12");
         assert_eq!(num(None, 2), "–");
         assert_eq!(num(Some(f64::NAN), 2), "–");

@@ -239,7 +239,7 @@ pub(crate) async fn asset(
         None => newest.map_or((state.now_ms)(), |t| t + 1),
     };
     // Years 1970 to 9999: the arithmetic below cannot overflow.
-    let end = end.clamp(HOUR_MS * 24 * 91, 253_402_300_799_999);
+    let end = end.clamp(HOUR_MS * 24 * 91, vigil_events::MAX_TIME_MS);
     let span = (hours * HOUR_MS as f64) as i64;
     let from = end - span;
     let h = &state.history;
@@ -740,7 +740,14 @@ fn counts_table(caption: &str, key: &str, rows: &BTreeMap<String, u64>) -> Marku
 /// `/pipeline`: counters, throughput, watermark and lag, per-detector counts; the latest dead
 /// letters with their raw payload and reason.
 pub(crate) async fn pipeline(s: Signed, State(state): State<AppState>) -> PageResult {
-    let status = state.pipeline.as_ref().map(|p| p.status());
+    // What is wrong, not where the disk is: paths are left out of the source and the reason.
+    let dir = state.data_dir();
+    let status = state.pipeline.as_ref().map(|p| {
+        let mut st = p.status();
+        st.source = crate::error::redact_paths(&st.source, Some(dir.as_path()));
+        st.reason = st.reason.map(|r| crate::error::redact_paths(&r, Some(dir.as_path())));
+        st
+    });
     let dead = state
         .history
         .sql(

@@ -1,7 +1,8 @@
 //! Console sessions: who signed in with which key, and the session's CSRF token.
 //!
 //! Input: a key accepted at sign-in. Output: a random session token (set as an HttpOnly,
-//! SameSite=Strict cookie) and a random CSRF token every form of the session carries. State:
+//! SameSite=Strict cookie, `Secure` when the browser came over https — [`Https`]) and a random
+//! CSRF token every form of the session carries. State:
 //! the open sessions in memory (a restart signs everyone out), each expiring after `ttl` without
 //! use; at most [`MAX_SESSIONS`] (the least recently used goes first).
 
@@ -9,9 +10,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
 use crate::auth::Caller;
+use crate::{ApiConfig, AppState};
 
 /// Name of the session cookie.
 pub(crate) const COOKIE: &str = "vigil_session";
@@ -99,12 +103,45 @@ impl Sessions {
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 
-    /// The cookie that carries a session (`None`: the one that removes it).
-    pub(crate) fn cookie(&self, id: Option<&str>) -> String {
+    /// The cookie that carries a session (`None`: the one that removes it); `Secure` when the
+    /// browser came over https.
+    pub(crate) fn cookie(&self, id: Option<&str>, https: Https) -> String {
+        let secure = if https.0 { "; Secure" } else { "" };
         match id {
-            Some(id) => format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", self.ttl.as_secs()),
-            None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            Some(id) => format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", self.ttl.as_secs()),
+            None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
         }
+    }
+}
+
+/// Whether the browser reached Vigil over https: `[api] secure_cookies` says so, the request
+/// came with an `https` URI, or — with `[api] trust_proxy_headers` — the proxy in front says
+/// so (`X-Forwarded-Proto: https`, or `Forwarded: proto=https`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Https(pub(crate) bool);
+
+impl Https {
+    pub(crate) fn of(parts: &Parts, config: &ApiConfig) -> Https {
+        let scheme = parts.uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        let proxied = config.trust_proxy_headers && {
+            let h = &parts.headers;
+            // The first value is what the client used (proxies append theirs).
+            let xfp = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
+            let fwd = h.get("forwarded").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()).is_some_and(|v| {
+                v.split(';').filter_map(|kv| kv.trim().split_once('=')).any(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("proto") && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            });
+            xfp.is_some_and(|p| p.trim().eq_ignore_ascii_case("https")) || fwd
+        };
+        Https(config.secure_cookies || scheme || proxied)
+    }
+}
+
+impl FromRequestParts<AppState> for Https {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Https::of(parts, &state.config))
     }
 }
 
@@ -151,11 +188,34 @@ mod tests {
     }
 
     #[test]
+    fn https_is_what_the_config_or_a_trusted_proxy_says() {
+        let parts = |headers: &[(&str, &str)]| {
+            let mut b = axum::http::Request::builder().uri("/login");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let plain = ApiConfig::default();
+        let trusting = ApiConfig { trust_proxy_headers: true, ..ApiConfig::default() };
+        let forced = ApiConfig { secure_cookies: true, ..ApiConfig::default() };
+        let xfp = parts(&[("x-forwarded-proto", "https")]);
+        assert_eq!(Https::of(&xfp, &plain), Https(false), "an untrusted header is ignored");
+        assert_eq!(Https::of(&xfp, &trusting), Https(true));
+        assert_eq!(Https::of(&parts(&[("x-forwarded-proto", "http")]), &trusting), Https(false));
+        assert_eq!(Https::of(&parts(&[("forwarded", "for=1.2.3.4;proto=https")]), &trusting), Https(true));
+        assert_eq!(Https::of(&parts(&[]), &forced), Https(true));
+        assert_eq!(Https::of(&parts(&[]), &trusting), Https(false));
+    }
+
+    #[test]
     fn the_cookie_is_http_only_and_strict() {
         let s = Sessions::default();
-        let c = s.cookie(Some("abc"));
+        let c = s.cookie(Some("abc"), Https(false));
         assert!(c.starts_with("vigil_session=abc;") && c.contains("HttpOnly") && c.contains("SameSite=Strict"));
-        assert!(s.cookie(None).contains("Max-Age=0"));
+        assert!(!c.contains("Secure"));
+        assert!(s.cookie(Some("abc"), Https(true)).ends_with("; Secure"));
+        assert!(s.cookie(None, Https(false)).contains("Max-Age=0"));
         assert_eq!(from_cookie_header("a=1; vigil_session=xyz; b=2"), Some("xyz"));
         assert_eq!(from_cookie_header("a=1"), None);
     }
