@@ -9,6 +9,8 @@
 //! - [`report`]: the per-asset or fleet report for a period, as JSON, CSV or one HTML page.
 //! - [`format`]: query results as a text table, CSV or JSON.
 //! - [`Catalog`]: tables, files and rows from the Parquet footers alone.
+//! - `snapshot`: the file store every query reads through — one consistent set of complete files
+//!   while writers commit, the ledger compacts and `vigil compact` merges.
 //!
 //! Input: a data directory written by `vigil-connectors`. Output: Arrow batches and serde
 //! structs. State: the DataFusion session (registrations and the footer cache).
@@ -21,6 +23,7 @@ pub mod guard;
 mod ledger_tail;
 pub mod report;
 mod session;
+mod snapshot;
 pub mod tables;
 mod utc_trunc;
 
