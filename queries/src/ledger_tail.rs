@@ -49,9 +49,11 @@ const SCAN_ATTEMPTS: usize = 5;
 /// The names of the ledger's segments (`wal-*`, live or compacted), sorted.
 fn segment_names(data_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(data_dir.join("_ledger")) {
-        Ok(entries) => {
-            entries.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).filter(|n| n.starts_with("wal-")).collect()
-        }
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.starts_with("wal-"))
+            .collect(),
         Err(_) => Vec::new(),
     };
     names.sort();
@@ -144,7 +146,10 @@ impl TableProvider for LedgerTable {
                 break (files, live);
             }
             if attempt == SCAN_ATTEMPTS {
-                tracing::warn!(table = self.name, "the ledger kept compacting while a scan was planned: a row may be read twice or not at all");
+                tracing::warn!(
+                    table = self.name,
+                    "the ledger kept compacting while a scan was planned: a row may be read twice or not at all"
+                );
                 break (files, live);
             }
             attempt += 1;

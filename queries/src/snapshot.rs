@@ -33,8 +33,8 @@ use async_trait::async_trait;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, Result,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -103,8 +103,12 @@ impl Rules {
     /// The files of a listing a query may read (see the module doc).
     fn visible(&self, metas: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
         let rels: Vec<Option<String>> = metas.iter().map(|m| self.relative(&m.location)).collect();
-        let merged: Vec<&str> =
-            rels.iter().flatten().filter(|r| file_name(r).starts_with("compacted-") && r.ends_with(".parquet")).map(String::as_str).collect();
+        let merged: Vec<&str> = rels
+            .iter()
+            .flatten()
+            .filter(|r| file_name(r).starts_with("compacted-") && r.ends_with(".parquet"))
+            .map(String::as_str)
+            .collect();
         let hidden = if merged.is_empty() { HashSet::new() } else { self.replaced_by(&merged) };
         metas
             .into_iter()
@@ -209,7 +213,9 @@ impl ObjectStore for SnapshotStore {
         let rules = self.rules.clone();
         futures::stream::once(async move {
             let metas: Vec<ObjectMeta> = listing.try_collect().await?;
-            Ok::<_, datafusion::object_store::Error>(futures::stream::iter(rules.visible(metas).into_iter().map(Ok)))
+            Ok::<_, datafusion::object_store::Error>(futures::stream::iter(
+                rules.visible(metas).into_iter().map(Ok::<ObjectMeta, datafusion::object_store::Error>),
+            ))
         })
         .try_flatten()
         .boxed()

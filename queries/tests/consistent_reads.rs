@@ -174,7 +174,12 @@ fn readers_see_every_committed_row_once_while_runs_commit_the_ledger_compacts_an
     });
     let rounds = writer.join().unwrap();
     assert!(rounds >= 3, "only {rounds} rounds of writes");
-    assert!(failures.is_empty(), "{} of the reads were wrong, first ones:\n{}", failures.len(), failures[..failures.len().min(10)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of the reads were wrong, first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
     // At the end, exactly what was written.
     let (r, d) = rt.block_on(async { (count(&history, "readings").await.unwrap(), count(&history, "decisions").await.unwrap()) });
     assert_eq!(r, readings.done.load(Ordering::SeqCst));
