@@ -21,17 +21,24 @@
 //! (temporary name, fsync, rename, fsync): invisible to queries, which read the table folders
 //! only. 2. A line `{"compaction": {table, date, replaces, file, compacted_at}}` is appended to the
 //! manifest and fsynced: from here on the compaction is decided. 3. The merged file is renamed
-//! into the partition (fsync of the folder). 4. The replaced files are deleted (fsync). 5. A line
+//! into the partition (fsync of the folder). 4. The replaced files are moved out of the partition
+//! into `DATA/_compaction/trash/<their path>` (fsync). 5. A line
 //! `{"compaction_done": {file, finished_at}}` is appended (so that recovery never looks at a
 //! finished compaction again). [`recover_compactions`] (called by [`history::recover`], and by
 //! every compaction before it starts) finishes each compaction whose line 2 is durable and line 5
-//! is not — renames the staged file if it is still staged, deletes the replaced files that still
-//! exist once the merged file is in place, appends line 5 — and deletes everything else under the
-//! staging folder: a crash before line 2 leaves the old files, and no visible merged file. The
-//! replaced files are only deleted once the merged file holding their rows is in place, so no row
-//! is ever absent from the history; between steps 3 and 4 (a few unlinks, or until the next
-//! recovery after a crash there) a query may see both, and a query planned before step 4 may
-//! fail to open a deleted file (run it again).
+//! is not — renames the staged file if it is still staged, moves the replaced files that still
+//! exist to the trash once the merged file is in place, appends line 5 — and deletes everything
+//! else under the staging folder: a crash before line 2 leaves the old files, and no visible
+//! merged file. The replaced files are only moved once the merged file holding their rows is in
+//! place, so no row is ever absent from the history.
+//!
+//! **Readers.** A query reads a consistent set of files whatever a compaction does meanwhile
+//! (`vigil_queries`' file store): it does not read files that a merged file in place replaces
+//! (their names are on the compaction's line, durable before the merged file appears), so between
+//! steps 3 and 4 it sees each row once; and a query that listed the old files before step 3 still
+//! reads them after step 4, from the trash. The trash is emptied by a later compaction (or
+//! recovery), of the files whose compaction finished at least [`CompactOptions::trash_grace_ms`]
+//! before — longer than a query may run.
 //!
 //! **Manifest.** Compaction lines are not commits: [`history::read_manifest`] skips them (they
 //! lack a commit's fields), so [`history::resume_offsets`] — computed from the commits' stream
@@ -43,7 +50,8 @@
 //! **Locking.** One compaction at a time per data dir: `DATA/_compaction/lock` ([`CompactionLock`],
 //! an exclusive file lock, never deleted; a second compactor fails at once, and a recovery leaves
 //! the compactions to the process holding it). Writers need not stop: a published
-//! file is never changed again (its name is unique to its run, worker and sequence), and a
+//! file is never changed again and its name is never used again for another file (its name is
+//! unique to its run, worker and sequence; a merged file's to the files it replaces), and a
 //! compaction deletes exactly the files it merged, listed by name, so a file a writer publishes
 //! into the partition meanwhile simply stays beside the merged file (and is merged by the next
 //! compaction). The one kind of file that may be rewritten in place is a ledger file
@@ -91,6 +99,10 @@ pub struct CompactOptions {
     pub max_fan_in: usize,
     /// Wall clock (ms), for the manifest lines.
     pub now_ms: fn() -> i64,
+    /// Files a compaction replaced stay in `DATA/_compaction/trash` this long (ms) after it
+    /// finished, for the queries planned before it (`history.replaced_grace_ms`); a later
+    /// compaction or recovery deletes them. Keep it above the query time limit. Default 10 min.
+    pub trash_grace_ms: i64,
     /// Testing only: stops at that step as a crash would (nothing cleaned up), with an error.
     #[doc(hidden)]
     pub crash_at: Option<CrashPoint>,
@@ -104,10 +116,14 @@ impl Default for CompactOptions {
             batch_rows: 8192,
             max_fan_in: 64,
             now_ms: wall_clock_ms,
+            trash_grace_ms: DEFAULT_TRASH_GRACE_MS,
             crash_at: None,
         }
     }
 }
+
+/// Default of [`CompactOptions::trash_grace_ms`]: 10 minutes.
+pub const DEFAULT_TRASH_GRACE_MS: i64 = 600_000;
 
 fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -252,6 +268,14 @@ fn lock_path(data_dir: &Path) -> PathBuf {
 
 fn staging_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(COMPACTION_DIR).join("staging")
+}
+
+/// Where a replaced file waits for the queries planned before its compaction: `DATA/` +
+/// [`TRASH_DIR`] + its path relative to the data dir.
+pub const TRASH_DIR: &str = "_compaction/trash";
+
+fn trash_path(data_dir: &Path, rel: &str) -> PathBuf {
+    data_dir.join(TRASH_DIR).join(rel)
 }
 
 /// How the rows of a table are ordered within its files: the columns behind the first two parts
@@ -401,7 +425,7 @@ pub fn compact_partition(data_dir: &Path, table: &str, date: &str, opts: &Compac
         return Err(ConnectorError::Invalid(format!("{date}: not a date (YYYY-MM-DD)")));
     }
     let _lock = CompactionLock::acquire(data_dir)?;
-    finish_pending(data_dir)?;
+    finish_pending(data_dir, opts)?;
     let out = compact_locked(data_dir, spec, date, opts).map_err(Failure::into_inner)?;
     clear_staging(data_dir);
     Ok(out)
@@ -415,7 +439,7 @@ pub fn compact_partition(data_dir: &Path, table: &str, date: &str, opts: &Compac
 /// it if the line did not become durable).
 pub fn compact_all(data_dir: &Path, opts: &CompactOptions) -> Result<CompactionReport> {
     let _lock = CompactionLock::acquire(data_dir)?;
-    let mut report = CompactionReport { recovered: finish_pending(data_dir)?, ..CompactionReport::default() };
+    let mut report = CompactionReport { recovered: finish_pending(data_dir, opts)?, ..CompactionReport::default() };
     for spec in &TABLES {
         for date in closed_partitions(data_dir, spec.table, opts.min_age_days)? {
             match compact_locked(data_dir, spec, &date, opts) {
@@ -510,7 +534,7 @@ fn compact_locked(
 }
 
 /// Finishes a compaction whose line is durable: the merged file into place, then the replaced
-/// files deleted, then the done line. Returns false (and changes nothing) when the merged file
+/// files moved to the trash, then the done line. Returns false (and changes nothing) when the merged file
 /// is neither staged nor in place.
 fn finish(data_dir: &Path, c: &Compaction, opts: &CompactOptions) -> Result<bool> {
     let staged = data_dir.join(&c.file.staged);
@@ -529,15 +553,29 @@ fn finish(data_dir: &Path, c: &Compaction, opts: &CompactOptions) -> Result<bool
         tracing::warn!(file = %c.file.path, "a recorded compaction's merged file is missing: its files are kept");
         return Ok(false);
     }
+    // Moved, not deleted: a query that listed them before the merged file appeared reads them
+    // from the trash (renaming keeps their size and time, so what it planned still holds).
+    let mut trash_dirs = std::collections::BTreeSet::new();
     for r in &c.replaces {
         let p = data_dir.join(r);
-        if let Err(e) = fs::remove_file(&p) {
+        if !p.exists() {
+            continue;
+        }
+        let to = trash_path(data_dir, r);
+        if let Some(d) = to.parent() {
+            fs::create_dir_all(d).map_err(|e| ConnectorError::io(d, e))?;
+            trash_dirs.insert(d.to_path_buf());
+        }
+        if let Err(e) = fs::rename(&p, &to) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 return Err(ConnectorError::io(&p, e));
             }
         }
     }
     fsync_dir(&dir);
+    for d in &trash_dirs {
+        fsync_dir(d);
+    }
     let done = CompactionDone { file: c.file.path.clone(), finished_at: (opts.now_ms)() };
     append_line(data_dir, &DoneLine { compaction_done: done })?;
     Ok(true)
@@ -554,13 +592,18 @@ pub fn recover_compactions(data_dir: &Path) -> Result<usize> {
         return Ok(0);
     }
     let Some(_lock) = CompactionLock::try_acquire(data_dir)? else { return Ok(0) };
-    finish_pending(data_dir)
+    finish_pending(data_dir, &CompactOptions::default())
 }
 
-/// Under the lock: finishes every recorded compaction without a done line, clears the staging.
-fn finish_pending(data_dir: &Path) -> Result<usize> {
+/// Under the lock: finishes every recorded compaction without a done line, clears the staging,
+/// and deletes the trashed files whose compaction finished at least `opts.trash_grace_ms` ago.
+fn finish_pending(data_dir: &Path, opts: &CompactOptions) -> Result<usize> {
     let text = manifest_text(data_dir)?;
     let mut pending: Vec<Compaction> = Vec::new();
+    // Files each finished compaction replaced, and when it finished.
+    let mut done: Vec<(Vec<String>, i64)> = Vec::new();
+    let trash = data_dir.join(TRASH_DIR);
+    let has_trash = trash.exists();
     for line in text.lines() {
         if line.starts_with(COMPACTION_PREFIX) {
             if let Ok(c) = serde_json::from_str::<CompactionLine>(line) {
@@ -568,20 +611,52 @@ fn finish_pending(data_dir: &Path) -> Result<usize> {
             }
         } else if line.starts_with(DONE_PREFIX) {
             if let Ok(d) = serde_json::from_str::<DoneLine>(line) {
-                pending.retain(|c| c.file.path != d.compaction_done.file);
+                if let Some(i) = pending.iter().position(|c| c.file.path == d.compaction_done.file) {
+                    let c = pending.remove(i);
+                    if has_trash {
+                        done.push((c.replaces, d.compaction_done.finished_at));
+                    }
+                }
             }
         }
     }
     let mut finished = 0;
-    let opts = CompactOptions::default();
+    let finish_opts = CompactOptions { crash_at: None, ..opts.clone() };
     for c in &pending {
-        if finish(data_dir, c, &opts)? {
+        if finish(data_dir, c, &finish_opts)? {
             finished += 1;
             tracing::info!(file = %c.file.path, "interrupted compaction finished");
         }
     }
     clear_staging(data_dir);
+    let until = (opts.now_ms)().saturating_sub(opts.trash_grace_ms.max(0));
+    for (replaces, finished_at) in done.iter().filter(|(_, at)| *at <= until) {
+        for r in replaces {
+            let p = trash_path(data_dir, r);
+            if let Err(e) = fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %p.display(), finished_at, error = %e, "cannot delete a replaced file");
+                }
+            }
+        }
+    }
+    if has_trash {
+        remove_empty_dirs(&trash);
+    }
     Ok(finished)
+}
+
+/// Removes the empty folders under `dir` (and `dir` itself if it ends up empty).
+fn remove_empty_dirs(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+    // Fails (and leaves it) while it holds anything.
+    let _ = fs::remove_dir(dir);
 }
 
 fn clear_staging(data_dir: &Path) {

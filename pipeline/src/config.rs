@@ -368,11 +368,20 @@ pub struct HistoryConfig {
     pub row_group_rows: usize,
     /// A file is written once its rows span this much event time (keeps memory flat).
     pub max_file_span_ms: i64,
+    /// Files `vigil compact` replaced stay under `DATA/_compaction/trash` this long (ms), so that a
+    /// query planned before the compaction still reads them; a later compaction deletes them.
+    /// Keep it above `query.timeout_ms`.
+    pub replaced_grace_ms: i64,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        HistoryConfig { max_rows_per_file: 512 * 1024, row_group_rows: 128 * 1024, max_file_span_ms: 3_600_000 }
+        HistoryConfig {
+            max_rows_per_file: 512 * 1024,
+            row_group_rows: 128 * 1024,
+            max_file_span_ms: 3_600_000,
+            replaced_grace_ms: vigil_connectors::compact::DEFAULT_TRASH_GRACE_MS,
+        }
     }
 }
 

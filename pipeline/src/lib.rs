@@ -30,11 +30,16 @@ pub mod summary;
 pub use run::{ReplayOrder, RunError, RunOptions, RunStats, Source};
 pub use summary::Summary;
 
-/// A fresh run id: UTC time and process id, so files of different runs never collide.
+/// A fresh run id: UTC time, process id and the number of runs this process started before, so
+/// files of different runs never collide — not even two runs one process starts within the same
+/// second (golden-path runs started by concurrent requests): a history file's name is never used
+/// for two different files, which is what lets readers cache a file's footer by its path.
 pub fn new_run_id(now_ms: i64) -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let t = vigil_events::format_rfc3339_ms(now_ms);
     let compact: String = t.chars().filter(char::is_ascii_digit).collect();
-    format!("{}-{}", &compact[..14.min(compact.len())], std::process::id())
+    format!("{}-{}-{n}", &compact[..14.min(compact.len())], std::process::id())
 }
 
 fn registry(opts: &RunOptions) -> Vec<SensorSpec> {

@@ -596,6 +596,7 @@ fn run() -> anyhow::Result<()> {
             let opts = vigil_connectors::compact::CompactOptions {
                 min_age_days,
                 row_group_rows: cfg.history.row_group_rows,
+                trash_grace_ms: cfg.history.replaced_grace_ms,
                 ..Default::default()
             };
             let (report, secs) = timed(|| vigil_connectors::compact::compact_all(&data_dir, &opts));

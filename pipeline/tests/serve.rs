@@ -4,6 +4,7 @@
 //! - Readings posted to the embedded log reach the history exactly once across a graceful stop
 //!   and a restart, bad ones as dead letters.
 //! - The live simulator feeds the pipeline, and the API sees its sensors.
+//! - Golden-path runs started together write files of their own; reads meanwhile stay whole.
 //! - Decisions flow back into the dataflow: completed maintenance closes the asset's proposal
 //!   and restarts its baselines, so a still-degrading asset is proposed again. The readings come
 //!   in batches with idle time between them (a source that pauses must not stall the pipeline).
@@ -269,6 +270,64 @@ fn the_golden_path_runs_end_to_end_and_waits_for_a_decision() {
     assert_eq!(status, 201);
     let (_, run) = srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None);
     assert_eq!(run["status"], "done");
+    assert!(srv.stop().success());
+}
+
+/// Golden-path runs started together (within one second, in one process) write files of their
+/// own: readers of the API meanwhile never fail, counts never go down, and at the end every run's
+/// readings are in the history once.
+#[test]
+fn golden_paths_started_together_keep_every_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--source", "ingest"]);
+    let ids: Vec<String> = (0..4)
+        .map(|_| {
+            let (status, run) = srv.call("POST", "/api/v1/demo/golden-path", Some("{}"));
+            assert_eq!(status, 202, "{run}");
+            run["correlation_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let count = serde_json::json!({ "sql": "SELECT count(*) AS n FROM readings" }).to_string();
+    let mut errors = Vec::new();
+    let mut last = 0;
+    let mut finished = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, v) = srv.call("GET", "/api/v1/fleet", None);
+        if status != 200 {
+            errors.push(format!("GET /api/v1/fleet: {status} {v}"));
+        }
+        let (status, v) = srv.call("POST", "/api/v1/query", Some(&count));
+        match v["rows"][0]["n"].as_u64() {
+            Some(n) if status == 200 => {
+                if n < last {
+                    errors.push(format!("readings went from {last} down to {n}"));
+                }
+                last = n;
+            }
+            _ => errors.push(format!("POST /api/v1/query: {status} {v}")),
+        }
+        let runs: Vec<serde_json::Value> =
+            ids.iter().map(|id| srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None).1).collect();
+        if runs.iter().all(|r| r["status"] != "running") {
+            finished = runs;
+            break;
+        }
+        assert!(Instant::now() < deadline, "the golden paths did not finish");
+    }
+    assert!(errors.is_empty(), "{} failed reads, first ones: {:#?}", errors.len(), &errors[..errors.len().min(5)]);
+    let rows = srv.sql("SELECT asset_id, count(*) AS n, count(DISTINCT reading_id) AS d FROM readings GROUP BY asset_id");
+    assert_eq!(rows.len(), ids.len(), "{rows:?}");
+    for run in &finished {
+        assert_eq!(run["status"], "awaiting_decision", "{run:#}");
+        // "N readings stored (M accepted by validation)": all M, once.
+        let detail = run["steps"][1]["detail"].as_str().unwrap();
+        let accepted: u64 = detail.split('(').nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
+        let row = rows.iter().find(|r| r["asset_id"] == run["asset_id"]).unwrap();
+        assert_eq!(row["n"].as_u64(), Some(accepted), "{run:#} {rows:?}");
+        assert_eq!(row["n"], row["d"], "no reading twice: {rows:?}");
+    }
     assert!(srv.stop().success());
 }
 

@@ -8,6 +8,12 @@
 //! unioned with the rows of the live segments (read at every scan; they are small, since a
 //! segment is compacted once it reaches a few MiB).
 //!
+//! Each row is read once, from the segment or from Parquet, while segments are compacted: the
+//! listing leaves out `ledger-<n>.parquet` while `wal-<n>.jsonl` exists
+//! ([`crate::snapshot::SnapshotStore`]), and a scan during which any segment was created or
+//! compacted (the ledger folder's names differ before the listing and after the segments were
+//! read) is planned again.
+//!
 //! Input: the listing table and the data dir. Output: scans of both. State: none.
 
 use std::path::{Path, PathBuf};
@@ -37,23 +43,31 @@ pub(crate) struct LedgerTable {
     pub(crate) data_dir: PathBuf,
 }
 
-/// The live ledger rows of `table` (segments not yet compacted), as JSON objects.
-fn live_rows(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>> {
-    let dir = data_dir.join("_ledger");
-    let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+/// Plans of a scan made before it is taken as it is, though segments keep changing.
+const SCAN_ATTEMPTS: usize = 5;
+
+/// The names of the ledger's segments (`wal-*`, live or compacted), sorted.
+fn segment_names(data_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(data_dir.join("_ledger")) {
         Ok(entries) => entries
             .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("wal-") && n.ends_with(".jsonl")))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.starts_with("wal-"))
             .collect(),
-        Err(_) => return Ok(Vec::new()),
+        Err(_) => Vec::new(),
     };
     names.sort();
+    names
+}
+
+/// The rows of `table` in the live segments among `names` (not yet compacted), as JSON objects.
+fn live_rows(data_dir: &Path, names: &[String], table: &str) -> Result<Vec<serde_json::Value>> {
+    let dir = data_dir.join("_ledger");
     let mut out = Vec::new();
-    for path in names {
+    for path in names.iter().filter(|n| n.ends_with(".jsonl")).map(|n| dir.join(n)) {
         let text = match std::fs::read(&path) {
             Ok(t) => t,
-            // Compacted between the listing and the read: its rows are in Parquet now.
+            // Compacted since `names` were listed: the caller sees the names change and plans again.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
@@ -70,9 +84,10 @@ fn live_rows(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>> {
 }
 
 impl LedgerTable {
-    /// The live rows as one batch of the table's schema (partition column included).
-    fn live_batch(&self) -> Result<Option<RecordBatch>> {
-        let rows = live_rows(&self.data_dir, self.name)?;
+    /// The live rows of the segments among `names` as one batch of the table's schema (partition
+    /// column included).
+    fn live_batch(&self, names: &[String]) -> Result<Option<RecordBatch>> {
+        let rows = live_rows(&self.data_dir, names, self.name)?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -122,8 +137,24 @@ impl TableProvider for LedgerTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let files = self.listing.scan(state, projection, filters, limit).await?;
-        let Some(live) = self.live_batch()? else { return Ok(files) };
+        let mut attempt = 1;
+        let (files, live) = loop {
+            let before = segment_names(&self.data_dir);
+            let files = self.listing.scan(state, projection, filters, limit).await?;
+            let live = self.live_batch(&before)?;
+            if segment_names(&self.data_dir) == before {
+                break (files, live);
+            }
+            if attempt == SCAN_ATTEMPTS {
+                tracing::warn!(
+                    table = self.name,
+                    "the ledger kept compacting while a scan was planned: a row may be read twice or not at all"
+                );
+                break (files, live);
+            }
+            attempt += 1;
+        };
+        let Some(live) = live else { return Ok(files) };
         let mem = MemTable::try_new(self.listing.schema(), vec![vec![live]])?;
         let live = mem.scan(state, projection, &[], limit).await?;
         UnionExec::try_new(vec![files, live])

@@ -10,6 +10,8 @@
 //! - [`format`]: query results as a text table, CSV or JSON.
 //! - [`Catalog`]: tables, files and rows from the Parquet footers alone.
 //! - [`known`]: whether an asset or sensor is in the history, and the closest ones when not.
+//! - `snapshot`: the file store every query reads through — one consistent set of complete files
+//!   while writers commit, the ledger compacts and `vigil compact` merges.
 //!
 //! Input: a data directory written by `vigil-connectors`. Output: Arrow batches and serde
 //! structs. State: the DataFusion session (registrations and the footer cache).
@@ -26,6 +28,7 @@ mod ledger_tail;
 mod pool;
 pub mod report;
 mod session;
+mod snapshot;
 pub mod tables;
 mod utc_trunc;
 

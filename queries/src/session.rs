@@ -6,8 +6,12 @@
 //! order (so row-group statistics prune, and a query ordered by the sort key merges sorted scans
 //! instead of sorting). Files are listed at every query (the listing cache is off), so a query
 //! sees every file a running pipeline has committed; the footers of files already read stay
-//! cached (files are immutable once committed). The tables the planning ledger writes also read
-//! its live segments ([`crate::ledger_tail`]), so an acknowledged decision is queryable at once.
+//! cached (a history file is never changed, nor its name used for another file, and the cache
+//! checks size and modification time besides the path). Every `file://` read goes through
+//! [`crate::snapshot::SnapshotStore`], so a query reads one consistent set of complete files
+//! while the ledger and `vigil compact` replace some. The tables the planning ledger writes also
+//! read its live segments ([`crate::ledger_tail`]), so an acknowledged decision is queryable at
+//! once.
 //!
 //! Input: a data dir and [`QueryConfig`]. Output: [`QueryResult`]s. State: the session (table
 //! registrations, the footer cache).
@@ -22,6 +26,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{col, DataFrame, SQLOptions, SessionConfig, SessionContext};
@@ -195,12 +200,16 @@ impl History {
     /// Opens the history under `data_dir` (which need not exist yet).
     pub fn open(data_dir: &Path, cfg: &QueryConfig) -> Result<History, QueryError> {
         let threads = cfg.thread_count();
+        let abs = std::path::absolute(data_dir)
+            .map_err(|e| QueryError::Read { path: data_dir.display().to_string(), message: e.to_string() })?;
         let runtime = RuntimeEnvBuilder::new()
             // Listing is not cached: a running pipeline adds files between queries.
             .with_object_list_cache_limit(0)
             .with_memory_limit(cfg.memory_limit_mb.max(64) << 20, 1.0)
             .build_arc()
             .map_err(df_error)?;
+        let files = ObjectStoreUrl::local_filesystem();
+        runtime.register_object_store(files.as_ref(), Arc::new(crate::snapshot::SnapshotStore::new(abs.clone())));
         let mut config =
             SessionConfig::new().with_information_schema(true).with_target_partitions(threads).with_collect_statistics(true);
         // Filters run while decoding, so a selective filter (one sensor) decodes only the rows
@@ -218,8 +227,6 @@ impl History {
         ctx.register_udf(crate::utc_trunc::UtcDateTrunc::udf());
         // Functions whose output can be far larger than their input count it first.
         crate::checked::register(&ctx, cfg.memory_limit_mb.max(64) << 20);
-        let abs = std::path::absolute(data_dir)
-            .map_err(|e| QueryError::Read { path: data_dir.display().to_string(), message: e.to_string() })?;
         for doc in TABLES {
             let dir = abs.join(doc.name);
             let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(df_error)?;
