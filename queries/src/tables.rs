@@ -295,15 +295,18 @@ pub fn table_doc(name: &str) -> Option<&'static TableDoc> {
     TABLES.iter().find(|t| t.name == name)
 }
 
-/// The table names closest to `name` (edit distance at most a third of the name, at least 2,
-/// or one name containing the other), closest first.
+/// The table names closest to `name` (edit distance at most a third of the name, at least 2; a
+/// common start of 4 letters or more; or one name containing the other), closest first.
 pub fn closest_tables(name: &str) -> Vec<String> {
     let name = name.to_ascii_lowercase();
     let allowed = (name.chars().count() / 3).max(2);
     let mut scored: Vec<(usize, &str)> = TABLES
         .iter()
         .map(|t| (edit_distance(&name, t.name), t.name))
-        .filter(|(d, t)| *d <= allowed || (name.len() >= 3 && (t.contains(name.as_str()) || name.contains(t))))
+        .filter(|(d, t)| {
+            let common = name.chars().zip(t.chars()).take_while(|(a, b)| a == b).count();
+            *d <= allowed || common >= 4 || (name.len() >= 3 && (t.contains(name.as_str()) || name.contains(*t)))
+        })
         .collect();
     scored.sort();
     scored.into_iter().take(3).map(|(_, t)| t.to_string()).collect()
