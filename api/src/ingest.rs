@@ -382,7 +382,7 @@ mod tests {
     fn a_failed_request_frees_its_key_and_wakes_the_waiters() {
         let c = Arc::new(IdempotencyCache::default());
         let t = fresh(&c, "k", 1);
-        let Claim::Running(mut rx) = c.claim("k", 1) else { panic!("running") };
+        let Claim::Running(rx) = c.claim("k", 1) else { panic!("running") };
         drop(t);
         assert!(rx.has_changed().is_err(), "the waiter sees the end");
         assert!(c.is_empty());

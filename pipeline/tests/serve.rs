@@ -291,9 +291,8 @@ fn golden_paths_started_together_keep_every_read_whole() {
     let count = serde_json::json!({ "sql": "SELECT count(*) AS n FROM readings" }).to_string();
     let mut errors = Vec::new();
     let mut last = 0;
-    let mut finished = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
+    let finished = loop {
         let (status, v) = srv.call("GET", "/api/v1/fleet", None);
         if status != 200 {
             errors.push(format!("GET /api/v1/fleet: {status} {v}"));
@@ -311,11 +310,10 @@ fn golden_paths_started_together_keep_every_read_whole() {
         let runs: Vec<serde_json::Value> =
             ids.iter().map(|id| srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None).1).collect();
         if runs.iter().all(|r| r["status"] != "running") {
-            finished = runs;
-            break;
+            break runs;
         }
         assert!(Instant::now() < deadline, "the golden paths did not finish");
-    }
+    };
     assert!(errors.is_empty(), "{} failed reads, first ones: {:#?}", errors.len(), &errors[..errors.len().min(5)]);
     let rows = srv.sql("SELECT asset_id, count(*) AS n, count(DISTINCT reading_id) AS d FROM readings GROUP BY asset_id");
     assert_eq!(rows.len(), ids.len(), "{rows:?}");

@@ -157,7 +157,7 @@ impl ScalarUDFImpl for Guard {
     }
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let batch_rows = args.config_options.execution.batch_size.max(1);
+        let batch_rows = usize::from(args.config_options.execution.batch_size);
         let Some(value) = args.args.pop() else { return Err(DataFusionError::Plan(format!("{GUARD}() takes one argument"))) };
         let size = output_size(&value, batch_rows);
         if size > self.limit_bytes {
@@ -345,13 +345,13 @@ impl ScalarUDFImpl for Checked {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let name = self.inner.name().to_string();
-        let batch_rows = args.config_options.execution.batch_size.max(1);
+        let batch_rows = usize::from(args.config_options.execution.batch_size);
         let mut reservation = None;
         if let Some(bound) = self.bound(&args.args, args.number_rows, batch_rows)? {
             if bound > self.limit_bytes {
                 return Err(too_large(&name, bound, self.limit_bytes));
             }
-            let mut r = MemoryConsumer::new(format!("{name}()")).register(&self.pool);
+            let r = MemoryConsumer::new(format!("{name}()")).register(&self.pool);
             r.try_grow(bound)?;
             reservation = Some(r);
         }

@@ -350,7 +350,7 @@ where
 /// as JSON or CSV stays within it): past either, [`QueryError::Resources`].
 async fn collect(df: DataFrame, max_rows: usize, budget: usize) -> Result<QueryResult, QueryError> {
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let mut reservation = MemoryConsumer::new("query result").register(df.task_ctx().memory_pool());
+    let reservation = MemoryConsumer::new("query result").register(df.task_ctx().memory_pool());
     let mut stream = df.execute_stream().await.map_err(df_error)?;
     let mut batches = Vec::new();
     let mut rows = 0usize;

@@ -52,6 +52,7 @@ fn main() {
         threads,
         memory_limit_mb: 8192,
         pushdown_filters,
+        ..Default::default()
     };
     let history = match vigil_queries::History::open(std::path::Path::new(&args[1]), &cfg) {
         Ok(h) => h,
