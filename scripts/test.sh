@@ -50,4 +50,4 @@ scripts/kafka.sh reset
 scripts/kafka.sh start
 trap 'scripts/kafka.sh stop' EXIT
 
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets "$@"

@@ -65,7 +65,7 @@ fn a_report_on_an_unknown_asset_is_an_error_naming_the_closest() {
     assert!(err.contains("no asset 'asset-003' in the history; did you mean asset-0003, "), "{err}");
     let (ok, out, err) = run_in(dir.path(), &["report", "--asset", "NO_SUCH_ASSET", "--format", "csv"]);
     assert!(!ok && out.is_empty(), "{out}");
-    assert!(err.contains("no asset 'NO_SUCH_ASSET'") && err.contains("12 assets known, e.g. asset-0000"), "{err}");
+    assert!(err.contains("no asset 'NO_SUCH_ASSET'") && err.contains("12 assets known, e.g. asset-"), "{err}");
     let (ok, out, err) = run_in(dir.path(), &["report", "--asset", "asset-0003", "--format", "json"]);
     assert!(ok, "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -248,7 +248,7 @@ mod tests {
             format!("SELECT 1 WHERE {}", vec!["true"; 150].join(" OR ")),
             vec!["SELECT 1"; 150].join(" UNION ALL "),
             format!("SELECT 1 FROM {}", (0..150).map(|i| format!("readings r{i}")).collect::<Vec<_>>().join(", ")),
-            format!("SELECT 1 FROM readings r0 {}", (1..150).map(|i| format!("JOIN readings r{i} ON true")).collect::<String>()),
+            format!("SELECT 1 FROM readings r0 {}", (1..150).map(|i| format!("JOIN readings r{i} ON true ")).collect::<String>()),
         ] {
             match check(&sql) {
                 Err(QueryError::TooComplex(_)) => {}

@@ -38,8 +38,9 @@ pub fn parse_read_only(sql: &str, limits: Option<Limits>) -> Result<DFStatement,
     if let Some(l) = limits {
         crate::complexity::check_tokens(sql, l)?;
     }
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| match e {
-        DataFusionError::SQL(p, _) => parser_error(&p, Some(sql)),
+    // DataFusion may wrap the parser's error (a diagnostic): its root is what went wrong.
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(|e| match e.find_root() {
+        DataFusionError::SQL(p, _) => parser_error(p, Some(sql)),
         other => QueryError::Sql(other.message().to_string()),
     })?;
     if statements.len() != 1 {
