@@ -55,7 +55,7 @@ pub mod read;
 pub use auth::{Caller, KeyConfig, Keys, Scope};
 pub use error::ApiError;
 pub use observe::Metrics;
-pub use planning::{PlanningBook, RequestIndex};
+pub use planning::{PlanningBook, Replayed, RequestIndex};
 
 /// Settings of the API (`[api]` in the config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -112,6 +112,18 @@ impl PlanningBook {
 #[derive(Default)]
 pub struct RequestIndex {
     cache: tokio::sync::Mutex<Requests>,
+    /// The requests raised while replaying history (`vigil replay`, `vigil demo`), from the
+    /// manifest's marks of bounded runs, and the replayed runs themselves.
+    replayed: std::sync::Mutex<Arc<Replayed>>,
+}
+
+/// The bounded runs of the history (replayed periods) and the decision requests they raised.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// The runs, oldest first.
+    pub runs: Vec<vigil_connectors::inputs::ReplayedRun>,
+    /// Their decision requests.
+    pub requests: std::collections::BTreeSet<String>,
 }
 
 /// Requests by id, in order, and when they were loaded.
@@ -124,6 +136,14 @@ impl RequestIndex {
             return Ok(());
         }
         let rows = history.decision_requests().await?;
+        let dir = history.data_dir().to_path_buf();
+        let replayed = tokio::task::spawn_blocking(move || vigil_connectors::inputs::replayed_runs(&dir))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if let Ok(mut r) = self.replayed.lock() {
+            *r = Arc::new(Replayed { runs: replayed.0, requests: replayed.1 });
+        }
         let list: Vec<Arc<DecisionRequestRow>> = rows.into_iter().map(Arc::new).collect();
         c.0 = list.iter().map(|r| (r.request_id.clone(), r.clone())).collect();
         c.1 = list;
@@ -138,6 +158,18 @@ impl RequestIndex {
         }
         self.reload_if_older(history, Duration::from_millis(250)).await?;
         Ok(self.cache.lock().await.0.get(id).cloned())
+    }
+
+    /// The replayed runs and their requests, as of the last reload (at most a second old after
+    /// [`RequestIndex::all`]).
+    pub fn replayed(&self) -> Arc<Replayed> {
+        self.replayed.lock().map(|r| Arc::clone(&r)).unwrap_or_default()
+    }
+
+    /// The replayed runs and their requests, reloaded when older than a second.
+    pub async fn replayed_now(&self, history: &History) -> Result<Arc<Replayed>, ApiError> {
+        self.reload_if_older(history, Duration::from_secs(1)).await?;
+        Ok(self.replayed())
     }
 
     /// Every request, oldest first.
@@ -159,6 +191,9 @@ pub struct PendingRequest {
     pub deferred_until: Option<i64>,
     /// Whether the deadline has passed.
     pub overdue: bool,
+    /// Raised while replaying history (`vigil replay`, `vigil demo`), not by the live pipeline:
+    /// listed only with `include_replayed`.
+    pub replayed: bool,
 }
 
 /// Query of the pending list.
@@ -171,6 +206,9 @@ pub struct PendingQuery {
     /// Also list requests deferred to a later time.
     #[serde(default)]
     pub include_deferred: bool,
+    /// Also list requests raised while replaying history (`vigil replay`, `vigil demo`).
+    #[serde(default)]
+    pub include_replayed: bool,
 }
 
 /// `GET /api/v1/decisions/pending`: requests with no final decision, oldest first.
@@ -180,7 +218,7 @@ pub struct PendingQuery {
     tag = "decisions",
     operation_id = "list_pending_decisions",
     summary = "Decision requests with no final decision, oldest first",
-    description = "The pipeline's decision requests not yet approved or rejected, with their proposal; deferred ones only with `include_deferred`.",
+    description = "The pipeline's decision requests not yet approved or rejected, with their proposal; deferred ones only with `include_deferred`, those raised while replaying history (`vigil replay`, `vigil demo`: `replayed`) only with `include_replayed`.",
     params(PendingQuery),
     responses(
         (status = 200, description = "The pending requests", body = Vec<PendingRequest>),
@@ -201,10 +239,12 @@ pub(crate) async fn pending(
 /// The pending list (the REST handler's and the console's).
 pub(crate) async fn pending_requests(state: &AppState, q: &PendingQuery) -> Result<Vec<PendingRequest>, ApiError> {
     let all = state.requests.all(&state.history).await?;
+    let replayed = state.requests.replayed();
     let now = (state.now_ms)();
     let out = state.ledger.read(|book| {
         all.iter()
             .filter(|r| q.asset_id.as_ref().is_none_or(|a| *a == r.asset_id))
+            .filter(|r| q.include_replayed || !replayed.requests.contains(&r.request_id))
             .filter_map(|r| {
                 let last = book.last_decision(&r.request_id);
                 let deferred_until = match last {
@@ -221,6 +261,7 @@ pub(crate) async fn pending_requests(state: &AppState, q: &PendingQuery) -> Resu
                     status: if deferred { "deferred" } else { "pending" }.into(),
                     deferred_until,
                     overdue: r.deadline < now,
+                    replayed: replayed.requests.contains(&r.request_id),
                 })
             })
             .collect()

@@ -265,6 +265,20 @@ pub(crate) async fn schedule(
     Ok(Json(rows))
 }
 
+/// The fleet, with the periods of its history that were replayed rather than lived.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FleetView {
+    /// The fleet's health.
+    #[serde(flatten)]
+    pub fleet: FleetHealth,
+    /// The bounded runs of the history (`vigil replay`, `vigil demo`): periods replayed in
+    /// batch, not lived by the running pipeline, oldest first.
+    pub replayed_periods: Vec<vigil_connectors::inputs::ReplayedRun>,
+    /// Assets whose latest prediction comes from a replayed period (their status is history,
+    /// not now).
+    pub replayed_assets: Vec<String>,
+}
+
 /// `GET /api/v1/fleet`: every asset's health now, worst first.
 #[utoipa::path(
     get,
@@ -272,17 +286,22 @@ pub(crate) async fn schedule(
     tag = "history",
     operation_id = "fleet_health",
     summary = "Every asset's health now, worst first",
-    description = "Every asset with a reading in the day before the history's newest event (as `/sensors` lists them), a prediction, an anomaly of that day or an open proposal: per asset the latest prediction, anomalies of the last day, open proposals and status (`critical`, `warning`, `warming_up` — readings but no prediction yet — or `ok`), worst first, and the fleet's counts by status.",
+    description = "Every asset with a reading in the day before the history's newest event (as `/sensors` lists them), a prediction, an anomaly of that day or an open proposal: per asset the latest prediction, anomalies of the last day, open proposals and status (`critical`, `warning`, `warming_up` — readings but no prediction yet — or `ok`), worst first, and the fleet's counts by status; the periods replayed in batch (`vigil replay`, `vigil demo`) and the assets whose latest prediction comes from one.",
     responses(
-        (status = 200, description = "The fleet", body = FleetHealth),
+        (status = 200, description = "The fleet", body = FleetView),
         (status = 500, description = "The history could not be read (`query_failed`), or an internal error", body = ErrorBody),
         (status = 504, description = "The query ran past `[query] timeout_ms` (`query_timeout`)", body = ErrorBody),
         (status = 413, description = "The query needed more memory than `[query] memory_limit_mb` (`query_too_large`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
-pub(crate) async fn fleet(State(state): State<AppState>) -> Result<Json<FleetHealth>, ApiError> {
-    Ok(Json(state.history.fleet_health().await?))
+pub(crate) async fn fleet(State(state): State<AppState>) -> Result<Json<FleetView>, ApiError> {
+    let fleet = state.history.fleet_health().await?;
+    let replayed = state.requests.replayed_now(&state.history).await?;
+    let within = |t: i64| replayed.runs.iter().any(|r| r.from.is_some_and(|f| f <= t) && r.to.is_some_and(|e| t <= e));
+    let replayed_assets =
+        fleet.assets.iter().filter(|a| a.predicted_at.is_some_and(within)).map(|a| a.asset_id.clone()).collect();
+    Ok(Json(FleetView { fleet, replayed_periods: replayed.runs.clone(), replayed_assets }))
 }
 
 /// Body of `POST /api/v1/query`.

@@ -82,8 +82,15 @@ pub struct Plan {
 
 /// Plans the reading of `paths` in chunks of about `chunk_bytes`.
 pub fn plan(paths: &[PathBuf], chunk_bytes: usize) -> Result<Plan> {
+    let from: Vec<(PathBuf, u64)> = paths.iter().map(|p| (p.clone(), 0)).collect();
+    plan_from(&from, chunk_bytes)
+}
+
+/// [`plan`] of files read from a byte on (a line start: the part before it is in the history
+/// already); line numbers still count from the start of the file. Parquet files are read whole.
+pub fn plan_from(inputs: &[(PathBuf, u64)], chunk_bytes: usize) -> Result<Plan> {
     let mut out = Plan::default();
-    for (i, path) in paths.iter().enumerate() {
+    for (i, (path, from)) in inputs.iter().enumerate() {
         let format = Format::from_path(path)?;
         let file = File::open(path).map_err(|e| ConnectorError::io(path, e))?;
         match format {
@@ -111,6 +118,7 @@ pub fn plan(paths: &[PathBuf], chunk_bytes: usize) -> Result<Plan> {
                     }
                     _ => (Vec::new(), 0, 0),
                 };
+                let data_start = data_start.max(*from);
                 split_lines(i as u32, file, path, data_start, header_lines, chunk_bytes, &mut out.chunks)?;
                 out.files.push(InputFile { path: path.clone(), format, columns: Arc::new(columns) });
             }
@@ -144,6 +152,7 @@ fn split_lines(
             let abs = pos + nl as u64;
             line += 1;
             if abs < data_start {
+                chunk_first_line = line;
                 continue;
             }
             if abs + 1 - chunk_start >= chunk_bytes as u64 {

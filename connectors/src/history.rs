@@ -809,6 +809,10 @@ pub struct Commit {
     /// For a streaming run: where each partition resumes and the state to resume with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamMark>,
+    /// For a bounded run (`vigil replay`, `vigil demo`): the inputs it covers, identified by
+    /// content, and the period it replayed ([`crate::inputs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<crate::inputs::ReplayMark>,
 }
 
 /// What a commit of a streaming run records besides its files.
@@ -1183,7 +1187,18 @@ pub fn manifest_path(data_dir: &Path) -> PathBuf {
 
 /// Makes staged files visible: appends the commit to the manifest (fsync), then moves the files.
 pub fn commit(data_dir: &Path, run: &str, files: Vec<FileEntry>, now_ms: i64) -> Result<Commit> {
-    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: None };
+    commit_replay(data_dir, run, files, now_ms, None)
+}
+
+/// [`commit`] with the bounded run's [`crate::inputs::ReplayMark`] in the same manifest line.
+pub fn commit_replay(
+    data_dir: &Path,
+    run: &str,
+    files: Vec<FileEntry>,
+    now_ms: i64,
+    replay: Option<crate::inputs::ReplayMark>,
+) -> Result<Commit> {
+    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: None, replay };
     append_commit(data_dir, &c)?;
     let staging = data_dir.join("_staging").join(run);
     let _ = fs::remove_dir_all(staging);
@@ -1193,7 +1208,7 @@ pub fn commit(data_dir: &Path, run: &str, files: Vec<FileEntry>, now_ms: i64) ->
 /// Commits one segment of a streaming run: the manifest line (files, offsets, checkpoint) is
 /// appended and fsynced, then the files are published. The run's staging area stays.
 pub fn commit_segment(data_dir: &Path, run: &str, files: Vec<FileEntry>, stream: StreamMark, now_ms: i64) -> Result<Commit> {
-    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: Some(stream) };
+    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: Some(stream), replay: None };
     append_commit(data_dir, &c)?;
     Ok(c)
 }
@@ -1424,7 +1439,7 @@ mod tests {
         w.push(reading("a", 1, 1)).unwrap();
         let files = w.finish().unwrap();
         // Crash after the manifest line but before the renames.
-        let c = Commit { run: "done".into(), committed_at: 0, files: files.clone(), stream: None };
+        let c = Commit { run: "done".into(), committed_at: 0, files: files.clone(), stream: None, replay: None };
         let mut line = serde_json::to_vec(&c).unwrap();
         line.push(b'\n');
         fs::create_dir_all(dir.path().join("_manifest")).unwrap();

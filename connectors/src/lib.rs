@@ -7,6 +7,8 @@
 //! - [`export`]: writes a simulated fleet to JSON lines, CSV or Parquet.
 //! - [`history`]: the Parquet history — date-partitioned, sorted, atomic files, and a manifest of
 //!   the source positions each file covers.
+//! - [`inputs`]: bounded inputs identified by content (a replayed file, a simulated fleet), so
+//!   the same input given again adds nothing and a grown file continues where the history ends.
 //! - [`compact`]: merges each closed date partition of the history into one sorted file,
 //!   atomically (a manifest line, finished by recovery after a crash).
 //! - [`local_log`]: the embedded log, a durable partitioned record log on disk that stands in
@@ -25,6 +27,7 @@ pub mod compact;
 pub mod export;
 pub mod files;
 pub mod history;
+pub mod inputs;
 pub mod kafka;
 pub mod ledger;
 pub mod local_log;

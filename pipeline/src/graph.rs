@@ -255,6 +255,12 @@ where
         input.for_each(|_cap, data| {
             let mut st = stats.borrow_mut();
             for r in data.drain(..) {
+                // A run continuing a grown file: the windows and events up to the end of the
+                // earlier run are in the history already (its end closed them).
+                let after = st.derived_after.map(|(windows, events)| if R::TABLE == "features" { windows } else { events });
+                if r.position().is_none() && after.is_some_and(|t| r.partition_time() <= t) {
+                    continue;
+                }
                 observe(&r, &mut st);
                 if let Some(w) = state.writer.as_mut() {
                     if let Err(e) = w.push(r) {

@@ -48,9 +48,11 @@ struct FleetArgs {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Event time of the first reading (RFC 3339).
-    #[arg(long, default_value = "2026-01-01T00:00:00Z")]
-    start: String,
+    /// Event time of the first reading (RFC 3339). Default: `vigil demo` ends at now (or, into a
+    /// history holding this fleet's demo, that demo's period); `vigil simulate` starts at
+    /// 2026-01-01T00:00:00Z.
+    #[arg(long)]
+    start: Option<String>,
 }
 
 /// `vigil replay --help`: what the inputs may be.
@@ -384,7 +386,7 @@ enum Command {
     },
 }
 
-fn fleet_config(a: &FleetArgs, bad_rate: f64) -> anyhow::Result<FleetConfig> {
+fn fleet_config(a: &FleetArgs, bad_rate: f64, default_start: i64) -> anyhow::Result<FleetConfig> {
     anyhow::ensure!(a.assets > 0 && a.sensors_per_asset > 0, "--assets and --sensors-per-asset must be positive");
     anyhow::ensure!(a.hours > 0.0 && a.hours.is_finite(), "--hours must be positive");
     anyhow::ensure!((0.0..=1.0).contains(&bad_rate), "--bad-rate must be in [0, 1]");
@@ -394,7 +396,10 @@ fn fleet_config(a: &FleetArgs, bad_rate: f64) -> anyhow::Result<FleetConfig> {
         hours: a.hours,
         interval_ms: a.interval_ms.max(1),
         seed: a.seed,
-        start_ms: vigil_events::parse_timestamp_str(&a.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
+        start_ms: match &a.start {
+            Some(s) => vigil_events::parse_timestamp_str(s).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
+            None => default_start,
+        },
         bad_record_rate: bad_rate,
         ..FleetConfig::default()
     })
@@ -411,6 +416,56 @@ impl Command {
             _ => None,
         }
     }
+}
+
+/// Where `vigil simulate` (and the Kafka demo) start by default: 2026-01-01T00:00:00Z.
+const SIMULATE_START_MS: i64 = 1_767_225_600_000;
+
+/// The fleet of `vigil demo`. Without `--start` the demo ends at now (the minute), so that a
+/// live fleet can go on from it; into a history that holds this fleet's demo already, it is that
+/// demo's period (and so adds nothing).
+fn demo_fleet(a: &FleetArgs, bad_rate: f64, data_dir: &std::path::Path) -> anyhow::Result<FleetConfig> {
+    let now_minute = system_now_ms() / 60_000 * 60_000;
+    let mut fc = fleet_config(a, bad_rate, now_minute - (a.hours * 3_600_000.0) as i64)?;
+    if a.start.is_none() {
+        let commits = vigil_connectors::history::read_manifest(data_dir).context("reading the history's manifest")?;
+        let known = vigil_connectors::inputs::fleet_marks(&commits);
+        let same = known.iter().filter_map(|m| m.fleet.as_ref()).filter(|f| vigil_connectors::inputs::same_fleet(f, &fc));
+        if let Some(f) = same.max_by_key(|f| vigil_connectors::inputs::fleet_end(f)) {
+            fc.start_ms = f.start_ms;
+            fc.hours = f.hours;
+            fc.bad_record_rate = f.bad_record_rate;
+        }
+    }
+    Ok(fc)
+}
+
+/// `vigil serve` on a history holding a demo: the live simulator is the demo's fleet (the same
+/// assets, not a second fleet under the same names), going on after the demo's period.
+fn continue_demo_fleet(data_dir: &std::path::Path, fleet: &mut FleetConfig, speed: f64) -> anyhow::Result<()> {
+    let commits = vigil_connectors::history::read_manifest(data_dir).context("reading the history's manifest")?;
+    let known = vigil_connectors::inputs::fleet_marks(&commits);
+    let Some(demo) = known.iter().filter_map(|m| m.fleet.as_ref()).max_by_key(|f| vigil_connectors::inputs::fleet_end(f)) else {
+        return Ok(());
+    };
+    let end = vigil_connectors::inputs::fleet_end(demo);
+    let start = fleet.start_ms.max(end);
+    let mut hours = fleet.hours;
+    if speed > 1.0 && start > fleet.start_ms {
+        // Faster than real time from a later start, the fleet must end before it would reach the
+        // wall clock (readings from the future are rejected).
+        let until_now = (system_now_ms() - start).max(0) as f64 * speed / (speed - 1.0);
+        hours = hours.min(until_now / 3_600_000.0).max(1.0 / 60.0);
+    }
+    *fleet = FleetConfig { hours, interval_ms: fleet.interval_ms, start_ms: start, bad_record_rate: 0.0, ..demo.clone() };
+    eprintln!(
+        "vigil serve: the live simulator goes on with the demo's fleet ({} assets x {} sensors, seed {}) from {}",
+        fleet.assets,
+        fleet.sensors_per_asset,
+        fleet.seed,
+        vigil_events::format_rfc3339_ms(fleet.start_ms)
+    );
+    Ok(())
 }
 
 fn options(cfg: VigilConfig, data_dir: PathBuf, workers: Option<usize>, progress: bool) -> RunOptions {
@@ -463,17 +518,16 @@ fn run() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Demo { data_dir, workers, fleet, bad_rate, brokers: Some(brokers), json, .. } => {
-            let fc = fleet_config(&fleet, bad_rate)?;
+            let fc = fleet_config(&fleet, bad_rate, SIMULATE_START_MS)?;
             kafka_demo(&cfg, fc, &brokers, data_dir, workers, json)?;
         }
         Command::Demo { data_dir, workers, fleet, bad_rate, brokers: None, json, serve, listen } => {
-            let fc = fleet_config(&fleet, bad_rate)?;
+            let fc = demo_fleet(&fleet, bad_rate, &data_dir)?;
             let live = serve.then(|| {
-                // The live fleet has the demo's shape and runs in real time from when serving
-                // starts.
+                // The live fleet is the demo's fleet going on: the same assets, in real time
+                // from where the demo ends (or from now, when that is later).
                 let mut live = fc.clone();
                 live.hours = 24.0 * 7.0;
-                live.seed = fc.seed.wrapping_add(1);
                 live.bad_record_rate = 0.0;
                 live
             });
@@ -487,6 +541,7 @@ fn run() -> anyhow::Result<()> {
                 Fleet::new(fc.clone()).readings(),
                 opts.workers
             );
+            let end = vigil_connectors::inputs::fleet_end(&fc);
             let (res, secs) = timed(|| demo(fc, &opts));
             let (stats, fleet) = res.context("running the demo")?;
             let summary = Summary::new(
@@ -505,7 +560,11 @@ fn run() -> anyhow::Result<()> {
             }
             anyhow::ensure!(stats.records_in == stats.accepted + stats.rejected_total(), "records in != accepted + rejected");
             if let Some(mut fleet) = live {
-                fleet.start_ms = system_now_ms();
+                fleet.start_ms = end.max(system_now_ms());
+                eprintln!(
+                    "the live fleet goes on from {} (the demo's period is marked as replayed history)",
+                    vigil_events::format_rfc3339_ms(fleet.start_ms)
+                );
                 let source = serve::ServeSource::Simulator;
                 let args = serve::ServeArgs {
                     data_dir,
@@ -521,7 +580,7 @@ fn run() -> anyhow::Result<()> {
             }
         }
         Command::Simulate { out, brokers, topic, rate, labels, fleet, bad_rate } => {
-            let fleet = Fleet::new(fleet_config(&fleet, bad_rate)?);
+            let fleet = Fleet::new(fleet_config(&fleet, bad_rate, SIMULATE_START_MS)?);
             let progress = |done: u64, total: u64| {
                 if done.is_multiple_of(3600) || done == total {
                     eprintln!("  {:5.1}%", 100.0 * done as f64 / total.max(1) as f64);
@@ -650,10 +709,11 @@ fn run() -> anyhow::Result<()> {
             // Faster than real time, the fleet starts in the past so that its event time reaches
             // the wall clock just as it ends (readings from the future would be rejected).
             let start = system_now_ms() - (hours * 3_600_000.0 * (1.0 - 1.0 / speed.max(1.0))) as i64;
-            let fleet = fleet_config(
-                &FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: vigil_events::format_rfc3339_ms(start) },
-                0.0,
-            )?;
+            let mut fleet =
+                fleet_config(&FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: None }, 0.0, start)?;
+            if source == serve::ServeSource::Simulator {
+                continue_demo_fleet(&data_dir, &mut fleet, speed)?;
+            }
             let args = serve::ServeArgs { data_dir, listen, source, input, workers, fleet, speed, simulator_paused: false };
             serve::serve(&cfg, args)?;
         }

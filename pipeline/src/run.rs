@@ -49,6 +49,10 @@ pub enum Source {
         order: ReplayOrder,
         /// If the plan reads a sorted copy: the original sources' names and formats.
         sorted: Option<Arc<crate::sort::SortedInput>>,
+        /// A run that continues grown files: (windows, events) — windows starting and events at
+        /// or before these event times are not written (the earlier run's end closed and wrote
+        /// them: windows up to its last reading, events up to its last event).
+        derived_after: Option<(EventTime, EventTime)>,
     },
     /// The built-in fleet simulator.
     Simulator {
@@ -176,6 +180,30 @@ pub struct RunStats {
     pub folded: FoldedCounts,
     /// Times written without a zone, read as UTC because no zone was given.
     pub zoneless_utc: ZonelessUtc,
+    /// Inputs (or their first part) found in the history already, and so not read again.
+    pub in_history: Vec<InputInHistory>,
+    /// The sinks' setting from [`Source::Files`]`::derived_after`: derived rows at or before it
+    /// are not written.
+    pub derived_after: Option<(EventTime, EventTime)>,
+}
+
+/// An input of a bounded run that the history holds already (all of it, or the part before
+/// `continued_from_line`): identified by its content, not its name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InputInHistory {
+    /// The input as given (a path, or `simulator`).
+    pub input: String,
+    /// Readings of it in the history.
+    pub readings: u64,
+    /// Records of it rejected (dead letters in the history).
+    pub rejected: u64,
+    /// The name it went into the history under, when not this one (a copy, or the same content
+    /// given twice in this run).
+    pub same_as: Option<String>,
+    /// A file that grew: the line this run went on from (the lines before it were in the history).
+    pub continued_from_line: Option<u64>,
+    /// What it is, in a few words (a fleet's settings).
+    pub what: Option<String>,
 }
 
 /// Counts that stand in for lists a long streaming run does not keep.
@@ -244,6 +272,7 @@ impl RunStats {
         self.errors.extend(o.errors);
         self.needs_sort |= o.needs_sort;
         self.folded.merge(o.folded);
+        self.in_history.extend(o.in_history);
         self.zoneless_utc.count += o.zoneless_utc.count;
         if self.zoneless_utc.example.is_none() {
             self.zoneless_utc.example = o.zoneless_utc.example;
@@ -346,6 +375,9 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
             })
         };
         let mut feed = crate::graph::build(worker, cfg, opts.now_ms, wcfg, None);
+        if let Source::Files { derived_after: Some(t), .. } = &source {
+            feed.stats.borrow_mut().derived_after = Some(*t);
+        }
         crate::graph::load_registry(&mut feed, index, &registry);
         let stats = feed.stats.clone();
         let probe = feed.probe.clone();
@@ -356,7 +388,7 @@ pub fn run(source: Source, opts: &RunOptions, registry: Vec<SensorSpec>) -> Resu
         let mut records_in = 0u64;
 
         match &source {
-            Source::Files { plan, order, sorted } => {
+            Source::Files { plan, order, sorted, .. } => {
                 let mut reader = ChunkReader::default();
                 let mut prefix_max = EventTime::MIN; // greatest accepted event time of chunks before `known`
                 let mut known = 0usize;

@@ -90,6 +90,9 @@ pub struct Summary {
     pub history_files: u64,
     /// Ground-truth scores (simulated input).
     pub ground_truth: Option<Score>,
+    /// Inputs the history held already (identified by content), so not read again, or read only
+    /// from where the history ended.
+    pub in_history: Vec<crate::run::InputInHistory>,
 }
 
 impl Summary {
@@ -140,7 +143,9 @@ impl Summary {
             decision_requests: stats.decision_requests,
             history_rows,
             history_files: stats.files.len() as u64,
-            ground_truth: truth.map(|t| score(stats, t)),
+            // Nothing simulated: nothing to score.
+            ground_truth: truth.filter(|_| stats.records_in > 0).map(|t| score(stats, t)),
+            in_history: stats.in_history.clone(),
         }
     }
 }
@@ -222,6 +227,40 @@ pub fn score(stats: &RunStats, truth: &GroundTruth) -> Score {
     }
 }
 
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a run says of an input the history held already.
+pub fn in_history_line(h: &crate::run::InputInHistory) -> String {
+    let what = h.what.clone().unwrap_or_else(|| h.input.clone());
+    let counts = format!("{} readings", thousands(h.readings))
+        + &if h.rejected > 0 { format!(" and {} rejected records", thousands(h.rejected)) } else { String::new() };
+    match (&h.continued_from_line, &h.same_as) {
+        (Some(line), _) => format!(
+            "already in history: {counts} of {what} (lines 1-{}); it grew: replayed from line {line} on. Windows and \
+             detectors start afresh at line {line}: the windows open at the end of the earlier run were closed by it",
+            line.saturating_sub(1)
+        ),
+        (None, Some(first)) if h.readings == 0 && h.rejected == 0 => {
+            format!("{what}: the same content as {first}, read once")
+        }
+        (None, Some(first)) => {
+            format!("already in history: {counts} of {what} (the same content as {first}): nothing read")
+        }
+        (None, None) => format!("already in history: {counts} of {what}: nothing read"),
+    }
+}
+
 fn list(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         return "none".into();
@@ -236,6 +275,9 @@ impl fmt::Display for Summary {
             "Vigil {} — {} worker(s), {:.2} s, {:.0} records/s",
             self.mode, self.workers, self.elapsed_s, self.records_per_s
         )?;
+        for h in &self.in_history {
+            writeln!(f, "{}", in_history_line(h))?;
+        }
         if self.sorted_first {
             writeln!(f, "  input was not in event-time order within the lateness: replayed from a sorted copy")?;
         }

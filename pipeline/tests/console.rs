@@ -135,8 +135,9 @@ fn session_cookie(b: &Browser) -> String {
     c["value"].as_str().unwrap().to_string()
 }
 
+/// The pending requests, the demo's (replayed history) included.
 fn pending(srv: &Server) -> Vec<serde_json::Value> {
-    srv.api("GET", "/api/v1/decisions/pending", None).as_array().unwrap().clone()
+    srv.api("GET", "/api/v1/decisions/pending?include_replayed=true", None).as_array().unwrap().clone()
 }
 
 fn browser() -> Option<Browser> {
@@ -168,6 +169,8 @@ fn the_console_in_a_browser() {
     let rows = b.find_all("#fleet tbody tr[data-asset]").unwrap();
     assert!(rows.len() >= 10, "the demo's 10 assets: {} rows", rows.len());
     b.wait_until_text("#fleet", "asset-0001", WAIT).unwrap();
+    // The demo's period is marked as replayed history.
+    b.wait_until_text("#replayed-periods", "Replayed history, not live", WAIT).unwrap();
 
     // A live update: a reading over the temperature limit, posted to the API, shows up as an
     // anomaly of a new asset without a reload.
@@ -182,9 +185,12 @@ fn the_console_in_a_browser() {
     assert_eq!(b.execute("return window.__notReloaded === true;", vec![]).unwrap(), true, "the page was reloaded");
     assert!(b.find("#fleet-live").unwrap().attr("data-updated").unwrap().is_some());
 
-    // The demo's pending decision.
+    // The demo's pending decision: replayed history, so not in the live queue unless asked for.
     let waiting = pending(&srv);
     assert!(!waiting.is_empty(), "the demo asks for a decision");
+    assert!(waiting.iter().all(|p| p["replayed"] == true), "{waiting:?}");
+    let live = srv.api("GET", "/api/v1/decisions/pending", None);
+    assert!(live.as_array().unwrap().iter().all(|p| p["replayed"] == false), "{live}");
     let request_id = waiting[0]["request_id"].as_str().unwrap().to_string();
 
     // A POST without the CSRF token, or with a wrong one, is refused and records nothing.
@@ -210,6 +216,9 @@ fn the_console_in_a_browser() {
     // A read key sees the request but has no form, and cannot approve even with its own token.
     sign_in(&b, &srv, "reader-key");
     b.goto(&srv.url("/decisions")).unwrap();
+    b.wait_until_text("#replayed-hidden", "raised while replaying history", WAIT).unwrap();
+    assert!(b.find_all(&format!("#req-{request_id}")).unwrap().is_empty(), "a replayed request in the live queue");
+    b.goto(&srv.url("/decisions?replayed=1")).unwrap();
     b.wait_until_text("main", "may read decisions but not make them", WAIT).unwrap();
     assert!(b.find_all("form.decide").unwrap().is_empty(), "no decision form for a read key");
     b.wait_for(&format!("#req-{request_id}"), WAIT).unwrap();
@@ -232,7 +241,7 @@ fn the_console_in_a_browser() {
 
     // The planner approves it through the form.
     sign_in(&b, &srv, "planner-key");
-    b.goto(&srv.url("/decisions")).unwrap();
+    b.goto(&srv.url("/decisions?replayed=1")).unwrap();
     let form = b.wait_for(&format!("#req-{request_id} form.decide"), WAIT).unwrap();
     form.find("input[value=approve]").unwrap().click().unwrap();
     form.find("textarea[name=rationale]").unwrap().send_keys("bearing noise confirmed on site").unwrap();
@@ -463,10 +472,11 @@ fn the_console_shows_the_api_s_numbers() {
     }
 
     // Decisions: each request's evidence is what its prediction counted, from the API.
-    let pending = srv.api("GET", "/api/v1/decisions/pending?include_deferred=true", None);
+    // The demo is replayed history: its requests are listed when asked for.
+    let pending = srv.api("GET", "/api/v1/decisions/pending?include_deferred=true&include_replayed=true", None);
     let pending = pending.as_array().unwrap();
     assert!(!pending.is_empty(), "the demo asks for a decision");
-    b.goto(&srv.url("/decisions")).unwrap();
+    b.goto(&srv.url("/decisions?replayed=1")).unwrap();
     b.wait_for("article.request", WAIT).unwrap();
     b.screenshot(&shots.join("decisions-numbers.png")).unwrap();
     for p in pending.iter().take(20) {

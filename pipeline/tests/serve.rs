@@ -120,7 +120,8 @@ fn a_decision_survives_kill_9() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let srv = Server::start(&data, &["--no-pipeline"]);
-    let (status, pending) = srv.call("GET", "/api/v1/decisions/pending", None);
+    // The demo's requests are replayed history: listed when asked for.
+    let (status, pending) = srv.call("GET", "/api/v1/decisions/pending?include_replayed=true", None);
     assert_eq!(status, 200);
     let pending = pending.as_array().unwrap().clone();
     assert!(!pending.is_empty(), "the demo asks for no decision");
@@ -134,13 +135,78 @@ fn a_decision_survives_kill_9() {
     let (_, log) = srv.call("GET", "/api/v1/decisions", None);
     assert_eq!(log["total"], 1, "{log}");
     assert_eq!(log["items"][0]["request_id"], id.as_str());
-    let (_, still) = srv.call("GET", "/api/v1/decisions/pending", None);
+    let (_, still) = srv.call("GET", "/api/v1/decisions/pending?include_replayed=true", None);
     assert_eq!(still.as_array().unwrap().len(), pending.len() - 1);
     let (status, v) = srv.call("POST", &format!("/api/v1/decisions/{id}"), Some(r#"{"decision":"approve","operator":"ann"}"#));
     assert_eq!((status, &v["replayed"]), (200, &serde_json::Value::Bool(true)));
     let rows = srv.sql(&format!("SELECT status FROM schedule WHERE proposal_id = '{proposal}' ORDER BY ts"));
     assert_eq!(rows.last().unwrap()["status"], "scheduled", "{rows:?}");
     assert!(srv.stop().success());
+}
+
+fn vigil(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_demo_is_replayed_history_once_and_the_live_queue_leaves_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let demo = ["demo", "--data-dir", d, "--assets", "10", "--hours", "3", "--workers", "2", "--seed", "3", "--json"];
+    let (ok, first, err) = vigil(&demo);
+    assert!(ok, "{err}");
+    let first: serde_json::Value = serde_json::from_str(first.trim()).unwrap();
+    let accepted = first["accepted"].as_u64().unwrap();
+    assert!(first["decision_requests"].as_u64().unwrap() > 0, "{first}");
+
+    // The same demo again: nothing added, and it says so.
+    let (ok, again, err) = vigil(&demo[..demo.len() - 1]);
+    assert!(ok, "{err}");
+    assert!(again.contains("already in history:") && again.contains("of the demo fleet (seed 3"), "{again}");
+    // Another fleet into the same history: refused, nothing written.
+    let (ok, _, err) = vigil(&["demo", "--data-dir", d, "--assets", "10", "--hours", "3", "--seed", "4"]);
+    assert!(!ok, "a second fleet was mixed in");
+    assert!(err.contains("another fleet"), "{err}");
+    let (ok, n, err) = vigil(&["sql", "--data-dir", d, "--format", "csv", "SELECT count(*) AS n FROM readings"]);
+    assert!(ok, "{err}");
+    assert_eq!(n.lines().nth(1).unwrap().parse::<u64>().unwrap(), accepted, "readings stored once");
+
+    let srv = Server::start(&data, &["--no-pipeline"]);
+    let (status, live) = srv.call("GET", "/api/v1/decisions/pending", None);
+    assert_eq!(status, 200);
+    assert_eq!(live.as_array().unwrap().len(), 0, "replayed requests in the live queue: {live}");
+    let (_, all) = srv.call("GET", "/api/v1/decisions/pending?include_replayed=true", None);
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len() as u64, first["decision_requests"].as_u64().unwrap(), "{all:?}");
+    assert!(all.iter().all(|r| r["replayed"] == true), "{all:?}");
+    let (_, fleet) = srv.call("GET", "/api/v1/fleet", None);
+    let periods = fleet["replayed_periods"].as_array().unwrap();
+    assert_eq!(periods.len(), 1, "{fleet}");
+    assert_eq!(periods[0]["inputs"][0], "simulator");
+    assert!(!fleet["replayed_assets"].as_array().unwrap().is_empty(), "{fleet}");
+    assert!(srv.stop().success());
+}
+
+#[test]
+fn replaying_a_file_twice_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (d, input) = (data.to_str().unwrap(), dir.path().join("fleet.jsonl"));
+    let input = input.to_str().unwrap();
+    let (ok, _, err) = vigil(&["simulate", "--out", input, "--assets", "2", "--hours", "0.5", "--seed", "9"]);
+    assert!(ok, "{err}");
+    let (ok, first, err) = vigil(&["replay", "--input", input, "--data-dir", d, "--json"]);
+    assert!(ok, "{err}");
+    let first: serde_json::Value = serde_json::from_str(first.trim()).unwrap();
+    let (ok, again, err) = vigil(&["replay", "--input", input, "--data-dir", d]);
+    assert!(ok, "{err}");
+    let n = first["accepted"].as_u64().unwrap();
+    let grouped = format!("{},{:03}", n / 1000, n % 1000);
+    assert!(again.contains(&format!("already in history: {grouped} readings of {input}: nothing read")), "{again}");
+    let (_, rows, _) = vigil(&["sql", "--data-dir", d, "--format", "csv", "SELECT count(*) AS n FROM readings"]);
+    assert_eq!(rows.lines().nth(1).unwrap().parse::<u64>().unwrap(), n);
 }
 
 fn readings(from_min: i64, to_min: i64) -> String {

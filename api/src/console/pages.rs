@@ -127,11 +127,21 @@ fn fleet_badge(status: &str) -> Markup {
 pub(crate) async fn fleet(s: Signed, State(state): State<AppState>) -> PageResult {
     let version = live_version(&state);
     let section = fleet_section(&state).await.map_err(|e| s.fail(e))?;
+    let replayed = state.requests.replayed_now(&state.history).await.map_err(|e| s.fail(e))?;
     Ok(s.page(
         "/fleet",
         "Fleet",
         html! {
             p.live #live-status aria-live="polite" { "Updates live as the pipeline commits." }
+            @if !replayed.runs.is_empty() {
+                p.notice #replayed-periods { "Replayed history, not live (vigil replay, vigil demo): "
+                    @for (i, r) in replayed.runs.iter().enumerate() {
+                        @if i > 0 { "; " }
+                        (r.inputs.join(", ")) " from " (r.from.map(fmt_time).unwrap_or_default()) " to " (r.to.map(fmt_time).unwrap_or_default())
+                    }
+                    ". Its decision requests are left out of the pending queue."
+                }
+            }
             div #fleet-live data-live={ "/fleet/live?since=" (version) } { (section) }
         },
     ))
@@ -449,6 +459,8 @@ pub(crate) struct DecisionsQuery {
     page: Option<usize>,
     pending_page: Option<usize>,
     done: Option<String>,
+    /// `1`: also the requests raised while replaying history.
+    replayed: Option<String>,
 }
 
 /// `/decisions`: the pending queue with each request's evidence and a decision form; the audit
@@ -460,9 +472,18 @@ pub(crate) async fn decisions(
 ) -> PageResult {
     let q = query(&s, q)?;
     let asset = some(&q.asset);
-    let pending = planning::pending_requests(&state, &PendingQuery { asset_id: asset.clone(), include_deferred: true })
-        .await
-        .map_err(|e| s.fail(e))?;
+    let with_replayed = some(&q.replayed).is_some_and(|v| v == "1" || v == "true");
+    let mut pending = planning::pending_requests(
+        &state,
+        &PendingQuery { asset_id: asset.clone(), include_deferred: true, include_replayed: true },
+    )
+    .await
+    .map_err(|e| s.fail(e))?;
+    // Requests of replayed history (`vigil replay`, `vigil demo`) only when asked for.
+    let replayed_hidden = if with_replayed { 0 } else { pending.iter().filter(|p| p.replayed).count() };
+    if !with_replayed {
+        pending.retain(|p| !p.replayed);
+    }
     let ppage = q.pending_page.unwrap_or(0).min(pending.len() / PENDING_PAGE);
     let shown: Vec<_> = pending.iter().skip(ppage * PENDING_PAGE).take(PENDING_PAGE).collect();
     // Evidence of each request shown, read from the history (a few small queries a request,
@@ -495,7 +516,8 @@ pub(crate) async fn decisions(
     .map_err(|e| s.fail(e))?;
     let may_decide = s.may(Scope::Decide);
     let now = (state.now_ms)();
-    let asset_param = asset.as_ref().map(|a| format!("&asset={}", url_encode(a))).unwrap_or_default();
+    let asset_param = asset.as_ref().map(|a| format!("&asset={}", url_encode(a))).unwrap_or_default()
+        + if with_replayed { "&replayed=1" } else { "" };
     let filter_link = |page: usize| {
         let mut l = format!("/decisions?page={page}");
         for (k, v) in [("asset", &q.asset), ("decision", &q.decision), ("operator", &q.operator)] {
@@ -510,12 +532,17 @@ pub(crate) async fn decisions(
         h2 #pending { "Pending decisions (" (pending.len()) ")" @if let Some(a) = &asset { " for " (a) } }
         @if !may_decide { p.notice { "Your key (" (s.scopes()) ") may read decisions but not make them: that needs the decide scope." } }
         @if pending.is_empty() { p.empty { "Nothing waits for a decision." } }
+        @if replayed_hidden > 0 {
+            p.notice #replayed-hidden { (replayed_hidden) " more raised while replaying history (vigil replay, vigil demo) are not listed: "
+                a href={ "/decisions?replayed=1" (asset_param) } { "show them" } }
+        }
+        @if with_replayed { p.notice { "Listing also the requests raised while replaying history, marked " span.badge { "replayed" } "." } }
         @for p in &shown {
             @let r = &p.request;
             article.request id={ "req-" (r.request_id) } {
                 h3 { a href={ "/assets/" (url_segment(&r.asset_id)) } { (r.asset_id) } ": " (r.question) }
                 dl.facts {
-                    dt { "Status" } dd { (p.status) @if let Some(t) = p.deferred_until { " until " (fmt_time(t)) } @if p.overdue { " " span.badge.badge-critical { "overdue" } } }
+                    dt { "Status" } dd { (p.status) @if let Some(t) = p.deferred_until { " until " (fmt_time(t)) } @if p.overdue { " " span.badge.badge-critical { "overdue" } } @if p.replayed { " " span.badge.replayed { "replayed" } } }
                     dt { "Asked" } dd { (fmt_time(r.ts)) }
                     dt { "Answer by" } dd { (fmt_time(r.deadline)) }
                     @if let Some(t) = r.scheduled_for { dt { "Planned for" } dd { (fmt_time(t)) } }

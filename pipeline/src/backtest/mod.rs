@@ -134,8 +134,11 @@ pub fn run_series(series: &[Series], cfg: &VigilConfig, workers: usize, scratch:
     };
     let the_plan =
         plan(std::slice::from_ref(&input), cfg.pipeline.chunk_bytes).map_err(|e| BacktestError::data(&input, e.to_string()))?;
-    let result =
-        run::run(Source::Files { plan: Arc::new(the_plan), order: ReplayOrder::EventTime, sorted: None }, &opts, registry);
+    let result = run::run(
+        Source::Files { plan: Arc::new(the_plan), order: ReplayOrder::EventTime, sorted: None, derived_after: None },
+        &opts,
+        registry,
+    );
     let _ = std::fs::remove_dir_all(scratch);
     let stats = result?;
     // Every value sent is accepted, or a duplicate of the row before it (same sensor, time and
