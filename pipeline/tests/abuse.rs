@@ -14,37 +14,23 @@ mod serving;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "test-admin-key";
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serving::ServerProcess as Server;
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args(["--source", "ingest", "--workers", "2"])
             .env("VIGIL_API_KEY", KEY)
             .env("VIGIL_KAFKA__COMMIT_INTERVAL_MS", "200")
-            .env("VIGIL_PIPELINE__IDLE_TIMEOUT_MS", "300")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = serving::listening_address(&mut child);
-        Server { child, addr }
+            .env("VIGIL_PIPELINE__IDLE_TIMEOUT_MS", "300");
+        Server::spawn(&mut cmd)
     }
 }
 
@@ -93,21 +79,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Readings of p1 and p2, one a minute over `[from_min, to_min)` minutes after `t0_min`.
-fn readings(t0_min: i64, from_min: i64, to_min: i64) -> String {
-    let rows: Vec<serde_json::Value> = (from_min..to_min)
-        .flat_map(|m| {
-            ["p1-temp", "p2-temp"].into_iter().map(move |s| {
-                serde_json::json!({
-                    "sensor_id": s, "asset_id": &s[..2], "sensor_type": "temperature",
-                    "value": 40.0 + (m % 7) as f64, "unit": "C", "ts": (t0_min + m) * 60_000,
-                })
-            })
-        })
-        .collect();
-    serde_json::to_string(&rows).unwrap()
-}
-
 /// Directories under `dir` named `date=...`.
 fn partitions(dir: &Path, out: &mut Vec<String>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -143,7 +114,7 @@ fn one_idempotency_key_appends_once_under_concurrency_and_bad_times_are_dead_let
     const TRIALS: i64 = 5;
     const CONCURRENT: usize = 50;
     for trial in 0..TRIALS {
-        let body = Arc::new(readings(t0, trial * 10, trial * 10 + 10));
+        let body = Arc::new(serving::two_sensor_readings(t0, trial * 10, trial * 10 + 10));
         let key = Arc::new(format!("batch-{trial}-{}", std::process::id()));
         let barrier = Arc::new(Barrier::new(CONCURRENT));
         let threads: Vec<_> = (0..CONCURRENT)
@@ -167,7 +138,7 @@ fn one_idempotency_key_appends_once_under_concurrency_and_bad_times_are_dead_let
         }
     }
     // Later readings move the watermark past every trial's.
-    let r = request(&addr, "POST", "/api/v1/readings", &[], Some(&readings(t0, 100, 120)));
+    let r = request(&addr, "POST", "/api/v1/readings", &[], Some(&serving::two_sensor_readings(t0, 100, 120)));
     assert_eq!(r.status, 202, "{}", r.body);
     let cut = (t0 + TRIALS * 10) * 60_000;
     let cut = vigil_events::format_rfc3339_ms(cut);

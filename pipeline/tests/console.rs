@@ -24,7 +24,7 @@ mod serving;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use webdriver::Browser;
@@ -40,17 +40,7 @@ rate_per_second = 10000.0
 rate_burst = 10000
 "#;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serving::ServerProcess as Server;
 
 impl Server {
     /// `vigil demo --serve` over a small fleet with one degrading asset (a pending decision).
@@ -58,18 +48,14 @@ impl Server {
         let cfg = dir.join("vigil.toml");
         std::fs::write(&cfg, CONFIG).unwrap();
         let data = dir.join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["--config", cfg.to_str().unwrap(), "demo", "--serve", "--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.args(["--config", cfg.to_str().unwrap(), "demo", "--serve", "--listen", "127.0.0.1:0"])
             .args(["--data-dir", data.to_str().unwrap(), "--assets", "10", "--hours", "1.5", "--seed", "3", "--workers", "2"])
             .env("VIGIL_KAFKA__COMMIT_INTERVAL_MS", "200")
             .env("VIGIL_PIPELINE__LATENESS_MS", "2000")
             .env("VIGIL_PIPELINE__IDLE_TIMEOUT_MS", "300")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = serving::listening_address(&mut child);
-        Server { child, addr }
+            .stdout(Stdio::null());
+        Server::spawn(&mut cmd)
     }
 
     fn url(&self, path: &str) -> String {

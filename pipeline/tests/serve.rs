@@ -15,29 +15,22 @@ mod serving;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "test-admin-key";
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+use serving::ServerProcess as Server;
 
 impl Server {
     fn start(data: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args(args)
             .env("VIGIL_API_KEY", KEY)
             .env("VIGIL_KAFKA__COMMIT_INTERVAL_MS", "200")
-            .env("VIGIL_PIPELINE__IDLE_TIMEOUT_MS", "300")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = serving::listening_address(&mut child);
-        Server { child, addr }
+            .env("VIGIL_PIPELINE__IDLE_TIMEOUT_MS", "300");
+        Server::spawn(&mut cmd)
     }
 
     fn kill(mut self) {
@@ -91,13 +84,6 @@ impl Server {
         let (status, v) = self.call("POST", "/api/v1/query", Some(&serde_json::json!({ "sql": q }).to_string()));
         assert_eq!(status, 200, "{v}");
         v["rows"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -210,18 +196,7 @@ fn replaying_a_file_twice_adds_nothing() {
 }
 
 fn readings(from_min: i64, to_min: i64) -> String {
-    let t0 = vigil_now_minute() - 120;
-    let rows: Vec<serde_json::Value> = (from_min..to_min)
-        .flat_map(|m| {
-            ["p1-temp", "p2-temp"].into_iter().map(move |s| {
-                serde_json::json!({
-                    "sensor_id": s, "asset_id": &s[..2], "sensor_type": "temperature",
-                    "value": 40.0 + (m % 7) as f64, "unit": "C", "ts": (t0 + m) * 60_000,
-                })
-            })
-        })
-        .collect();
-    serde_json::to_string(&rows).unwrap()
+    serving::two_sensor_readings(vigil_now_minute() - 120, from_min, to_min)
 }
 
 /// The current minute (so readings are recent but not from the future).
