@@ -19,6 +19,7 @@
 pub mod canned;
 mod catalog;
 mod checked;
+mod checked_aggregate;
 pub mod complexity;
 pub mod count_by;
 pub mod format;

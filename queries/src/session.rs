@@ -227,6 +227,8 @@ impl History {
         ctx.register_udf(crate::utc_trunc::UtcDateTrunc::udf());
         // Functions whose output can be far larger than their input count it first.
         crate::checked::register(&ctx, cfg.memory_limit_mb.max(64) << 20);
+        // Aggregates that gather values reserve their state before it grows.
+        crate::checked_aggregate::register(&ctx);
         for doc in TABLES {
             let dir = abs.join(doc.name);
             let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(df_error)?;
