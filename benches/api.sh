@@ -44,7 +44,7 @@ get() { curl -sf -H "Authorization: Bearer $VIGIL_API_KEY" "127.0.0.1:$PORT$1"; 
 
 # 1 and 2: the demo's history, no pipeline.
 start "$HIST" --no-pipeline
-IDS=$(get /api/v1/decisions/pending | python3 -c 'import json,sys; print(",".join(r["request_id"] for r in json.load(sys.stdin)))')
+IDS=$(get "/api/v1/decisions/pending?include_replayed=true" | python3 -c 'import json,sys; print(",".join(r["request_id"] for r in json.load(sys.stdin)))')
 [ -n "$IDS" ] || { echo "the demo asked for no decision" >&2; exit 1; }
 SENSOR=asset-0001-temperature
 TO=$(get "/api/v1/readings?sensor_id=$SENSOR&max_points=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["to"])')

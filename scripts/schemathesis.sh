@@ -10,13 +10,17 @@ cd "$(dirname "$0")/.."
 T=${1:-600}
 shift || true
 command -v schemathesis >/dev/null || { echo "schemathesis is not installed: pip install schemathesis" >&2; exit 2; }
-cargo build -p vigil-pipeline --bin vigil >&2
+# All targets: the features the tests build with, so the test build's artifacts are reused.
+cargo build --workspace --all-targets >&2
 V=${CARGO_TARGET_DIR:-target}/debug/vigil
 D=target/schemathesis
 rm -rf "$D/data"
 mkdir -p "$D"
 # Fuzzing sends many requests a second: lift the rate limit (its 429s are not what is tested).
 export VIGIL_API_KEY=schemathesis-key VIGIL_API__RATE_PER_SECOND=1000000 VIGIL_API__RATE_BURST=1000000
+# It also sends wrong keys on purpose: lift the failed-authentication limit too, or every later
+# request from 127.0.0.1 would be 429 auth_throttled and test nothing.
+export VIGIL_API__AUTH_FAILURE_BURST=1000000000 VIGIL_API__AUTH_FAILURES_PER_MINUTE=1000000000
 PORT=${PORT:-18282}
 SERVER=
 stop() { [ -n "$SERVER" ] && kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true; SERVER=; }

@@ -6,10 +6,12 @@
 //! it through the whole dataflow into the history (a bounded run beside the live one). The API
 //! then reads the history back — the same queries planners use — to confirm each step, and
 //! finds the decision request, which is then pending like any other.
-//! `GET /api/v1/demo/golden-path/{correlation_id}` (read) shows the steps. State: the last 100
-//! runs, in memory.
+//! `GET /api/v1/demo/golden-path/{correlation_id}` (read) shows the steps. Runs go one at a
+//! time (each is a whole dataflow run); `[api] golden_path_queue` more may wait `queued`, then
+//! 429 `golden_path_busy`. State: the last 100 runs, in memory, and the turn.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -67,7 +69,8 @@ pub struct GoldenRun {
     pub correlation_id: String,
     /// The simulated failing asset.
     pub asset_id: String,
-    /// `running`, `awaiting_decision`, `done` or `failed`.
+    /// `queued` (waiting for the run before it), `running`, `awaiting_decision`, `done` or
+    /// `failed`.
     pub status: String,
     /// Wall-clock start (ms).
     pub started_at: i64,
@@ -79,13 +82,38 @@ pub struct GoldenRun {
     pub error: Option<String>,
 }
 
-/// The runs, newest last.
-#[derive(Default)]
+/// The runs, newest last, and whose turn it is.
 pub struct GoldenRuns {
     runs: Mutex<(BTreeMap<String, GoldenRun>, VecDeque<String>)>,
+    /// One run at a time.
+    turn: Arc<tokio::sync::Semaphore>,
+    /// Runs started and not finished (running or waiting).
+    active: AtomicUsize,
+    /// Runs that may wait.
+    queue: usize,
+}
+
+impl Default for GoldenRuns {
+    fn default() -> Self {
+        GoldenRuns::new(4)
+    }
 }
 
 impl GoldenRuns {
+    /// No run yet; `queue` runs may wait while one runs.
+    pub fn new(queue: usize) -> Self {
+        GoldenRuns { runs: Mutex::default(), turn: Arc::new(tokio::sync::Semaphore::new(1)), active: AtomicUsize::new(0), queue }
+    }
+
+    /// A place among the active runs, or `None` when one runs and `queue` wait.
+    fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let limit = self.queue.saturating_add(1);
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| Admitted { runs: Arc::clone(self) })
+    }
+
     fn put(&self, run: GoldenRun) {
         let Ok(mut g) = self.runs.lock() else { return };
         let id = run.correlation_id.clone();
@@ -117,6 +145,17 @@ impl GoldenRuns {
     }
 }
 
+/// A run counted among the active ones until dropped.
+struct Admitted {
+    runs: SharedRuns,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.runs.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 const STEPS: [&str; 6] = ["simulate", "ingest", "detect", "predict", "propose", "request_decision"];
 
 fn finish(run: &mut GoldenRun, name: &str, ok: bool, at_ms: f64, detail: String) {
@@ -138,6 +177,7 @@ fn finish(run: &mut GoldenRun, name: &str, ok: bool, at_ms: f64, detail: String)
     responses(
         (status = 202, description = "Started", body = GoldenRun,
             headers(("Location" = String, description = "`/api/v1/demo/golden-path/{correlation_id}` of the run"))),
+        (status = 429, description = "One run is running and `[api] golden_path_queue` more wait their turn (`golden_path_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "No pipeline runs in this process (`no_pipeline`)", body = ErrorBody)
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -156,6 +196,20 @@ pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
             "the golden path needs the pipeline (vigil serve without --no-pipeline)",
         ));
     };
+    let Some(admitted) = state.golden.admit() else {
+        return Err(ApiError {
+            retry_after: Some(10),
+            // Too many runs asked for at once: the client's to slow down (the server is fine).
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "golden_path_busy",
+                format!(
+                    "a golden path is running and {} more wait their turn ([api] golden_path_queue); try again later",
+                    state.golden.queue
+                ),
+            )
+        });
+    };
     let started_at = (state.now_ms)();
     let tag =
         vigil_events::StableHasher::default().write_i64(started_at).write(crate::error::current_request_id().as_bytes()).finish();
@@ -164,11 +218,15 @@ pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
     let asset_id = format!("{prefix}-0001");
     let mut steps: Vec<Step> =
         STEPS.iter().map(|n| Step { name: (*n).to_string(), status: "pending".into(), at_ms: None, detail: None }).collect();
-    steps[0].status = "running".into();
+    // Its turn now, or once the runs before it are done.
+    let now_turn = Arc::clone(&state.golden.turn).try_acquire_owned().ok();
+    if now_turn.is_some() {
+        steps[0].status = "running".into();
+    }
     let run = GoldenRun {
         correlation_id: correlation_id.clone(),
         asset_id: asset_id.clone(),
-        status: "running".into(),
+        status: if now_turn.is_some() { "running" } else { "queued" }.into(),
         started_at,
         steps,
         request_id: None,
@@ -179,6 +237,18 @@ pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
     let st = state.clone();
     let id = correlation_id.clone();
     tokio::spawn(async move {
+        let _admitted = admitted;
+        let _turn = match now_turn {
+            Some(t) => t,
+            None => {
+                let Ok(t) = Arc::clone(&st.golden.turn).acquire_owned().await else { return };
+                st.golden.update(&id, |r| {
+                    r.status = "running".into();
+                    r.steps[0].status = "running".into();
+                });
+                t
+            }
+        };
         let clock = Instant::now();
         let p = prefix.clone();
         let outcome = tokio::task::spawn_blocking(move || pipeline.golden_path(&p)).await;

@@ -91,6 +91,9 @@ pub struct ApiConfig {
     pub trust_proxy_headers: bool,
     /// Always mark the session cookie `Secure` (the console is served over https).
     pub secure_cookies: bool,
+    /// Golden-path runs that may wait while one runs (they run one at a time); past that,
+    /// `POST /api/v1/demo/golden-path` is 429 `golden_path_busy` with `Retry-After`.
+    pub golden_path_queue: usize,
 }
 
 impl Default for ApiConfig {
@@ -109,6 +112,7 @@ impl Default for ApiConfig {
             auth_failures_per_minute: 10.0,
             trust_proxy_headers: false,
             secure_cookies: false,
+            golden_path_queue: 4,
         }
     }
 }
@@ -327,6 +331,7 @@ impl AppState {
             std::time::Duration::from_secs(config.idempotency_ttl_secs),
         ));
         let auth_failures = Arc::new(auth::FailureLimiter::new(config.auth_failures_per_minute, config.auth_failure_burst));
+        let golden = Arc::new(golden::GoldenRuns::new(config.golden_path_queue));
         AppState {
             ledger,
             requests: Arc::new(RequestIndex::default()),
@@ -337,7 +342,7 @@ impl AppState {
             now_ms: wall_clock_ms,
             idempotency,
             auth_failures,
-            golden: Arc::new(golden::GoldenRuns::default()),
+            golden,
             notifier: None,
             models: vigil_connectors::models::ModelRegistry::in_data_dir(history.data_dir()),
             console: Arc::new(console::ConsoleState::default()),

@@ -32,7 +32,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use vigil_events::{
-    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, MaintenanceCompleted,
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, Incident, MaintenanceCompleted,
     MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures, MS_PER_DAY,
 };
 
@@ -762,6 +762,98 @@ impl HistoryRow for HumanDecisionRequested {
         let cols: Vec<ArrayRef> =
             vec![f(0), f(1), Arc::new(ver.finish()), f(2), f(3), Arc::new(ts.finish()), f(4), Arc::new(dl.finish())];
         batch(Self::schema(), cols)
+    }
+}
+
+impl HistoryRow for Incident {
+    const TABLE: &'static str = "incidents";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("incident_id", DataType::Utf8, false),
+            Field::new("revision", DataType::UInt32, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            ts_field("opened_at", false),
+            ts_field("ts", false),
+            ts_field("last_evidence_at", false),
+            Field::new("severity", DataType::Utf8, false),
+            Field::new("suppressed", DataType::Boolean, false),
+            Field::new("anomalies", DataType::UInt32, false),
+            Field::new("drifts", DataType::UInt32, false),
+            Field::new("top_sensor", DataType::Utf8, false),
+            Field::new("sensors", DataType::Utf8, false),
+            Field::new("detectors", DataType::Utf8, false),
+            Field::new("predictions", DataType::Utf8, false),
+            Field::new("decision_requests", DataType::Utf8, false),
+            Field::new("summary", DataType::Utf8, false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, u64::from(self.revision))
+    }
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut s: Vec<StringBuilder> = (0..12).map(|_| StringBuilder::new()).collect();
+        let mut u: Vec<UInt32Builder> = (0..4).map(|_| UInt32Builder::with_capacity(n)).collect();
+        let mut t: Vec<TimestampMillisecondBuilder> = (0..3).map(|_| ts_builder(n)).collect();
+        let mut suppressed = BooleanBuilder::with_capacity(n);
+        let json = |v: &dyn erased::Json| v.text();
+        for r in rows {
+            s[0].append_value(&r.event_id);
+            s[1].append_value(&r.correlation_id);
+            u[0].append_value(r.event_version);
+            s[2].append_value(&r.incident_id);
+            u[1].append_value(r.revision);
+            s[3].append_value(&r.asset_id);
+            s[4].append_value(r.status.as_str());
+            t[0].append_value(r.opened_at);
+            t[1].append_value(r.ts);
+            t[2].append_value(r.last_evidence_at);
+            s[5].append_value(r.severity.as_str());
+            suppressed.append_value(r.suppressed);
+            u[2].append_value(r.anomalies);
+            u[3].append_value(r.drifts);
+            s[6].append_value(r.sensors.first().map_or("", |x| x.sensor_id.as_str()));
+            s[7].append_value(json(&r.sensors));
+            s[8].append_value(r.detectors.join(","));
+            s[9].append_value(json(&r.predictions));
+            s[10].append_value(json(&r.decision_requests));
+            s[11].append_value(&r.summary);
+        }
+        let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
+        let (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11) =
+            (f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), f(9), f(10), f(11));
+        let mut g = |i: usize| Arc::new(u[i].finish()) as ArrayRef;
+        let (u0, u1, u2, u3) = (g(0), g(1), g(2), g(3));
+        let mut h = |i: usize| Arc::new(t[i].finish()) as ArrayRef;
+        let (t0, t1, t2) = (h(0), h(1), h(2));
+        let cols: Vec<ArrayRef> =
+            vec![c0, c1, u0, c2, u1, c3, c4, t0, t1, t2, c5, Arc::new(suppressed.finish()), u2, u3, c6, c7, c8, c9, c10, c11];
+        batch(Self::schema(), cols)
+    }
+    fn unique_columns() -> &'static [&'static str] {
+        &["event_id", "summary", "sensors"]
+    }
+}
+
+/// Values written as JSON text in a column.
+mod erased {
+    /// A value serialised as JSON text (an empty array if it cannot be, which a Vec of plain
+    /// structs always can).
+    pub(super) trait Json {
+        fn text(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn text(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "[]".into())
+        }
     }
 }
 

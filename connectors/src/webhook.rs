@@ -29,6 +29,9 @@ const QUEUE: usize = 10_000;
 pub enum NoticeKind {
     /// An anomaly (filtered by `min_severity`).
     Anomaly,
+    /// An incident opened, or its severity rose (filtered by `min_severity`; suppressed ones
+    /// are not sent).
+    Incident,
     /// A maintenance proposal or a change of its status.
     Proposal,
     /// A person's decision.
@@ -58,7 +61,7 @@ pub struct WebhookTarget {
 }
 
 fn all_kinds() -> Vec<NoticeKind> {
-    vec![NoticeKind::Anomaly, NoticeKind::Proposal, NoticeKind::Decision]
+    vec![NoticeKind::Anomaly, NoticeKind::Incident, NoticeKind::Proposal, NoticeKind::Decision]
 }
 fn default_severity() -> Severity {
     Severity::High
@@ -142,7 +145,8 @@ fn now_ms() -> i64 {
 
 impl WebhookTarget {
     fn wants(&self, n: &Notice) -> bool {
-        self.events.contains(&n.kind) && (n.kind != NoticeKind::Anomaly || n.severity.is_none_or(|s| s >= self.min_severity))
+        let graded = matches!(n.kind, NoticeKind::Anomaly | NoticeKind::Incident);
+        self.events.contains(&n.kind) && (!graded || n.severity.is_none_or(|s| s >= self.min_severity))
     }
 }
 

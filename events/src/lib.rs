@@ -787,6 +787,103 @@ pub struct MaintenanceCompleted {
     pub notes: Option<String>,
 }
 
+/// Where an incident stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Opened by its first evidence.
+    Open,
+    /// Still open; its severity rose, or another sensor or detector joined it.
+    Updated,
+    /// No evidence for the quiet gap: over.
+    Closed,
+}
+
+impl IncidentStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Updated => "updated",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+}
+
+/// One sensor's part in an incident: how far it strayed, against its normal range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentSensor {
+    /// Sensor (empty for the asset-level multivariate detector).
+    pub sensor_id: String,
+    /// The largest deviation seen, in multiples of its detector's alarm threshold (1 = at the
+    /// threshold): comparable across detectors, it ranks the sensors.
+    pub deviation: f64,
+    /// The value behind that deviation (a reading, or a window's feature).
+    pub value: Option<f64>,
+    /// Its normal range, low end, when the detector knows one.
+    pub normal_low: Option<f64>,
+    /// Its normal range, high end.
+    pub normal_high: Option<f64>,
+    /// Detectors that fired on it.
+    pub detectors: Vec<String>,
+    /// Anomaly and drift events of it in the incident.
+    pub events: u32,
+}
+
+/// One asset's related anomaly and drift events, grouped into one alarm (`Incident`).
+///
+/// Each change is a revision: `open` at the first evidence, `updated` when the severity rises or
+/// another sensor or detector joins, `closed` once no evidence arrived for the quiet gap. The
+/// anomalies and drift events stay in their tables as the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Incident {
+    /// Stable id of this revision.
+    pub event_id: String,
+    /// The event id of the evidence that opened the incident.
+    pub correlation_id: String,
+    /// Schema version.
+    pub event_version: u32,
+    /// Stable id of the incident (the same on every revision).
+    pub incident_id: String,
+    /// Revision, from 1.
+    pub revision: u32,
+    /// Asset.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub asset_id: Arc<str>,
+    /// Status after this revision.
+    pub status: IncidentStatus,
+    /// Event time of the first evidence.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub opened_at: EventTime,
+    /// Event time of this revision (the latest evidence; the close time when closed).
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub ts: EventTime,
+    /// Event time of the last evidence.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub last_evidence_at: EventTime,
+    /// The highest severity of its evidence.
+    pub severity: Severity,
+    /// Raised while the asset was in a maintenance window: recorded, not alerted.
+    pub suppressed: bool,
+    /// Anomaly events in it.
+    pub anomalies: u32,
+    /// Drift events in it.
+    pub drifts: u32,
+    /// Contributing sensors, the furthest from normal first.
+    pub sensors: Vec<IncidentSensor>,
+    /// Detectors involved, sorted.
+    pub detectors: Vec<String>,
+    /// Predictions made while it was open that proposed maintenance, and the latest one.
+    pub predictions: Vec<String>,
+    /// Decision requests raised while it was open.
+    pub decision_requests: Vec<String>,
+    /// What happened, for a person.
+    pub summary: String,
+}
+
 /// Builds a stable event id from a kind and key parts.
 pub fn event_id(kind: &str, parts: &[&str], ts: EventTime) -> String {
     let mut h = StableHasher::default();

@@ -13,13 +13,15 @@
 //! proposal and a rejection's hold, the time of the last reset; plus the stash ahead of the
 //! watermark.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use vigil_events::{
-    event_id, format_rfc3339_ms, AnomalyDetected, EventTime, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled,
-    ScheduleStatus, Severity, EVENT_VERSION,
+    event_id, format_rfc3339_ms, AnomalyDetected, EventTime, HumanDecisionRequested, Incident, MaintenancePredicted,
+    MaintenanceScheduled, ScheduleStatus, Severity, EVENT_VERSION,
 };
+
+use crate::incidents::{AssetIncidents, Evidence, EvidenceKind, IncidentConfig};
 
 use crate::multivariate::{AssetMahalanobis, MultivariateConfig};
 use crate::predictor::{AssetPredictor, PredictorConfig};
@@ -44,6 +46,8 @@ pub struct AssetStageConfig {
     pub rul_model: Option<Arc<LoadedRul>>,
     /// Tumbling window size (ms): one step of the RUL model.
     pub window_ms: i64,
+    /// Incidents.
+    pub incidents: IncidentConfig,
 }
 
 /// Outputs of one step.
@@ -57,6 +61,8 @@ pub struct AssetOutputs {
     pub schedule: Vec<MaintenanceScheduled>,
     /// Decision requests.
     pub decisions: Vec<HumanDecisionRequested>,
+    /// Incident revisions.
+    pub incidents: Vec<Incident>,
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -69,6 +75,9 @@ struct AssetState {
     /// The trained RUL model's features, when one runs.
     #[serde(default)]
     rul: Option<RulFeatures>,
+    /// The asset's incidents.
+    #[serde(default)]
+    incidents: AssetIncidents,
 }
 
 impl Default for AssetState {
@@ -79,6 +88,7 @@ impl Default for AssetState {
             schedule: AssetSchedule::default(),
             reset_mark: EventTime::MIN,
             rul: None,
+            incidents: AssetIncidents::default(),
         }
     }
 }
@@ -95,12 +105,16 @@ pub struct AssetStage {
     cfg: AssetStageConfig,
     assets: HashMap<Arc<str>, AssetState>,
     pending: Vec<AssetInput>,
+    /// Assets with an open incident or a candidate: their quiet gaps run with the watermark.
+    alarmed: BTreeSet<Arc<str>>,
 }
 
 fn order_key(i: &AssetInput) -> (EventTime, u8, &str) {
     match i {
         // Anomalies at a time count before the window ending then.
-        AssetInput::Anomaly { ts, .. } => (*ts, 0, ""),
+        // Evidence at one time in the order of its event ids, whatever order it arrived in.
+        AssetInput::Anomaly { ts, evidence, .. } => (*ts, 0, evidence.as_ref().map_or("", |e| e.event_id.as_str())),
+        AssetInput::Drift { ts, evidence, .. } => (*ts, 0, evidence.event_id.as_str()),
         AssetInput::Window { end, sensor_id, .. } => (*end, 1, sensor_id),
     }
 }
@@ -108,7 +122,7 @@ fn order_key(i: &AssetInput) -> (EventTime, u8, &str) {
 impl AssetStage {
     /// An empty stage.
     pub fn new(cfg: AssetStageConfig) -> Self {
-        AssetStage { cfg, assets: HashMap::new(), pending: Vec::new() }
+        AssetStage { cfg, assets: HashMap::new(), pending: Vec::new(), alarmed: BTreeSet::new() }
     }
 
     /// The stage's state: per-asset state and the inputs waiting for the watermark.
@@ -122,6 +136,9 @@ impl AssetStage {
     pub fn restore(&mut self, cp: &AssetStageCheckpoint, mine: impl Fn(&str) -> bool) {
         for (k, s) in &cp.assets {
             if mine(k) {
+                if s.incidents.is_active() {
+                    self.alarmed.insert(k.clone());
+                }
                 self.assets.insert(k.clone(), s.clone());
             }
         }
@@ -148,6 +165,12 @@ impl AssetStage {
         let a = self.assets.entry(change.asset_id.clone()).or_default();
         let closed = crate::scheduler::proposal_seq(&change.proposal_id)
             .is_some_and(|seq| a.schedule.on_status(&self.cfg.scheduler, seq, change.status, change.priority, at));
+        // Approved work: the asset's alarms are suppressed from its planned start until done.
+        match change.status {
+            ScheduleStatus::Scheduled => a.incidents.maintenance_planned(&self.cfg.incidents, change.scheduled_for),
+            ScheduleStatus::Completed => a.incidents.maintenance_done(change.ts),
+            _ => {}
+        }
         let reset = change.status == ScheduleStatus::Completed && change.ts > a.reset_mark;
         if reset {
             a.reset_mark = change.ts;
@@ -171,6 +194,7 @@ impl AssetStage {
             }
         }
         if ready.is_empty() {
+            self.close_quiet(limit, out);
             return;
         }
         // Group by asset, then by time; within an asset, inputs in event-time order.
@@ -183,8 +207,19 @@ impl AssetStage {
             let mut j = 0;
             while j < inputs.len() {
                 match &inputs[j] {
-                    AssetInput::Anomaly { ts, .. } => {
-                        self.assets.entry(asset.clone()).or_default().predictor.observe_anomaly(*ts);
+                    AssetInput::Anomaly { ts, evidence, .. } => {
+                        let state = self.assets.entry(asset.clone()).or_default();
+                        state.predictor.observe_anomaly(*ts);
+                        if let Some(e) = evidence {
+                            state.incidents.observe(&self.cfg.incidents, &asset, (**e).clone(), &mut out.incidents);
+                            self.alarmed.insert(asset.clone());
+                        }
+                        j += 1;
+                    }
+                    AssetInput::Drift { evidence, .. } => {
+                        let state = self.assets.entry(asset.clone()).or_default();
+                        state.incidents.observe(&self.cfg.incidents, &asset, (**evidence).clone(), &mut out.incidents);
+                        self.alarmed.insert(asset.clone());
                         j += 1;
                     }
                     AssetInput::Window { end, .. } => {
@@ -199,6 +234,18 @@ impl AssetStage {
                 }
             }
         }
+        self.close_quiet(limit, out);
+    }
+
+    /// Closes the incidents whose quiet gap ran out before `limit`.
+    fn close_quiet(&mut self, limit: EventTime, out: &mut AssetOutputs) {
+        let cfg = &self.cfg.incidents;
+        let assets = &mut self.assets;
+        self.alarmed.retain(|asset| {
+            let Some(state) = assets.get_mut(asset) else { return false };
+            state.incidents.advance(cfg, asset, limit, &mut out.incidents);
+            state.incidents.is_active()
+        });
     }
 
     fn asset_window(&mut self, asset: &Arc<str>, end: EventTime, windows: &[AssetInput], out: &mut AssetOutputs) {
@@ -247,6 +294,19 @@ impl AssetStage {
                         .to_string(),
                 });
                 state.predictor.observe_anomaly(end);
+                let evidence = Evidence {
+                    event_id: event_id("anomaly", &["asset_mahalanobis", asset], end),
+                    kind: EvidenceKind::Anomaly,
+                    ts: end,
+                    sensor_id: Arc::from(""),
+                    detector: "asset_mahalanobis".into(),
+                    severity,
+                    deviation: f.score / cfg.multivariate.threshold.max(f64::MIN_POSITIVE),
+                    value: Some(f.score),
+                    normal: Some((0.0, cfg.multivariate.threshold)),
+                };
+                state.incidents.observe(&cfg.incidents, asset, evidence, &mut out.incidents);
+                self.alarmed.insert(asset.clone());
             }
         }
         let model_rul = cfg.rul_model.as_ref();
@@ -300,7 +360,9 @@ impl AssetStage {
                 model,
                 model_version,
             };
-            if let Some(prop) = state.schedule.on_prediction(&cfg.scheduler, &p) {
+            let proposal = state.schedule.on_prediction(&cfg.scheduler, &p);
+            state.incidents.prediction(&pred_id, proposal.is_some());
+            if let Some(prop) = proposal {
                 let proposal_id = crate::scheduler::proposal_id(asset, prop.seq);
                 out.schedule.push(MaintenanceScheduled {
                     event_id: event_id("schedule", &[&proposal_id, "proposed"], prop.ts),
@@ -316,8 +378,10 @@ impl AssetStage {
                     requires_decision: prop.requires_decision,
                 });
                 if prop.requires_decision {
+                    let request_id = event_id("decision-request", &[&proposal_id], prop.ts);
+                    state.incidents.decision_requested(asset, &request_id, prop.ts, &mut out.incidents);
                     out.decisions.push(HumanDecisionRequested {
-                        event_id: event_id("decision-request", &[&proposal_id], prop.ts),
+                        event_id: request_id,
                         correlation_id: pred_id,
                         event_version: EVENT_VERSION,
                         proposal_id,

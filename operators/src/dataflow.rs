@@ -33,8 +33,8 @@ use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
 use vigil_events::{
-    stable_hash_str, watermark_of, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted,
-    MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures,
+    stable_hash_str, watermark_of, AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, Incident,
+    MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures,
 };
 
 use crate::asset_stage::{AssetOutputs, AssetStage};
@@ -66,6 +66,8 @@ pub struct AssetStreams<'scope> {
     pub schedule: StreamVec<'scope, EventTime, MaintenanceScheduled>,
     /// Decision requests.
     pub decisions: StreamVec<'scope, EventTime, HumanDecisionRequested>,
+    /// Incident revisions.
+    pub incidents: StreamVec<'scope, EventTime, Incident>,
 }
 
 fn single(f: &MutableAntichain<EventTime>) -> Option<EventTime> {
@@ -222,8 +224,14 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
         let (o1, predictions) = builder.new_output();
         let (o2, schedule) = builder.new_output();
         let (o3, decisions) = builder.new_output();
-        let (mut o0, mut o1, mut o2, mut o3) =
-            (OutputBuilder::from(o0), OutputBuilder::from(o1), OutputBuilder::from(o2), OutputBuilder::from(o3));
+        let (o4, incidents) = builder.new_output();
+        let (mut o0, mut o1, mut o2, mut o3, mut o4) = (
+            OutputBuilder::from(o0),
+            OutputBuilder::from(o1),
+            OutputBuilder::from(o2),
+            OutputBuilder::from(o3),
+            OutputBuilder::from(o4),
+        );
 
         builder.build(move |capabilities| {
             let mut caps = capabilities;
@@ -252,17 +260,19 @@ impl<'scope> AssetStageExt<'scope> for StreamVec<'scope, EventTime, AssetInput> 
                 }
                 stage.advance(frontier.map(watermark_of), &mut out);
                 {
-                    let (mut h0, mut h1, mut h2, mut h3) = (o0.activate(), o1.activate(), o2.activate(), o3.activate());
+                    let (mut h0, mut h1, mut h2, mut h3, mut h4) =
+                        (o0.activate(), o1.activate(), o2.activate(), o3.activate(), o4.activate());
                     h0.session(&caps[0]).give_iterator(out.anomalies.drain(..));
                     h1.session(&caps[1]).give_iterator(out.predictions.drain(..));
                     h2.session(&caps[2]).give_iterator(out.schedule.drain(..));
                     h3.session(&caps[3]).give_iterator(out.decisions.drain(..));
+                    h4.session(&caps[4]).give_iterator(out.incidents.drain(..));
                 }
                 downgrade_all(&mut caps, frontier);
                 last = frontier;
             }
         });
 
-        AssetStreams { anomalies, predictions, schedule, decisions }
+        AssetStreams { anomalies, predictions, schedule, decisions, incidents }
     }
 }

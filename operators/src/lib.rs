@@ -30,6 +30,7 @@ pub mod decode;
 pub mod dedupe;
 pub mod drift;
 pub mod gbt;
+pub mod incidents;
 pub mod limits;
 pub mod multivariate;
 pub mod novelty;

@@ -188,13 +188,15 @@ impl Novelty {
         let sequence = self.sequence(level);
         self.learn_range(min, max);
         self.seen_windows += 1;
-        if !self.warmed_up() {
-            return 0.0;
-        }
         let raw = spatial.max(sequence).clamp(0.0, 1.0);
         let score = (raw - self.peak).max(0.0);
         let decay = 0.5f64.powf(1.0 / self.cfg.suppress_half_life.max(1) as f64);
+        // The running peak learns during the warm-up too: the first scored window is compared
+        // with what came before it, not with nothing (else every sensor alarms as it warms up).
         self.peak = (self.peak * decay).max(raw);
+        if !self.warmed_up() {
+            return 0.0;
+        }
         score
     }
 

@@ -25,6 +25,7 @@ use vigil_events::{
 
 use crate::dedupe::Dedupe;
 use crate::drift::{DriftConfig, DriftDetector};
+use crate::incidents::{Evidence, EvidenceKind};
 use crate::limits::{HardLimitDetector, LimitBreach, Limits};
 use crate::novelty::{Novelty, NoveltyConfig};
 use crate::robust::{RobustConfig, RobustDetector};
@@ -133,6 +134,18 @@ pub enum AssetInput {
         asset_id: Arc<str>,
         /// Event time.
         ts: EventTime,
+        /// The anomaly, for the asset's incidents (absent in checkpoints made before them).
+        #[serde(default)]
+        evidence: Option<Box<Evidence>>,
+    },
+    /// A drift event of one of the asset's sensors, for the asset's incidents.
+    Drift {
+        /// Asset.
+        asset_id: Arc<str>,
+        /// Event time.
+        ts: EventTime,
+        /// The drift event.
+        evidence: Box<Evidence>,
     },
 }
 
@@ -140,14 +153,16 @@ impl AssetInput {
     /// The asset.
     pub fn asset_id(&self) -> &Arc<str> {
         match self {
-            AssetInput::Window { asset_id, .. } | AssetInput::Anomaly { asset_id, .. } => asset_id,
+            AssetInput::Window { asset_id, .. } | AssetInput::Anomaly { asset_id, .. } | AssetInput::Drift { asset_id, .. } => {
+                asset_id
+            }
         }
     }
     /// Event time.
     pub fn time(&self) -> EventTime {
         match self {
             AssetInput::Window { end, .. } => *end,
-            AssetInput::Anomaly { ts, .. } => *ts,
+            AssetInput::Anomaly { ts, .. } | AssetInput::Drift { ts, .. } => *ts,
         }
     }
 }
@@ -527,8 +542,25 @@ impl SensorStage {
             return;
         }
         if let Some(b) = state.hard.observe(r.value, state.limits) {
-            out.anomalies.push(hard_limit_event(&r, &state.asset_id, &b));
-            out.asset.push(AssetInput::Anomaly { asset_id: state.asset_id.clone(), ts: r.ts });
+            let a = hard_limit_event(&r, &state.asset_id, &b);
+            let evidence = Evidence {
+                event_id: a.event_id.clone(),
+                kind: EvidenceKind::Anomaly,
+                ts: r.ts,
+                sensor_id: r.sensor_id.clone(),
+                detector: a.detector.clone(),
+                severity: a.severity,
+                // The breach's score is its excess over the limit; at the limit it is one.
+                deviation: 1.0 + b.score,
+                value: Some(b.value),
+                normal: state.limits.low.zip(state.limits.high),
+            };
+            out.anomalies.push(a);
+            out.asset.push(AssetInput::Anomaly {
+                asset_id: state.asset_id.clone(),
+                ts: r.ts,
+                evidence: Some(Box::new(evidence)),
+            });
         }
         if state.asset_id != r.asset_id {
             r.asset_id = state.asset_id.clone();
@@ -608,7 +640,23 @@ impl SensorStage {
                         })
                         .to_string(),
                     });
-                    out.asset.push(AssetInput::Anomaly { asset_id: s.asset_id.clone(), ts: w.end });
+                    let threshold = self.cfg.robust.threshold.max(f64::MIN_POSITIVE);
+                    let evidence = Evidence {
+                        event_id: event_id("anomaly", &["robust_zscore", &s.sensor_id], w.end),
+                        kind: EvidenceKind::Anomaly,
+                        ts: w.end,
+                        sensor_id: s.sensor_id.clone(),
+                        detector: "robust_zscore".into(),
+                        severity: severity_of(f.score, 8.0, 12.0, 24.0),
+                        deviation: f.score / threshold,
+                        value: Some(f.observed),
+                        normal: Some((f.expected - threshold * f.scale, f.expected + threshold * f.scale)),
+                    };
+                    out.asset.push(AssetInput::Anomaly {
+                        asset_id: s.asset_id.clone(),
+                        ts: w.end,
+                        evidence: Some(Box::new(evidence)),
+                    });
                 }
                 let novelty = s.novelty.get_or_insert_with(|| Box::new(Novelty::new(self.cfg.novelty.clone())));
                 let score = novelty.observe(w.end, w.count, w.mean, w.min, w.max, w.std, w.last);
@@ -630,9 +678,41 @@ impl SensorStage {
                         })
                         .to_string(),
                     });
-                    out.asset.push(AssetInput::Anomaly { asset_id: s.asset_id.clone(), ts: w.end });
+                    let evidence = Evidence {
+                        event_id: event_id("anomaly", &["novelty", &s.sensor_id], w.end),
+                        kind: EvidenceKind::Anomaly,
+                        ts: w.end,
+                        sensor_id: s.sensor_id.clone(),
+                        detector: "novelty".into(),
+                        severity: severity_of(score, 0.25, 0.5, 0.9),
+                        deviation: score / self.cfg.novelty_threshold.max(f64::MIN_POSITIVE),
+                        value: Some(w.mean),
+                        normal: None,
+                    };
+                    out.asset.push(AssetInput::Anomaly {
+                        asset_id: s.asset_id.clone(),
+                        ts: w.end,
+                        evidence: Some(Box::new(evidence)),
+                    });
                 }
                 if let Some(d) = s.drift.observe(&w) {
+                    let drift_id = event_id("drift", &[d.statistic, &s.sensor_id], w.end);
+                    out.asset.push(AssetInput::Drift {
+                        asset_id: s.asset_id.clone(),
+                        ts: w.end,
+                        evidence: Box::new(Evidence {
+                            event_id: drift_id,
+                            kind: EvidenceKind::Drift,
+                            ts: w.end,
+                            sensor_id: s.sensor_id.clone(),
+                            detector: d.statistic.into(),
+                            // Drift is slow: worth a look, not an alarm by itself.
+                            severity: Severity::Low,
+                            deviation: d.value / d.threshold.max(f64::MIN_POSITIVE),
+                            value: Some(w.mean),
+                            normal: None,
+                        }),
+                    });
                     out.drift.push(DriftDetected {
                         event_id: event_id("drift", &[d.statistic, &s.sensor_id], w.end),
                         correlation_id: corr,

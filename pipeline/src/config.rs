@@ -49,6 +49,8 @@ pub struct VigilConfig {
     pub detectors: DetectorsConfig,
     /// Predictor and scheduling policy.
     pub maintenance: MaintenanceConfig,
+    /// Incidents: how anomaly and drift events of one asset group into the alarms people get.
+    pub incidents: vigil_operators::incidents::IncidentConfig,
     /// Parquet history.
     pub history: HistoryConfig,
     /// Kafka input and output topics (`vigil run`, `vigil simulate --brokers`).
@@ -537,6 +539,7 @@ impl VigilConfig {
             predictor: PredictorConfig { emit_every: m.predict_every_windows.max(1), ..PredictorConfig::default() },
             rul_model: self.models.loaded_rul.clone(),
             window_ms: self.windows.tumbling_ms,
+            incidents: self.incidents,
             scheduler: SchedulerConfig {
                 rul_horizon_hours: m.rul_horizon_hours,
                 health_threshold: m.health_threshold,

@@ -2,7 +2,7 @@
 //!
 //! Inputs: accepted readings, records rejected at the source, the sensor registry (a
 //! differential collection), and the status changes people record in the planning ledger
-//! (rejected, completed), which flow back into the stages. The graph: the per-sensor stage (exchanged by sensor), the per-asset
+//! (approved, rejected, completed), which flow back into the stages. The graph: the per-sensor stage (exchanged by sensor), the per-asset
 //! stage (exchanged by asset), and one history sink per table. A sink also hands each event to
 //! the Kafka output topics when a streaming run has them.
 //!
@@ -24,8 +24,8 @@ use timely::worker::Worker;
 use vigil_connectors::history::{FileEntry, HistoryRow, TableWriter, WriterConfig};
 use vigil_connectors::ConnectorError;
 use vigil_events::{
-    dataflow_time, AnomalyDetected, DataflowTime, DriftDetected, EventTime, HumanDecisionRequested, MaintenancePredicted,
-    MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures, WindowKind,
+    dataflow_time, AnomalyDetected, DataflowTime, DriftDetected, EventTime, HumanDecisionRequested, Incident, IncidentStatus,
+    MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures, WindowKind,
 };
 use vigil_operators::asset_stage::AssetStage;
 use vigil_operators::dataflow::{AssetStageExt, SensorStageExt};
@@ -33,7 +33,7 @@ use vigil_operators::sensor_stage::{SensorSpec, SensorStage};
 
 use crate::config::VigilConfig;
 use crate::outputs::Outputs;
-use crate::run::{AnomalyBrief, DriftBrief, ProposalBrief, RunStats};
+use crate::run::{AnomalyBrief, DriftBrief, IncidentBrief, ProposalBrief, RunStats};
 
 /// Statistics of one worker, shared by its sinks.
 pub(crate) type Shared = Rc<RefCell<RunStats>>;
@@ -216,6 +216,25 @@ pub(crate) fn build(
                 o.schedule(p);
             }
             st.proposals.push(ProposalBrief { asset_id: p.asset_id.to_string(), ts: p.ts, priority: p.priority })
+        }));
+        let o = out.clone();
+        sinks.push(history_sink(a.incidents, wcfg("incidents"), stats.clone(), move |i: &Incident, st| {
+            if let Some(o) = &o {
+                o.incident(i);
+            }
+            st.incident_revisions += 1;
+            match i.status {
+                IncidentStatus::Open => st.incidents_opened += 1,
+                IncidentStatus::Closed => st.incidents.push(IncidentBrief {
+                    asset_id: i.asset_id.to_string(),
+                    opened_at: i.opened_at,
+                    last_evidence_at: i.last_evidence_at,
+                    severity: i.severity,
+                    suppressed: i.suppressed,
+                    sensors: i.sensors.iter().map(|x| x.sensor_id.clone()).collect(),
+                }),
+                IncidentStatus::Updated => {}
+            }
         }));
         let o = out.clone();
         sinks.push(history_sink(a.decisions, wcfg("decision_requests"), stats.clone(), move |d: &HumanDecisionRequested, st| {

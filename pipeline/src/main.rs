@@ -53,6 +53,18 @@ struct FleetArgs {
     /// 2026-01-01T00:00:00Z.
     #[arg(long)]
     start: Option<String>,
+    /// What the simulator injects: `all` (anomalies, drift and degradation) or `none` (a healthy
+    /// fleet: every incident is then a false alarm).
+    #[arg(long, value_enum, default_value = "all")]
+    inject: InjectArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InjectArg {
+    /// Anomalies, drift and degradation at the simulator's rates.
+    All,
+    /// Nothing: normal behaviour only.
+    None,
 }
 
 /// `vigil replay --help`: what the inputs may be.
@@ -401,7 +413,11 @@ fn fleet_config(a: &FleetArgs, bad_rate: f64, default_start: i64) -> anyhow::Res
             None => default_start,
         },
         bad_record_rate: bad_rate,
-        ..FleetConfig::default()
+        ..if a.inject == InjectArg::None {
+            FleetConfig { anomalies_per_sensor_hour: 0.0, drift_fraction: 0.0, degrading_fraction: 0.0, ..FleetConfig::default() }
+        } else {
+            FleetConfig::default()
+        }
     })
 }
 
@@ -709,8 +725,11 @@ fn run() -> anyhow::Result<()> {
             // Faster than real time, the fleet starts in the past so that its event time reaches
             // the wall clock just as it ends (readings from the future would be rejected).
             let start = system_now_ms() - (hours * 3_600_000.0 * (1.0 - 1.0 / speed.max(1.0))) as i64;
-            let mut fleet =
-                fleet_config(&FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: None }, 0.0, start)?;
+            let mut fleet = fleet_config(
+                &FleetArgs { assets, sensors_per_asset, hours, interval_ms, seed, start: None, inject: InjectArg::All },
+                0.0,
+                start,
+            )?;
             if source == serve::ServeSource::Simulator {
                 continue_demo_fleet(&data_dir, &mut fleet, speed)?;
             }

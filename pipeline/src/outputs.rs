@@ -2,8 +2,8 @@
 //! webhook notifications (anomalies above a severity and proposals; see
 //! `vigil_connectors::webhook`, which never blocks the pipeline).
 //!
-//! Inputs: the events the history sinks receive (anomalies, drift, predictions, proposals,
-//! decision requests, dead letters). Output: one JSON record per event on its topic, keyed by
+//! Inputs: the events the history sinks receive (anomalies, incidents, drift, predictions,
+//! proposals, decision requests, dead letters). Output: one JSON record per event on its topic, keyed by
 //! asset (predictions, proposals, decision requests, anomalies) or sensor (drift, dead letters).
 //! Delivery is at least once: a cut waits for every record to be acknowledged before it commits,
 //! and a restart from the last commit re-emits what followed it with the same `event_id`s, so
@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use vigil_connectors::kafka::{JsonProducer, KafkaConnectorError};
 use vigil_connectors::webhook::{NoticeKind, Notifier};
 use vigil_events::{
-    event_id, AnomalyDetected, DriftDetected, HumanDecisionRequested, MaintenancePredicted, MaintenanceScheduled, RejectedReading,
+    event_id, AnomalyDetected, DriftDetected, HumanDecisionRequested, Incident, IncidentStatus, MaintenancePredicted,
+    MaintenanceScheduled, RejectedReading,
 };
 
 /// Output topic names (an empty name turns that output off).
@@ -34,6 +35,8 @@ pub struct OutputTopics {
     pub schedule: String,
     /// Human decision requests.
     pub decisions: String,
+    /// Incident revisions (opened, updated, closed).
+    pub incidents: String,
     /// Dead letters: rejected records with their original bytes, partition, offset and reason.
     pub rejected: String,
 }
@@ -46,6 +49,7 @@ impl Default for OutputTopics {
             predictions: "vigil.predictions".into(),
             schedule: "vigil.schedule".into(),
             decisions: "vigil.decisions".into(),
+            incidents: "vigil.incidents".into(),
             rejected: "vigil.dead-letters".into(),
         }
     }
@@ -54,7 +58,7 @@ impl Default for OutputTopics {
 impl OutputTopics {
     /// Every configured topic.
     pub fn all(&self) -> Vec<&str> {
-        [&self.anomalies, &self.drift, &self.predictions, &self.schedule, &self.decisions, &self.rejected]
+        [&self.anomalies, &self.drift, &self.predictions, &self.schedule, &self.decisions, &self.incidents, &self.rejected]
             .into_iter()
             .map(String::as_str)
             .filter(|t| !t.is_empty())
@@ -159,6 +163,16 @@ impl Outputs {
     /// A status change people recorded (the API has notified the webhooks already).
     pub(crate) fn schedule_change(&self, s: &MaintenanceScheduled) {
         self.send(|t| &t.schedule, &s.asset_id, s);
+    }
+    pub(crate) fn incident(&self, i: &Incident) {
+        self.send(|t| &t.incidents, &i.asset_id, i);
+        // People hear of an incident when it opens and when it grows, not of each revision,
+        // and not while its asset is in maintenance.
+        if let Some(n) = &self.notifier {
+            if !i.suppressed && i.status != IncidentStatus::Closed {
+                n.event(NoticeKind::Incident, &i.event_id, Some(i.severity), i);
+            }
+        }
     }
     pub(crate) fn decision(&self, d: &HumanDecisionRequested) {
         self.send(|t| &t.decisions, &d.asset_id, d);

@@ -126,6 +126,23 @@ pub struct ProposalBrief {
     pub priority: Severity,
 }
 
+/// A closed incident, briefly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentBrief {
+    /// Asset.
+    pub asset_id: String,
+    /// Time of its first evidence.
+    pub opened_at: EventTime,
+    /// Time of its last evidence.
+    pub last_evidence_at: EventTime,
+    /// Severity.
+    pub severity: Severity,
+    /// Raised in a maintenance window.
+    pub suppressed: bool,
+    /// Contributing sensors, furthest from normal first.
+    pub sensors: Vec<String>,
+}
+
 /// An asset's latest prediction, briefly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictionBrief {
@@ -168,6 +185,12 @@ pub struct RunStats {
     pub proposals: Vec<ProposalBrief>,
     /// Decision requests.
     pub decision_requests: u64,
+    /// Incidents closed (a bounded run closes every incident by its end).
+    pub incidents: Vec<IncidentBrief>,
+    /// Incidents opened.
+    pub incidents_opened: u64,
+    /// Incident revisions written (open, updated, closed).
+    pub incident_revisions: u64,
     /// History files written (staged).
     pub files: Vec<FileEntry>,
     /// Bad records the simulator injected, by expected reason.
@@ -217,6 +240,8 @@ pub struct FoldedCounts {
     pub drift_by_statistic: BTreeMap<String, u64>,
     /// Proposals.
     pub proposals: u64,
+    /// Incidents closed.
+    pub incidents_closed: u64,
     /// History rows by table.
     pub history_rows: BTreeMap<String, u64>,
     /// History files.
@@ -235,6 +260,7 @@ impl FoldedCounts {
             *self.drift_by_statistic.entry(k).or_default() += v;
         }
         self.proposals += o.proposals;
+        self.incidents_closed += o.incidents_closed;
         for (k, v) in o.history_rows {
             *self.history_rows.entry(k).or_default() += v;
         }
@@ -265,6 +291,9 @@ impl RunStats {
         }
         self.proposals.extend(o.proposals);
         self.decision_requests += o.decision_requests;
+        self.incidents.extend(o.incidents);
+        self.incidents_opened += o.incidents_opened;
+        self.incident_revisions += o.incident_revisions;
         self.files.extend(o.files);
         for (k, v) in o.injected_bad {
             *self.injected_bad.entry(k).or_default() += v;
@@ -292,6 +321,8 @@ impl RunStats {
         }
         f.proposals += self.proposals.len() as u64;
         self.proposals.clear();
+        f.incidents_closed += self.incidents.len() as u64;
+        self.incidents.clear();
         for file in self.files.drain(..) {
             *f.history_rows.entry(file.table).or_default() += file.rows;
             f.files += 1;

@@ -43,6 +43,18 @@ pub struct Score {
     pub proposals_without_degradation: u64,
     /// Bad records injected, by expected reason.
     pub bad_records_injected: BTreeMap<String, u64>,
+    /// Injected episodes: anomalies, drifting sensors and degrading assets.
+    pub episodes_injected: u64,
+    /// Injected episodes that lie in an incident of their asset.
+    pub episodes_in_incidents: u64,
+    /// episodes_in_incidents / episodes_injected.
+    pub incident_recall: f64,
+    /// Incidents that contain an injected episode.
+    pub incidents_explained: u64,
+    /// incidents_explained / incidents.
+    pub incident_precision: f64,
+    /// Incidents that contain no injected episode, per 100 asset-hours.
+    pub false_incidents_per_100_asset_hours: f64,
 }
 
 /// The summary.
@@ -84,6 +96,14 @@ pub struct Summary {
     pub proposals: u64,
     /// Decision requests.
     pub decision_requests: u64,
+    /// Incidents (every incident of a bounded run is closed by its end).
+    pub incidents: u64,
+    /// Incidents by severity.
+    pub incidents_by_severity: BTreeMap<String, u64>,
+    /// Incidents raised in a maintenance window (recorded, not alerted).
+    pub incidents_suppressed: u64,
+    /// Incidents per asset-hour (simulated input: the fleet's assets and hours).
+    pub incidents_per_asset_hour: Option<f64>,
     /// History rows by table.
     pub history_rows: BTreeMap<String, u64>,
     /// History files written.
@@ -141,6 +161,17 @@ impl Summary {
             predictions: stats.predictions,
             proposals: stats.proposals.len() as u64 + stats.folded.proposals,
             decision_requests: stats.decision_requests,
+            incidents: stats.incidents.len() as u64 + stats.folded.incidents_closed,
+            incidents_by_severity: stats.incidents.iter().fold(BTreeMap::new(), |mut m, i| {
+                *m.entry(i.severity.as_str().to_string()).or_default() += 1;
+                m
+            }),
+            incidents_suppressed: stats.incidents.iter().filter(|i| i.suppressed).count() as u64,
+            incidents_per_asset_hour: truth
+                .and_then(|t| t.config.as_ref())
+                .map(|c| c.assets as f64 * c.hours)
+                .filter(|h| *h > 0.0 && stats.records_in > 0)
+                .map(|asset_hours| stats.incidents.len() as f64 / asset_hours),
             history_rows,
             history_files: stats.files.len() as u64,
             // Nothing simulated: nothing to score.
@@ -204,6 +235,22 @@ pub fn score(stats: &RunStats, truth: &GroundTruth) -> Score {
     let proposals_without =
         stats.proposals.iter().filter(|p| !truth.degradations.iter().any(|d| d.asset_id == p.asset_id)).count() as u64;
     let events = stats.anomalies.len() as u64;
+    // Incidents: an episode lies in one when an incident of its asset overlaps it.
+    let end_of_run = truth.config.as_ref().map_or(i64::MAX, |c| c.start_ms + (c.hours * 3_600_000.0) as i64);
+    let episodes: Vec<(&str, i64, i64)> = truth
+        .anomalies
+        .iter()
+        .map(|a| (a.asset_id.as_str(), a.start, a.end + GRACE_MS))
+        .chain(truth.drifts.iter().map(|d| (d.asset_id.as_str(), d.start, end_of_run + GRACE_MS)))
+        .chain(truth.degradations.iter().map(|d| (d.asset_id.as_str(), d.start, d.failure.min(end_of_run) + GRACE_MS)))
+        .collect();
+    let overlaps = |i: &crate::run::IncidentBrief, e: &(&str, i64, i64)| {
+        i.asset_id == e.0 && i.opened_at <= e.2 && i.last_evidence_at + GRACE_MS >= e.1
+    };
+    let episodes_in = episodes.iter().filter(|e| stats.incidents.iter().any(|i| overlaps(i, e))).count() as u64;
+    let explained = stats.incidents.iter().filter(|i| episodes.iter().any(|e| overlaps(i, e))).count() as u64;
+    let incidents = stats.incidents.len() as u64;
+    let asset_hours = truth.config.as_ref().map_or(0.0, |c| c.assets as f64 * c.hours);
     Score {
         anomalies_injected: truth.anomalies.len() as u64,
         anomalies_detected: detected.len() as u64,
@@ -224,6 +271,16 @@ pub fn score(stats: &RunStats, truth: &GroundTruth) -> Score {
         degrading_assets_proposed: degrading_proposed,
         proposals_without_degradation: proposals_without,
         bad_records_injected: stats.injected_bad.clone(),
+        episodes_injected: episodes.len() as u64,
+        episodes_in_incidents: episodes_in,
+        incident_recall: if episodes.is_empty() { 1.0 } else { episodes_in as f64 / episodes.len() as f64 },
+        incidents_explained: explained,
+        incident_precision: if incidents == 0 { 1.0 } else { explained as f64 / incidents as f64 },
+        false_incidents_per_100_asset_hours: if asset_hours > 0.0 {
+            (incidents - explained) as f64 * 100.0 / asset_hours
+        } else {
+            0.0
+        },
     }
 }
 
@@ -281,6 +338,15 @@ impl fmt::Display for Summary {
         if self.sorted_first {
             writeln!(f, "  input was not in event-time order within the lateness: replayed from a sorted copy")?;
         }
+        // Incidents first: they are what a person acts on; the events below are their evidence.
+        let per_hour = self.incidents_per_asset_hour.map(|r| format!("   {r:.3} per asset-hour")).unwrap_or_default();
+        writeln!(
+            f,
+            "Incidents  {}{per_hour}   by severity: {}   suppressed (maintenance) {}",
+            self.incidents,
+            list(&self.incidents_by_severity),
+            self.incidents_suppressed
+        )?;
         writeln!(f, "Readings   in {}   accepted {}   rejected {}", self.records_in, self.accepted, self.rejected)?;
         writeln!(f, "  rejected by reason: {}", list(&self.rejected_by_reason))?;
         writeln!(f, "Windows    {}", list(&self.windows))?;
@@ -304,6 +370,17 @@ impl fmt::Display for Summary {
         )?;
         if let Some(s) = &self.ground_truth {
             writeln!(f, "Against the simulator's ground truth")?;
+            writeln!(
+                f,
+                "  incidents: {} of {} injected episodes lie in an incident (recall {:.2}); {} of {} incidents contain one (precision {:.2}); {:.2} false incidents per 100 asset-hours",
+                s.episodes_in_incidents,
+                s.episodes_injected,
+                s.incident_recall,
+                s.incidents_explained,
+                self.incidents,
+                s.incident_precision,
+                s.false_incidents_per_100_asset_hours
+            )?;
             writeln!(
                 f,
                 "  anomalies: precision {:.2} ({} of {} events explained), recall {:.2} ({} of {} injected), mean detection delay {:.0} s",

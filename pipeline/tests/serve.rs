@@ -298,7 +298,7 @@ fn the_golden_path_runs_end_to_end_and_waits_for_a_decision() {
     wait_for("the golden path", || {
         let (_, r) = srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None);
         run = r;
-        run["status"] != "running"
+        run["status"] != "running" && run["status"] != "queued"
     });
     assert_eq!(run["status"], "awaiting_decision", "{run:#}");
     let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
@@ -329,6 +329,14 @@ fn golden_paths_started_together_keep_every_read_whole() {
             run["correlation_id"].as_str().unwrap().to_string()
         })
         .collect();
+    // They run one at a time: one runs, four may wait ([api] golden_path_queue), the next is
+    // turned away (429) until one is done.
+    let (status, fifth) = srv.call("POST", "/api/v1/demo/golden-path", Some("{}"));
+    assert_eq!(status, 202, "{fifth}");
+    assert_eq!(fifth["status"], "queued", "{fifth}");
+    let ids: Vec<String> = ids.into_iter().chain([fifth["correlation_id"].as_str().unwrap().to_string()]).collect();
+    let (status, busy) = srv.call("POST", "/api/v1/demo/golden-path", Some("{}"));
+    assert_eq!((status, busy["error"]["code"].as_str()), (429, Some("golden_path_busy")), "{busy}");
     let count = serde_json::json!({ "sql": "SELECT count(*) AS n FROM readings" }).to_string();
     let mut errors = Vec::new();
     let mut last = 0;
@@ -350,7 +358,7 @@ fn golden_paths_started_together_keep_every_read_whole() {
         }
         let runs: Vec<serde_json::Value> =
             ids.iter().map(|id| srv.call("GET", &format!("/api/v1/demo/golden-path/{id}"), None).1).collect();
-        if runs.iter().all(|r| r["status"] != "running") {
+        if runs.iter().all(|r| r["status"] != "running" && r["status"] != "queued") {
             break runs;
         }
         assert!(Instant::now() < deadline, "the golden paths did not finish");
@@ -358,10 +366,9 @@ fn golden_paths_started_together_keep_every_read_whole() {
     assert!(errors.is_empty(), "{} failed reads, first ones: {:#?}", errors.len(), &errors[..errors.len().min(5)]);
     let rows = srv.sql("SELECT asset_id, count(*) AS n, count(DISTINCT reading_id) AS d FROM readings GROUP BY asset_id");
     assert_eq!(rows.len(), ids.len(), "{rows:?}");
-    // What this test is about is the reads and the stored readings; that a golden path's later
-    // steps (detect, predict) can miss under four at once is a separate, open defect.
     for run in &finished {
-        assert_eq!(run["steps"][1]["status"], "done", "{run:#}");
+        assert_eq!(run["status"], "awaiting_decision", "{run:#}");
+        assert!(run["steps"].as_array().unwrap().iter().all(|s| s["status"] == "done"), "{run:#}");
         // "N readings stored (M accepted by validation)": all M, once.
         let detail = run["steps"][1]["detail"].as_str().unwrap();
         let accepted: u64 = detail.split('(').nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();

@@ -727,9 +727,12 @@ pub(crate) async fn golden(s: Signed, State(state): State<AppState>) -> PageResu
 /// `/golden/{id}`: one run's steps with their timings; refreshes itself while it runs.
 pub(crate) async fn golden_run(s: Signed, State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
     let run = crate::golden::run_status(&state, &id).map_err(|e| s.fail(e))?;
-    let running = run.status == "running";
+    let running = run.status == "running" || run.status == "queued";
     let content = html! {
-        @if running { div data-refresh="1000" {} p.live aria-live="polite" { "Running: this page follows each step." } }
+        @if running { div data-refresh="1000" {} p.live aria-live="polite" {
+            @if run.status == "queued" { "Queued: golden paths run one at a time, this one starts when the one before it is done." }
+            @else { "Running: this page follows each step." }
+        } }
         dl.facts {
             dt { "Run" } dd { code { (run.correlation_id) } }
             dt { "Asset" } dd { a href={ "/assets/" (url_segment(&run.asset_id)) } { (run.asset_id) } }

@@ -105,8 +105,8 @@ fn render(b: &RecordBatch, skip: &[&str]) -> Vec<String> {
     (0..b.num_rows()).map(|i| cols.iter().map(|(n, c)| format!("{n}={}", c.value(i))).collect::<Vec<_>>().join("|")).collect()
 }
 
-pub const TABLES: [&str; 8] =
-    ["readings", "rejected", "features", "anomalies", "drift", "predictions", "schedule", "decision_requests"];
+pub const TABLES: [&str; 9] =
+    ["readings", "rejected", "features", "anomalies", "drift", "predictions", "schedule", "decision_requests", "incidents"];
 
 /// The whole history as sorted rows per table.
 pub fn history(data_dir: &Path, skip: &[&str]) -> Vec<(String, Vec<String>)> {
