@@ -45,6 +45,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod golden;
+pub mod incidents;
 pub mod ingest;
 pub mod models;
 pub mod observe;
@@ -582,7 +583,12 @@ pub const KEYED_ROUTES: &[(&str, &str, Scope)] = &[
     ("GET", "/api/v1/models", Scope::Read),
     ("GET", "/api/v1/models/{name}/versions", Scope::Read),
     ("GET", "/api/v1/models/{name}/latest", Scope::Read),
+    ("GET", "/api/v1/incidents", Scope::Read),
+    ("GET", "/api/v1/incidents/{incident_id}", Scope::Read),
     ("POST", "/api/v1/decisions/{request_id}", Scope::Decide),
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge", Scope::Decide),
+    ("POST", "/api/v1/incidents/{incident_id}/shelve", Scope::Decide),
+    ("POST", "/api/v1/incidents/{incident_id}/unshelve", Scope::Decide),
     ("POST", "/api/v1/maintenance/{proposal_id}/complete", Scope::Decide),
     ("POST", "/api/v1/readings", Scope::Ingest),
     ("POST", "/api/v1/demo/golden-path", Scope::Admin),
@@ -612,10 +618,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/models/{name}/versions", get(models::versions))
         .route("/api/v1/models/{name}/latest", get(models::latest))
+        .route("/api/v1/incidents", get(incidents::incidents))
+        .route("/api/v1/incidents/{incident_id}", get(incidents::incident))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
     let decide = Router::new()
         .route("/api/v1/decisions/{request_id}", post(planning::decide))
         .route("/api/v1/maintenance/{proposal_id}/complete", post(planning::complete))
+        .route("/api/v1/incidents/{incident_id}/acknowledge", post(incidents::acknowledge))
+        .route("/api/v1/incidents/{incident_id}/shelve", post(incidents::shelve))
+        .route("/api/v1/incidents/{incident_id}/unshelve", post(incidents::unshelve))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
     let ingest = Router::new()
         .route("/api/v1/readings", post(ingest::readings))

@@ -49,6 +49,8 @@ pub struct PlanningBook {
     proposals: HashMap<String, MaintenanceScheduled>,
     maintenance: Vec<MaintenanceCompleted>,
     by_proposal: HashMap<String, usize>,
+    /// Per incident: what people did about it, and the actions in order.
+    incidents: HashMap<String, (crate::incidents::IncidentHandling, Vec<vigil_events::IncidentAction>)>,
 }
 
 impl LedgerState for PlanningBook {
@@ -67,6 +69,11 @@ impl LedgerState for PlanningBook {
                 }
                 self.maintenance.push(m.clone());
             }
+            LedgerRecord::IncidentAction(a) => {
+                let e = self.incidents.entry(a.incident_id.clone()).or_default();
+                e.0.apply(a);
+                e.1.push(a.clone());
+            }
         }
     }
 }
@@ -84,12 +91,13 @@ impl PlanningBook {
     pub fn maintenance(&self) -> &[MaintenanceCompleted] {
         &self.maintenance
     }
-    /// Per asset, the latest rejection or completion recorded: what the dataflow must have
+    /// Per asset, the latest approval, rejection or completion recorded: what the dataflow must have
     /// applied (handed to it again at start; it applies them idempotently).
     pub fn latest_closing_changes(&self) -> Vec<MaintenanceScheduled> {
         let mut by_asset: HashMap<&str, &MaintenanceScheduled> = HashMap::new();
         for s in self.proposals.values() {
-            if matches!(s.status, ScheduleStatus::Rejected | ScheduleStatus::Completed) {
+            // Approvals too: they open the asset's maintenance window (its alarms suppressed).
+            if matches!(s.status, ScheduleStatus::Rejected | ScheduleStatus::Completed | ScheduleStatus::Scheduled) {
                 let e = by_asset.entry(&s.asset_id).or_insert(s);
                 if (s.ts, &s.proposal_id) > (e.ts, &e.proposal_id) {
                     *e = s;
@@ -99,6 +107,14 @@ impl PlanningBook {
         let mut out: Vec<MaintenanceScheduled> = by_asset.into_values().cloned().collect();
         out.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
         out
+    }
+    /// What people did about an incident.
+    pub fn incident_handling(&self, incident_id: &str) -> Option<&crate::incidents::IncidentHandling> {
+        self.incidents.get(incident_id).map(|e| &e.0)
+    }
+    /// The actions on an incident, in order.
+    pub fn incident_actions(&self, incident_id: &str) -> Vec<vigil_events::IncidentAction> {
+        self.incidents.get(incident_id).map(|e| e.1.clone()).unwrap_or_default()
     }
     /// The ledger's latest status of a proposal.
     pub fn proposal_status(&self, proposal_id: &str) -> Option<ScheduleStatus> {
@@ -472,7 +488,7 @@ pub(crate) async fn record_decision(
                 match r {
                     LedgerRecord::Decision(d) => decision = Some(d),
                     LedgerRecord::Schedule(s) => schedule = Some(s),
-                    LedgerRecord::Maintenance(_) => {}
+                    LedgerRecord::Maintenance(_) | LedgerRecord::IncidentAction(_) => {}
                 }
             }
             let decision = decision.ok_or_else(|| ApiError::internal("the ledger returned no decision"))?;
@@ -713,7 +729,7 @@ pub(crate) async fn complete(
                 match r {
                     LedgerRecord::Maintenance(m) => maintenance = Some(m),
                     LedgerRecord::Schedule(s) => schedule = Some(s),
-                    LedgerRecord::Decision(_) => {}
+                    LedgerRecord::Decision(_) | LedgerRecord::IncidentAction(_) => {}
                 }
             }
             let maintenance = maintenance.ok_or_else(|| ApiError::internal("the ledger returned no maintenance record"))?;

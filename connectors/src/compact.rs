@@ -74,8 +74,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use vigil_events::{
-    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, Incident, MaintenanceCompleted,
-    MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures,
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, Incident, IncidentAction,
+    MaintenanceCompleted, MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures,
 };
 
 use crate::history::{self, fsync_dir, FileEntry, HistoryRow, SourceSpan};
@@ -304,7 +304,7 @@ const fn spec<R: HistoryRow>(
 }
 
 /// Every table of the history, with its order (mirrors the `sort_key` of each `HistoryRow`).
-static TABLES: [TableSpec; 11] = [
+static TABLES: [TableSpec; 12] = [
     spec::<SensorReading>(&["sensor_id"], "ts", &["ts"], true),
     spec::<RejectedReading>(&["sensor_id"], "ts", &["ts", "rejected_at"], true),
     spec::<WindowFeatures>(&["sensor_id"], "window_start", &["window_start"], false),
@@ -318,6 +318,7 @@ static TABLES: [TableSpec; 11] = [
     spec::<HumanDecisionSubmitted>(&["asset_id"], "ts", &["ts"], false),
     spec::<MaintenanceCompleted>(&["asset_id"], "ts", &["ts"], false),
     spec::<Incident>(&["asset_id"], "ts", &["ts"], false),
+    spec::<IncidentAction>(&["asset_id"], "ts", &["ts"], false),
 ];
 
 /// The tables compaction knows (every table of the history).

@@ -32,8 +32,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use vigil_events::{
-    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, Incident, MaintenanceCompleted,
-    MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures, MS_PER_DAY,
+    AnomalyDetected, DriftDetected, EventTime, HumanDecisionRequested, HumanDecisionSubmitted, Incident, IncidentAction,
+    MaintenanceCompleted, MaintenancePredicted, MaintenanceScheduled, RejectedReading, SensorReading, WindowFeatures, MS_PER_DAY,
 };
 
 use crate::{ConnectorError, Result};
@@ -839,6 +839,53 @@ impl HistoryRow for Incident {
     }
     fn unique_columns() -> &'static [&'static str] {
         &["event_id", "summary", "sensors"]
+    }
+}
+
+impl HistoryRow for IncidentAction {
+    const TABLE: &'static str = "incident_actions";
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("correlation_id", DataType::Utf8, false),
+            Field::new("event_version", DataType::UInt32, false),
+            Field::new("incident_id", DataType::Utf8, false),
+            Field::new("asset_id", DataType::Utf8, false),
+            Field::new("action", DataType::Utf8, false),
+            ts_field("shelved_until", true),
+            Field::new("performed_by", DataType::Utf8, false),
+            Field::new("note", DataType::Utf8, true),
+            ts_field("ts", false),
+        ]))
+    }
+    fn partition_time(&self) -> EventTime {
+        self.ts
+    }
+    fn sort_key(&self) -> (&str, EventTime, u64) {
+        (&self.asset_id, self.ts, vigil_events::stable_hash_str(&self.event_id))
+    }
+    fn to_batch(rows: &[&Self], _sources: &[String]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+        let mut ver = UInt32Builder::with_capacity(n);
+        let (mut until, mut ts) = (ts_builder(n), ts_builder(n));
+        for r in rows {
+            s[0].append_value(&r.event_id);
+            s[1].append_value(&r.correlation_id);
+            ver.append_value(r.event_version);
+            s[2].append_value(&r.incident_id);
+            s[3].append_value(&r.asset_id);
+            s[4].append_value(r.action.as_str());
+            until.append_option(r.shelved_until);
+            s[5].append_value(&r.performed_by);
+            s[6].append_option(r.note.as_deref());
+            ts.append_value(r.ts);
+        }
+        let mut f = |i: usize| Arc::new(s[i].finish()) as ArrayRef;
+        let (c0, c1, c2, c3, c4, c5, c6) = (f(0), f(1), f(2), f(3), f(4), f(5), f(6));
+        let cols: Vec<ArrayRef> =
+            vec![c0, c1, Arc::new(ver.finish()), c2, c3, c4, Arc::new(until.finish()), c5, c6, Arc::new(ts.finish())];
+        batch(Self::schema(), cols)
     }
 }
 

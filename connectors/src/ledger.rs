@@ -3,7 +3,8 @@
 //!
 //! Input: [`LedgerRecord`]s from the API (a decision, the schedule change it causes, a
 //! maintenance completion). Output: the records, in order, to a caller-defined state
-//! ([`LedgerState`]) and to the history tables `decisions`, `schedule` and `maintenance`.
+//! ([`LedgerState`]) and to the history tables `decisions`, `schedule`, `maintenance` and
+//! `incident_actions`.
 //!
 //! Layout under `DATA/_ledger/`: segments `wal-<n>.jsonl`, one record a line
 //! (`{"table": "decisions", "row": {…}}`, the row being the table's columns with times in
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use vigil_events::{HumanDecisionSubmitted, MaintenanceCompleted, MaintenanceScheduled};
+use vigil_events::{HumanDecisionSubmitted, IncidentAction, MaintenanceCompleted, MaintenanceScheduled};
 
 use crate::history::write_rows_by_date;
 use crate::{ConnectorError, Result};
@@ -48,6 +49,9 @@ pub enum LedgerRecord {
     /// Maintenance done (`maintenance`).
     #[serde(rename = "maintenance")]
     Maintenance(MaintenanceCompleted),
+    /// A person's action on an incident (`incident_actions`).
+    #[serde(rename = "incident_actions")]
+    IncidentAction(IncidentAction),
 }
 
 /// What the ledger's owner keeps of the records (indexes for its checks and reads).
@@ -181,16 +185,19 @@ fn compact(data_dir: &Path, n: u64, path: &Path, records: &[LedgerRecord]) -> Re
     let mut decisions = Vec::new();
     let mut schedule = Vec::new();
     let mut maintenance = Vec::new();
+    let mut incident_actions = Vec::new();
     for r in records {
         match r {
             LedgerRecord::Decision(d) => decisions.push(d.clone()),
             LedgerRecord::Schedule(s) => schedule.push(s.clone()),
             LedgerRecord::Maintenance(m) => maintenance.push(m.clone()),
+            LedgerRecord::IncidentAction(a) => incident_actions.push(a.clone()),
         }
     }
     write_rows_by_date(data_dir, &name, &decisions)?;
     write_rows_by_date(data_dir, &name, &schedule)?;
     write_rows_by_date(data_dir, &name, &maintenance)?;
+    write_rows_by_date(data_dir, &name, &incident_actions)?;
     let done = path.with_extension("jsonl.compacted");
     fs::rename(path, &done).map_err(|e| ConnectorError::io(path, e))?;
     if let Some(dir) = path.parent() {

@@ -884,6 +884,59 @@ pub struct Incident {
     pub summary: String,
 }
 
+/// What a person did about an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentActionKind {
+    /// Seen and being handled: it stays listed, marked acknowledged.
+    Acknowledge,
+    /// Set aside until `shelved_until`: left out of the alarm list (and its notices) until then.
+    Shelve,
+    /// Back on the alarm list before the shelving ran out.
+    Unshelve,
+}
+
+impl IncidentActionKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentActionKind::Acknowledge => "acknowledge",
+            IncidentActionKind::Shelve => "shelve",
+            IncidentActionKind::Unshelve => "unshelve",
+        }
+    }
+}
+
+/// A person's action on an incident (`incident_actions`, the audit log of the alarm list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentAction {
+    /// Stable id.
+    pub event_id: String,
+    /// The incident's id.
+    pub correlation_id: String,
+    /// Schema version.
+    pub event_version: u32,
+    /// The incident.
+    pub incident_id: String,
+    /// Its asset.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub asset_id: Arc<str>,
+    /// What was done.
+    pub action: IncidentActionKind,
+    /// Shelved until (shelve only).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub shelved_until: Option<EventTime>,
+    /// Who did it (the API key's name).
+    pub performed_by: String,
+    /// Why, in their words.
+    pub note: Option<String>,
+    /// When (wall clock, ms).
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub ts: EventTime,
+}
+
 /// Builds a stable event id from a kind and key parts.
 pub fn event_id(kind: &str, parts: &[&str], ts: EventTime) -> String {
     let mut h = StableHasher::default();

@@ -976,3 +976,148 @@ impl History {
         Ok(FleetHealth { as_of: Some(as_of), counts, assets: list })
     }
 }
+
+/// Which incidents to return.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IncidentFilter {
+    /// Only this asset.
+    pub asset_id: Option<String>,
+    /// Only this incident.
+    pub incident_id: Option<String>,
+    /// Only open ones (their latest revision is not `closed`).
+    pub open_only: bool,
+    /// Only those of at least this severity.
+    pub min_severity: Option<vigil_events::Severity>,
+    /// Opened at or after (ms).
+    pub from: Option<i64>,
+    /// Opened before (ms).
+    pub to: Option<i64>,
+    /// At most this many, newest first (0: the query row limit).
+    pub limit: usize,
+}
+
+impl History {
+    /// The latest revision of each incident matching `f`, the most recently opened first.
+    pub async fn incidents(&self, f: &IncidentFilter) -> Result<Vec<vigil_events::Incident>, QueryError> {
+        self.incident_rows(f, true).await
+    }
+
+    /// Every revision of one incident, oldest first.
+    pub async fn incident_revisions(&self, incident_id: &str) -> Result<Vec<vigil_events::Incident>, QueryError> {
+        let f = IncidentFilter { incident_id: Some(incident_id.to_string()), ..IncidentFilter::default() };
+        let mut rows = self.incident_rows(&f, false).await?;
+        rows.sort_by_key(|r| r.revision);
+        Ok(rows)
+    }
+
+    async fn incident_rows(&self, f: &IncidentFilter, latest: bool) -> Result<Vec<vigil_events::Incident>, QueryError> {
+        use vigil_events::{Incident, IncidentSensor, IncidentStatus, Severity};
+        let mut clauses = Vec::new();
+        let mut params = Vec::new();
+        let mut add = |clause: &str, v: ScalarValue| {
+            params.push(v);
+            clauses.push(clause.replace('?', &format!("${}", params.len())));
+        };
+        if let Some(a) = &f.asset_id {
+            add("asset_id = ?", text(a));
+        }
+        if let Some(i) = &f.incident_id {
+            add("incident_id = ?", text(i));
+        }
+        if let Some(t) = f.from {
+            add("opened_at >= ?", ts(t));
+        }
+        if let Some(t) = f.to {
+            add("opened_at < ?", ts(t));
+        }
+        if let (Some(a), Some(b)) = (f.from, f.to) {
+            if b < a {
+                return Err(QueryError::Invalid("the period ends before it starts".into()));
+            }
+        }
+        let wh = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let limit = if f.limit == 0 { self.config().max_rows } else { f.limit.min(self.config().max_rows) };
+        let cols = "event_id, correlation_id, event_version, incident_id, revision, asset_id, status, opened_at, ts, \
+                    last_evidence_at, severity, suppressed, anomalies, drifts, sensors, detectors, predictions, \
+                    decision_requests, summary";
+        let mut outer = Vec::new();
+        if f.open_only {
+            outer.push("status <> 'closed'".to_string());
+        }
+        if let Some(s) = f.min_severity {
+            let at_least: Vec<String> = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+                .into_iter()
+                .filter(|x| *x >= s)
+                .map(|x| format!("'{}'", x.as_str()))
+                .collect();
+            outer.push(format!("severity IN ({})", at_least.join(", ")));
+        }
+        let outer = if outer.is_empty() { String::new() } else { format!("AND {}", outer.join(" AND ")) };
+        let sql = if latest {
+            format!(
+                "SELECT {cols} FROM (SELECT {cols}, row_number() OVER (PARTITION BY incident_id ORDER BY revision DESC) AS rn \
+                 FROM incidents {wh}) WHERE rn = 1 {outer} ORDER BY opened_at DESC, incident_id LIMIT {limit}"
+            )
+        } else {
+            format!("SELECT {cols} FROM incidents {wh} ORDER BY revision LIMIT {limit}")
+        };
+        let r = self.query(&sql, params, limit).await?;
+        let c = Columns::new(&r)?;
+        let (id, corr, iid, asset, status, sev) = (
+            c.text("event_id")?,
+            c.text("correlation_id")?,
+            c.text("incident_id")?,
+            c.text("asset_id")?,
+            c.text("status")?,
+            c.text("severity")?,
+        );
+        let (ver, rev, anomalies, drifts) = (c.int("event_version")?, c.int("revision")?, c.int("anomalies")?, c.int("drifts")?);
+        let (opened, t, last) = (c.int("opened_at")?, c.int("ts")?, c.int("last_evidence_at")?);
+        let suppressed = c.bool("suppressed")?;
+        let (sensors, detectors, predictions, requests, summary) =
+            (c.text("sensors")?, c.text("detectors")?, c.text("predictions")?, c.text("decision_requests")?, c.text("summary")?);
+        let list =
+            |v: &Option<String>| -> Vec<String> { v.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default() };
+        let parse_sev = |v: &Option<String>| -> Severity {
+            v.as_deref()
+                .and_then(|s| serde_json::from_value(serde_json::Value::String(s.to_string())).ok())
+                .unwrap_or(Severity::Low)
+        };
+        let parse_status = |v: &Option<String>| -> IncidentStatus {
+            v.as_deref()
+                .and_then(|s| serde_json::from_value(serde_json::Value::String(s.to_string())).ok())
+                .unwrap_or(IncidentStatus::Open)
+        };
+        (0..c.len())
+            .map(|i| {
+                Ok(Incident {
+                    event_id: req(id[i].clone(), "event_id")?,
+                    correlation_id: corr[i].clone().unwrap_or_default(),
+                    event_version: ver[i].unwrap_or(1) as u32,
+                    incident_id: req(iid[i].clone(), "incident_id")?,
+                    revision: rev[i].unwrap_or(1) as u32,
+                    asset_id: std::sync::Arc::from(asset[i].clone().unwrap_or_default()),
+                    status: parse_status(&status[i]),
+                    opened_at: req(opened[i], "opened_at")?,
+                    ts: req(t[i], "ts")?,
+                    last_evidence_at: req(last[i], "last_evidence_at")?,
+                    severity: parse_sev(&sev[i]),
+                    suppressed: suppressed[i].unwrap_or(false),
+                    anomalies: anomalies[i].unwrap_or(0) as u32,
+                    drifts: drifts[i].unwrap_or(0) as u32,
+                    sensors: sensors[i]
+                        .as_deref()
+                        .and_then(|s| serde_json::from_str::<Vec<IncidentSensor>>(s).ok())
+                        .unwrap_or_default(),
+                    detectors: detectors[i]
+                        .as_deref()
+                        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    predictions: list(&predictions[i]),
+                    decision_requests: list(&requests[i]),
+                    summary: summary[i].clone().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}

@@ -31,7 +31,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 /// Tables the ledger writes.
-pub(crate) const LEDGER_TABLES: &[&str] = &["decisions", "schedule", "maintenance"];
+pub(crate) const LEDGER_TABLES: &[&str] = &["decisions", "schedule", "maintenance", "incident_actions"];
 
 /// A history table some of whose rows may still be in the ledger's live segments.
 #[derive(Debug)]

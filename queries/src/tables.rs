@@ -250,6 +250,23 @@ pub const TABLES: &[TableDoc] = &[
         sort: &["asset_id", "ts"],
     },
     TableDoc {
+        name: "incident_actions",
+        doc: "what people did about incidents: acknowledge, shelve, unshelve (the alarm list's audit log)",
+        columns: &[
+            EVENT_ID,
+            c("correlation_id", Text, "the incident's id"),
+            EVENT_VERSION,
+            c("incident_id", Text, "incident"),
+            c("asset_id", Text, "asset"),
+            c("action", Text, "acknowledge, shelve or unshelve"),
+            n("shelved_until", Timestamp, "shelved until (shelve)"),
+            c("performed_by", Text, "who (the API key's name)"),
+            n("note", Text, "why, in their words"),
+            c("ts", Timestamp, "when"),
+        ],
+        sort: &["asset_id", "ts"],
+    },
+    TableDoc {
         name: "decision_requests",
         doc: "questions put to a person about a proposal",
         columns: &[
