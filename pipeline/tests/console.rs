@@ -457,6 +457,23 @@ fn the_console_shows_the_api_s_numbers() {
         }
     }
 
+    // Incidents: the alarm list shows what the API lists, each row its incident.
+    let listed = srv.api("GET", "/api/v1/incidents?status=all&limit=200", None);
+    let listed = listed.as_array().unwrap();
+    b.goto(&srv.url("/incidents?status=all")).unwrap();
+    b.wait_for("#incident-count", WAIT).unwrap();
+    b.screenshot(&shots.join("incidents.png")).unwrap();
+    let shown = b.find("#incident-count").unwrap().text().unwrap();
+    if !shown.starts_with(&format!("{} all incidents", listed.len())) {
+        wrong.push(format!("incidents: page says {shown:?}, the API lists {}", listed.len()));
+    }
+    for i in listed.iter().take(10) {
+        let id = i["incident_id"].as_str().unwrap();
+        if b.find(&format!("#inc-{id}")).is_err() {
+            wrong.push(format!("incident {id} is in the API, not on the page"));
+        }
+    }
+
     // Decisions: each request's evidence is what its prediction counted, from the API.
     // The demo is replayed history: its requests are listed when asked for.
     let pending = srv.api("GET", "/api/v1/decisions/pending?include_deferred=true&include_replayed=true", None);

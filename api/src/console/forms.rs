@@ -355,3 +355,42 @@ mod tests {
         assert_eq!(local_next(None), "/fleet");
     }
 }
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct IncidentForm {
+    #[serde(default)]
+    csrf: String,
+    action: Option<String>,
+    minutes: Option<u64>,
+    note: Option<String>,
+}
+
+/// `POST /incidents/{id}/action`: acknowledge, shelve or unshelve, as the REST actions.
+pub(crate) async fn incident_action(
+    s: Signed,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    f: Result<Form<IncidentForm>, FormRejection>,
+) -> FormResult {
+    let body = form(&s, f)?;
+    s.check_csrf(&body.csrf)?;
+    s.require(Scope::Decide, "acknowledge or shelve incidents")?;
+    let now = (state.now_ms)();
+    let (kind, until) = match body.action.as_deref() {
+        Some("acknowledge") => (vigil_events::IncidentActionKind::Acknowledge, None),
+        Some("unshelve") => (vigil_events::IncidentActionKind::Unshelve, None),
+        Some("shelve") => (
+            vigil_events::IncidentActionKind::Shelve,
+            Some(crate::incidents::shelve_until(now, None, Some(body.minutes.unwrap_or(60))).map_err(|e| s.fail(e))?),
+        ),
+        _ => return Err(s.fail(ApiError::bad_request("bad_form", "choose acknowledge, shelve or unshelve"))),
+    };
+    let a = crate::incidents::act(&state, &s.session.caller, &id, kind, until, body.note).await.map_err(|e| s.fail(e))?;
+    let done = format!(
+        "Recorded: {} of the incident on {}{}",
+        a.action.as_str(),
+        a.asset_id,
+        a.shelved_until.map(|t| format!(" until {}", fmt_time(t))).unwrap_or_default()
+    );
+    Ok(Redirect::to(&format!("/incidents?done={}", url_encode(&done))).into_response())
+}

@@ -69,6 +69,7 @@ const JS: &str = include_str!("assets/console.js");
 
 /// The pages of the navigation bar: (path, label).
 const NAV: &[(&str, &str)] = &[
+    ("/incidents", "Incidents"),
     ("/fleet", "Fleet"),
     ("/decisions", "Decisions"),
     ("/anomalies", "Anomalies & drift"),
@@ -92,6 +93,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/decisions", get(pages::decisions))
         .route("/decisions/{request_id}", post(forms::decide))
         .route("/anomalies", get(pages::anomalies))
+        .route("/incidents", get(pages::incidents))
+        .route("/incidents/{incident_id}", get(pages::incident))
+        .route("/incidents/{incident_id}/action", post(forms::incident_action))
         .route("/golden", get(pages::golden).post(forms::golden_start))
         .route("/golden/{id}", get(pages::golden_run))
         .route("/pipeline", get(pages::pipeline))

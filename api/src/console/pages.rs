@@ -50,7 +50,8 @@ fn query<T: serde::de::DeserializeOwned + Default>(
 
 /// `/`: the fleet when signed in, else the sign-in page.
 pub(crate) async fn home(s: Option<Signed>) -> Redirect {
-    Redirect::to(if s.is_some() { "/fleet" } else { "/login" })
+    // The alarm list first: incidents are what people act on.
+    Redirect::to(if s.is_some() { "/incidents" } else { "/login" })
 }
 
 /// What changes when the fleet page may change: the pipeline's commits and the decisions.
@@ -1153,4 +1154,169 @@ mod tests {
         assert_eq!(raw_payload(&serde_json::json!("plain text")), "plain text");
         assert!(raw_payload(&serde_json::json!("x".repeat(400))).ends_with("(400 bytes)"));
     }
+}
+
+/// Query of the incidents page.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct IncidentsPageQuery {
+    status: Option<String>,
+    asset: Option<String>,
+    severity: Option<String>,
+    shelved: Option<String>,
+    done: Option<String>,
+}
+
+/// The sensors of an incident, furthest from normal first, as a short text.
+fn incident_sensors(i: &vigil_events::Incident, max: usize) -> Markup {
+    html! {
+        @for (k, x) in i.sensors.iter().take(max).enumerate() {
+            @if k > 0 { br; }
+            span.sensor { (if x.sensor_id.is_empty() { "all sensors (multivariate)" } else { x.sensor_id.as_str() }) }
+            " ×" (num(Some(x.deviation), 1))
+            @if let Some(v) = x.value {
+                " · " (num(Some(v), 3))
+                @if let (Some(lo), Some(hi)) = (x.normal_low, x.normal_high) { " (normal " (num(Some(lo), 3)) "–" (num(Some(hi), 3)) ")" }
+            }
+        }
+        @if i.sensors.len() > max { br; span.muted { "+" (i.sensors.len() - max) " more" } }
+    }
+}
+
+/// The forms to acknowledge, shelve or unshelve an incident.
+fn incident_actions_form(s: &Signed, v: &crate::incidents::IncidentView) -> Markup {
+    let id = &v.incident.incident_id;
+    html! {
+        @if s.may(Scope::Decide) {
+            form.inline method="post" action={ "/incidents/" (url_segment(id)) "/action" } {
+                input type="hidden" name="csrf" value=(s.session.csrf);
+                @if v.handling.acknowledged_by.is_none() { button type="submit" name="action" value="acknowledge" { "Acknowledge" } }
+                @if v.shelved {
+                    button type="submit" name="action" value="unshelve" { "Unshelve" }
+                } @else {
+                    select name="minutes" aria-label="Shelve for" {
+                        option value="60" { "1 h" } option value="480" { "8 h" } option value="1440" { "24 h" } option value="10080" { "7 days" }
+                    }
+                    button type="submit" name="action" value="shelve" { "Shelve" }
+                }
+                input type="text" name="note" placeholder="note (optional)" aria-label="Note";
+            }
+        }
+    }
+}
+
+/// `/incidents`: the alarm list.
+pub(crate) async fn incidents(
+    s: Signed,
+    State(state): State<AppState>,
+    q: Result<Query<IncidentsPageQuery>, axum::extract::rejection::QueryRejection>,
+) -> PageResult {
+    let q = query(&s, q)?;
+    let status = some(&q.status).unwrap_or_else(|| "open".into());
+    let with_shelved = some(&q.shelved).is_some_and(|v| v == "1" || v == "true");
+    let api_q = crate::incidents::IncidentsQuery {
+        asset_id: some(&q.asset),
+        status: Some(status.clone()),
+        min_severity: some(&q.severity),
+        include_shelved: Some(with_shelved),
+        limit: Some(200),
+        ..Default::default()
+    };
+    let rows = crate::incidents::list(&state, &api_q).await.map_err(|e| s.fail(e))?;
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    let content = html! {
+        @if let Some(done) = some(&q.done) { p.notice role="status" { (done) } }
+        form.filters method="get" action="/incidents" {
+            label { "Show "
+                select name="status" {
+                    @for (val, label) in [("open", "open"), ("closed", "closed"), ("all", "all")] {
+                        option value=(val) selected[status == val] { (label) }
+                    }
+                }
+            }
+            label { "Asset " input type="text" name="asset" value=(v(&q.asset)); }
+            label { "At least "
+                select name="severity" {
+                    @for sev in ["", "low", "medium", "high", "critical"] {
+                        option value=(sev) selected[q.severity.as_deref() == Some(sev)] { (if sev.is_empty() { "any severity" } else { sev }) }
+                    }
+                }
+            }
+            label { input type="checkbox" name="shelved" value="1" checked[with_shelved]; " shelved too" }
+            button type="submit" { "Filter" }
+        }
+        p.muted #incident-count { (rows.len()) " " (status) " incidents, the most recently opened first. Each groups one asset's related anomalies and drift events; the anomalies stay as their evidence." }
+        @if rows.is_empty() { p.empty { "No incidents match." } } @else {
+            div.table-wrap { table #incidents {
+                thead { tr {
+                    th scope="col" { "Severity" } th scope="col" { "Asset" } th scope="col" { "Opened" } th scope="col" { "Last evidence" }
+                    th scope="col" { "State" } th scope="col" { "Furthest from normal" } th scope="col" { "Evidence" } th scope="col" { "Actions" }
+                } }
+                tbody { @for r in &rows { tr id={ "inc-" (r.incident.incident_id) } {
+                    td { (badge(r.incident.severity.as_str())) }
+                    td { a href={ "/assets/" (url_segment(&r.incident.asset_id)) } { (r.incident.asset_id) } }
+                    td { a href={ "/incidents/" (url_segment(&r.incident.incident_id)) } { (fmt_time(r.incident.opened_at)) } }
+                    td { (fmt_time(r.incident.last_evidence_at)) }
+                    td {
+                        (r.incident.status.as_str())
+                        @if r.incident.suppressed { " " span.badge { "suppressed" } }
+                        @if let Some(by) = &r.handling.acknowledged_by { " " span.badge.badge-ok title={ "by " (by) } { "acknowledged" } }
+                        @if r.shelved { " " span.badge { "shelved" } }
+                    }
+                    td { (incident_sensors(&r.incident, 3)) }
+                    td.num { (r.incident.anomalies) " anomalies" @if r.incident.drifts > 0 { ", " (r.incident.drifts) " drift" } br; span.muted { (r.incident.detectors.join(", ")) } }
+                    td { (incident_actions_form(&s, r)) }
+                } } }
+            } }
+        }
+    };
+    Ok(s.page("/incidents", "Incidents", content))
+}
+
+/// `/incidents/{id}`: one incident with its revisions, evidence and audit trail.
+pub(crate) async fn incident(s: Signed, State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let d = crate::incidents::detail(&state, &id).await.map_err(|e| s.fail(e))?;
+    let i = &d.view.incident;
+    let content = html! {
+        p #incident-summary { (i.summary) }
+        dl.facts {
+            dt { "Asset" } dd { a href={ "/assets/" (url_segment(&i.asset_id)) } { (i.asset_id) } }
+            dt { "Severity" } dd { (badge(i.severity.as_str())) }
+            dt { "Status" } dd { (i.status.as_str()) @if i.suppressed { " (suppressed: maintenance window)" } }
+            dt { "Opened" } dd { (fmt_time(i.opened_at)) }
+            dt { "Last evidence" } dd { (fmt_time(i.last_evidence_at)) }
+            dt { "Detectors" } dd { (i.detectors.join(", ")) }
+            @if let Some(by) = &d.view.handling.acknowledged_by { dt { "Acknowledged" } dd { "by " (by) @if let Some(t) = d.view.handling.acknowledged_at { " at " (fmt_time(t)) } } }
+            @if d.view.shelved { dt { "Shelved" } dd { "until " (d.view.handling.shelved_until.map(fmt_time).unwrap_or_default()) } }
+            @if !i.decision_requests.is_empty() { dt { "Decision requests" } dd { @for r in &i.decision_requests { a href="/decisions" { code { (r) } } " " } } }
+        }
+        (incident_actions_form(&s, &d.view))
+        h2 { "Sensors, furthest from normal first" }
+        div.table-wrap { table #incident-sensors {
+            thead { tr { th scope="col" { "Sensor" } th scope="col" { "Deviation (× threshold)" } th scope="col" { "Value" } th scope="col" { "Normal range" } th scope="col" { "Detectors" } th scope="col" { "Events" } } }
+            tbody { @for x in &i.sensors { tr {
+                td { (if x.sensor_id.is_empty() { "all sensors (multivariate)" } else { x.sensor_id.as_str() }) }
+                td.num { (num(Some(x.deviation), 2)) } td.num { (num(x.value, 3)) }
+                td { @if let (Some(lo), Some(hi)) = (x.normal_low, x.normal_high) { (num(Some(lo), 3)) " – " (num(Some(hi), 3)) } }
+                td { (x.detectors.join(", ")) } td.num { (x.events) }
+            } } }
+        } }
+        h2 { "Evidence: " (d.anomalies.len()) " anomalies, " (d.drift.len()) " drift events" }
+        div.table-wrap { table #incident-evidence {
+            thead { tr { th scope="col" { "Time" } th scope="col" { "Sensor" } th scope="col" { "Detector" } th scope="col" { "Severity" } th scope="col" { "Score" } } }
+            tbody { @for a in &d.anomalies { tr {
+                td { (fmt_time(a.ts)) } td { (a.sensor_id) } td { (a.detector) } td { (badge(&a.severity)) } td.num { (num(Some(a.score), 3)) }
+            } } }
+        } }
+        h2 { "Revisions" }
+        ol #incident-revisions { @for r in &d.revisions { li { (r.status.as_str()) " at " (fmt_time(r.ts)) ": " (r.summary) } } }
+        h2 { "What people did" }
+        @if d.actions.is_empty() { p.empty { "Nothing yet." } } @else {
+            ul #incident-audit { @for a in &d.actions { li {
+                (fmt_time(a.ts)) " " (a.performed_by) " " (a.action.as_str())
+                @if let Some(u) = a.shelved_until { " until " (fmt_time(u)) }
+                @if let Some(n) = &a.note { ": " (n) }
+            } } }
+        }
+    };
+    Ok(s.page("/incidents", &format!("Incident on {}", i.asset_id), content))
 }
