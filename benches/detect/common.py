@@ -25,7 +25,7 @@ def load_skab(folder):
         df = pd.read_csv(path, sep=";")
         df["datetime"] = pd.to_datetime(df["datetime"])
         df = df.sort_values("datetime", kind="stable").reset_index(drop=True)
-        ts = (df["datetime"].astype("int64") // 1_000_000).to_numpy()
+        ts = df["datetime"].dt.as_unit("ms").astype("int64").to_numpy()
         sensors = [c for c in df.columns if c not in ("datetime", "anomaly", "changepoint")]
         X = df[sensors].to_numpy(float)
         lab = df["anomaly"].to_numpy() > 0.5 if "anomaly" in df else np.zeros(len(df), bool)
@@ -240,7 +240,7 @@ def load_nab():
         cat = os.path.basename(os.path.dirname(path))
         key = f"{cat}/{os.path.basename(path)}"
         df = pd.read_csv(path)
-        ts = pd.to_datetime(df["timestamp"]).astype("int64").to_numpy() // 1_000_000
+        ts = pd.to_datetime(df["timestamp"]).dt.as_unit("ms").astype("int64").to_numpy()
         v = df["value"].to_numpy(float)
         wins = []
         for a, b in labels.get(key, []):

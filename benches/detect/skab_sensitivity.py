@@ -5,7 +5,7 @@ import common
 from skab_hyst import evaluate
 from skab_search import chunks
 
-BASE = dict(span=15, margin=3.0, off=0.5, eta_min=0.5, q=0.99)
+BASE = dict(span=12, margin=4.0, off=0.5, eta_min=0.6, q=0.99)
 
 if __name__ == "__main__":
     files = common.load_skab("valve1")
