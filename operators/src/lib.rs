@@ -16,6 +16,8 @@
 //! | [`drift`] | window means | Page-Hinkley and KS drift | reference and recent rings per sensor |
 //! | [`novelty`] | window min, mean, max | novelty score in [0, 1] (range and sequence novelty) | range ring, two context bitsets per sensor |
 //! | [`multivariate`] | an asset's window means | Mahalanobis anomalies | mean and covariance per asset |
+//! | [`normal_model`] | an asset's rows (normal period, then each row) | T² per dimension, alarm with hysteresis, per-sensor contributions | the fitted model (serde, for the registry); a smoothed vector per asset |
+//! | [`calibrate`] | a detector's scores over a normal period | its threshold (quantile × margin) | none |
 //! | [`predictor`] | window means, anomalies | health, RUL | trend rings per sensor of the asset |
 //! | [`rul_features`] | an asset's window means | RUL feature vector | a ring of means per input per asset |
 //! | [`gbt`] | feature rows, targets | gradient-boosted regression trees | the trees (trained offline) |
@@ -25,6 +27,7 @@
 //! | [`test_datasets`] | a data set's path | its path, a skip, or a failure under CI | none |
 
 pub mod asset_stage;
+pub mod calibrate;
 pub mod dataflow;
 pub mod decode;
 pub mod dedupe;
@@ -33,6 +36,7 @@ pub mod gbt;
 pub mod incidents;
 pub mod limits;
 pub mod multivariate;
+pub mod normal_model;
 pub mod novelty;
 pub mod predictor;
 pub mod robust;
