@@ -22,6 +22,7 @@ use vigil_events::{
 };
 
 use crate::incidents::{AssetIncidents, Evidence, EvidenceKind, IncidentConfig};
+use crate::normal_model::{NormalModel, NormalModelConfig, NormalState};
 
 use crate::multivariate::{AssetMahalanobis, MultivariateConfig};
 use crate::predictor::{AssetPredictor, PredictorConfig};
@@ -48,6 +49,25 @@ pub struct AssetStageConfig {
     pub window_ms: i64,
     /// Incidents.
     pub incidents: IncidentConfig,
+    /// The normal model: its settings.
+    pub normal_model: NormalModelConfig,
+    /// Windows of each asset (from its start, or its last completed maintenance) that are its
+    /// normal period: the normal model learns from them, then scores every later window. 0: off.
+    pub normal_model_train_windows: usize,
+}
+
+/// Version of the normal model detector.
+pub const NORMAL_MODEL_VERSION: u32 = 1;
+
+/// One asset's normal model: learning its normal period, then scoring.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum NormalPhase {
+    /// Complete rows of the normal period so far, with the sensors' order.
+    Learning { sensors: Vec<Arc<str>>, rows: Vec<Vec<f64>> },
+    /// Fitted.
+    Scoring { sensors: Vec<Arc<str>>, model: Box<NormalModel>, state: NormalState },
+    /// The normal period could not be learned (why): the asset is not scored.
+    Unfit(String),
 }
 
 /// Outputs of one step.
@@ -78,6 +98,9 @@ struct AssetState {
     /// The asset's incidents.
     #[serde(default)]
     incidents: AssetIncidents,
+    /// The asset's normal model, when configured.
+    #[serde(default)]
+    normal: Option<NormalPhase>,
 }
 
 impl Default for AssetState {
@@ -89,6 +112,7 @@ impl Default for AssetState {
             reset_mark: EventTime::MIN,
             rul: None,
             incidents: AssetIncidents::default(),
+            normal: None,
         }
     }
 }
@@ -107,6 +131,44 @@ pub struct AssetStage {
     pending: Vec<AssetInput>,
     /// Assets with an open incident or a candidate: their quiet gaps run with the watermark.
     alarmed: BTreeSet<Arc<str>>,
+}
+
+/// One window of the asset's normal model: learns while in the normal period (fits at its
+/// end), then scores; returns the score when the alarm is on.
+fn normal_step(
+    cfg: &AssetStageConfig,
+    phase: &mut Option<NormalPhase>,
+    names: &[Arc<str>],
+    means: &[f64],
+) -> Option<crate::normal_model::NormalScore> {
+    let p = phase.get_or_insert_with(|| NormalPhase::Learning { sensors: names.to_vec(), rows: Vec::new() });
+    match p {
+        NormalPhase::Learning { sensors, rows } => {
+            // A complete row: every sensor of the normal period, each finite.
+            let row: Option<Vec<f64>> =
+                sensors.iter().map(|s| names.iter().position(|n| n == s).map(|k| means[k]).filter(|v| v.is_finite())).collect();
+            if let Some(row) = row {
+                rows.push(row);
+            }
+            if rows.len() >= cfg.normal_model_train_windows {
+                let names: Vec<String> = sensors.iter().map(|s| s.to_string()).collect();
+                *p = match NormalModel::fit(names, rows, &cfg.normal_model) {
+                    Ok((model, state)) => {
+                        NormalPhase::Scoring { sensors: std::mem::take(sensors), model: Box::new(model), state }
+                    }
+                    Err(e) => NormalPhase::Unfit(e.to_string()),
+                };
+            }
+            None
+        }
+        NormalPhase::Scoring { sensors, model, state } => {
+            let row: Option<Vec<f64>> =
+                sensors.iter().map(|s| names.iter().position(|n| n == s).map(|k| means[k]).filter(|v| v.is_finite())).collect();
+            let score = model.score(state, &row?).ok()?;
+            score.alarm.then_some(score)
+        }
+        NormalPhase::Unfit(_) => None,
+    }
 }
 
 fn order_key(i: &AssetInput) -> (EventTime, u8, &str) {
@@ -175,6 +237,7 @@ impl AssetStage {
         if reset {
             a.reset_mark = change.ts;
             a.mv = None;
+            a.normal = None;
             a.predictor.reset();
             a.rul = None;
         }
@@ -304,6 +367,62 @@ impl AssetStage {
                     deviation: f.score / cfg.multivariate.threshold.max(f64::MIN_POSITIVE),
                     value: Some(f.score),
                     normal: Some((0.0, cfg.multivariate.threshold)),
+                };
+                state.incidents.observe(&cfg.incidents, asset, evidence, &mut out.incidents);
+                self.alarmed.insert(asset.clone());
+            }
+        }
+        if cfg.normal_model_train_windows > 0 && !names.is_empty() {
+            if let Some(f) = normal_step(cfg, &mut state.normal, &names, &means) {
+                let ranked = f.ranked();
+                let top: Vec<serde_json::Value> = ranked
+                    .iter()
+                    .take(3)
+                    .filter(|&&k| f.contributions[k] > 0.0)
+                    .map(|&k| {
+                        serde_json::json!({
+                            "sensor_id": names[k].to_string(),
+                            "contribution": (f.contributions[k] * 100.0).round() / 100.0,
+                            "deviation_sd": (f.deviations[k] * 100.0).round() / 100.0,
+                            "value": means[k],
+                        })
+                    })
+                    .collect();
+                let severity = if f.ratio >= 4.0 {
+                    Severity::High
+                } else if f.ratio >= 2.0 {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                };
+                let event = event_id("anomaly", &["normal_model", asset], end);
+                out.anomalies.push(AnomalyDetected {
+                    event_id: event.clone(),
+                    correlation_id: format!("{asset}@{}", format_rfc3339_ms(start)),
+                    event_version: EVENT_VERSION,
+                    sensor_id: Arc::from(""),
+                    asset_id: asset.clone(),
+                    detector: "normal_model".into(),
+                    detector_version: NORMAL_MODEL_VERSION,
+                    score: f.ratio,
+                    severity,
+                    ts: end,
+                    window_start: Some(start),
+                    explanation: serde_json::json!({"ratio_to_threshold": f.ratio, "statistic": f.statistic, "sensors": top})
+                        .to_string(),
+                });
+                state.predictor.observe_anomaly(end);
+                let top_sensor = ranked.first().map(|&k| names[k].clone()).unwrap_or_else(|| Arc::from(""));
+                let evidence = Evidence {
+                    event_id: event,
+                    kind: EvidenceKind::Anomaly,
+                    ts: end,
+                    sensor_id: top_sensor,
+                    detector: "normal_model".into(),
+                    severity,
+                    deviation: f.ratio,
+                    value: ranked.first().map(|&k| means[k]),
+                    normal: None,
                 };
                 state.incidents.observe(&cfg.incidents, asset, evidence, &mut out.incidents);
                 self.alarmed.insert(asset.clone());

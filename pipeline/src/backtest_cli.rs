@@ -51,8 +51,8 @@ pub(crate) enum BacktestCommand {
         json: bool,
     },
     /// Any labelled CSV of one asset's sensors (or a directory of them, one asset each):
-    /// point-wise precision, recall, F1, false- and missed-alarm rates; NAB-style changepoint
-    /// scores with --changepoint.
+    /// point-wise precision, recall, F1, false- and missed-alarm rates; changepoint scores by
+    /// SKAB's protocol with --changepoint. The training rows are each asset's normal period.
     Labelled {
         /// A CSV file or a directory of them.
         #[arg(long)]
@@ -69,9 +69,16 @@ pub(crate) enum BacktestCommand {
         /// Field separator (one character).
         #[arg(long, default_value = ",")]
         sep: char,
-        /// Rows of each file that only warm the detectors up.
+        /// Rows of each file that are its normal period: the normal model learns from them, the
+        /// other detectors warm up on them; they are not scored.
         #[arg(long, default_value_t = 0)]
         train_rows: usize,
+        /// Width of each changepoint's window, after it (ms).
+        #[arg(long, default_value_t = 60_000)]
+        changepoint_window_ms: i64,
+        /// Write every scored row's verdict to this CSV (`file,row,timestamp,score,predicted,label`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -199,7 +206,7 @@ pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Resu
                 outln!("RMSE {:.2}  MAE {:.2}  PHM08 {:.1}", report.scores.rmse, report.scores.mae, report.scores.phm08)?;
             }
         }
-        BacktestCommand::Labelled { data, timestamp, label, changepoint, sep, train_rows, json } => {
+        BacktestCommand::Labelled { data, timestamp, label, changepoint, sep, train_rows, changepoint_window_ms, out, json } => {
             anyhow::ensure!(sep.is_ascii(), "--sep must be one ASCII character");
             let opts = labelled::LabelledOptions {
                 data,
@@ -210,6 +217,8 @@ pub(crate) fn backtest(cfg: &VigilConfig, what: BacktestCommand) -> anyhow::Resu
                 train_rows,
                 workers: cfg.pipeline.workers.max(1),
                 progress: !json,
+                changepoint_window_ms,
+                out,
             };
             let report = labelled::backtest(cfg, &opts)?;
             if json {
@@ -254,7 +263,7 @@ fn print_labelled(r: &labelled::LabelledReport) -> std::io::Result<()> {
     row("all", String::new(), &r.points)?;
     if let Some(cps) = &r.changepoints {
         outln!()?;
-        outln!("changepoints (NAB-style, normalised):")?;
+        outln!("changepoints (SKAB's protocol, NAB profiles, normalised):")?;
         for (profile, score) in cps {
             outln!("  {profile:<22} {score:>8.2}")?;
         }

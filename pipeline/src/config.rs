@@ -303,6 +303,13 @@ pub struct DetectorsConfig {
     pub drift_alpha: f64,
     /// Drift: Page-Hinkley threshold (reference standard deviations).
     pub drift_ph_lambda: f64,
+    /// Normal model: tumbling windows of each asset (from its start, or its last completed
+    /// maintenance) that are its normal period; it learns the asset's joint behaviour from them,
+    /// then scores every later window. 0 (the default): off. `vigil backtest labelled` sets it to
+    /// `--train-rows`.
+    pub normal_model_train_windows: usize,
+    /// Normal model settings (span, quantile, margin, release, min_roughness, ridge, min_rows).
+    pub normal_model: vigil_operators::normal_model::NormalModelConfig,
     /// Hard limits per sensor type, overriding the defaults: `vibration = [0, 10]`.
     pub limits: HashMap<String, [f64; 2]>,
 }
@@ -322,6 +329,8 @@ impl Default for DetectorsConfig {
             drift_window: d.window,
             drift_alpha: d.alpha,
             drift_ph_lambda: d.ph_lambda,
+            normal_model_train_windows: 0,
+            normal_model: vigil_operators::normal_model::NormalModelConfig::default(),
             limits: HashMap::new(),
         }
     }
@@ -540,6 +549,8 @@ impl VigilConfig {
             rul_model: self.models.loaded_rul.clone(),
             window_ms: self.windows.tumbling_ms,
             incidents: self.incidents,
+            normal_model: self.detectors.normal_model.clone(),
+            normal_model_train_windows: self.detectors.normal_model_train_windows,
             scheduler: SchedulerConfig {
                 rul_horizon_hours: m.rul_horizon_hours,
                 health_threshold: m.health_threshold,

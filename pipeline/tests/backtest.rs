@@ -303,3 +303,56 @@ fn cmapss_model_is_trained_registered_and_backtested_through_the_graph() {
     assert!(!ok);
     assert!(err.contains("cmapss-fd001@9"), "{err}");
 }
+
+/// SKAB's valve1 development files through the streaming graph with 400 normal rows each: the
+/// normal model reaches the targets, and `--out` lets anyone recompute the figures.
+#[test]
+fn skab_valve1_meets_its_targets_and_the_rows_recompute_them() {
+    let Some(valve1) = vigil_operators::test_datasets::require("skab/valve1") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let rows_csv = tmp.path().join("rows.csv");
+    let v = valve1.to_str().unwrap();
+    let (ok, json, err) = run(&[
+        "backtest",
+        "labelled",
+        "--data",
+        v,
+        "--timestamp",
+        "datetime",
+        "--label",
+        "anomaly",
+        "--changepoint",
+        "changepoint",
+        "--sep",
+        ";",
+        "--train-rows",
+        "400",
+        "--out",
+        rows_csv.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let p = &report["points"];
+    assert!(p["f1"].as_f64().unwrap() >= 0.80, "{p}");
+    assert!(p["false_alarm_rate"].as_f64().unwrap() <= 0.15, "{p}");
+    assert!(report["changepoints"]["standard"].as_f64().unwrap() >= 35.0, "{}", report["changepoints"]);
+    // The rows give the same counts.
+    let text = std::fs::read_to_string(&rows_csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("file,row,timestamp,score,predicted,label"));
+    let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        match (f[4], f[5]) {
+            ("1", "1") => tp += 1,
+            ("1", "0") => fp += 1,
+            ("0", "1") => fn_ += 1,
+            _ => tn += 1,
+        }
+    }
+    assert_eq!(
+        (tp, fp, fn_, tn),
+        (p["tp"].as_u64().unwrap(), p["fp"].as_u64().unwrap(), p["fn_"].as_u64().unwrap(), p["tn"].as_u64().unwrap())
+    );
+}

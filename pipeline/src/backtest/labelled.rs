@@ -4,21 +4,33 @@
 //! timestamp column, a 0/1 label column, optionally a 0/1 changepoint column, and every other
 //! numeric column (most of its cells numbers; the others count as missing) a sensor of the
 //! asset — so the per-sensor detectors and the multivariate detector of the asset all take part.
-//! The first `train_rows` rows of each file only warm the detectors up and are not scored.
+//! The first `train_rows` rows of each file are the asset's normal period: the normal model
+//! (`operators::normal_model`) learns the asset's joint behaviour from them, the other detectors
+//! warm up on them, and they are not scored. With more than one sensor, a row's verdict is the
+//! asset-level detectors' (the normal model, the running Mahalanobis distance) and the hard
+//! limits' (the per-sensor statistical detectors' events still go to the report's counts); with
+//! one sensor, every detector's.
 //!
 //! Output: point-wise precision, recall, F1, false-alarm rate (normal rows flagged / normal rows)
 //! and missed-alarm rate (anomalous rows not flagged / anomalous rows), per file and over all
 //! files. A row is flagged when an anomaly the graph emitted covers it: a reading's anomaly its
-//! row, a window's anomaly the rows inside the window. With a changepoint column, NAB-style
-//! changepoint scores as well: NAB's windows (10 % of the file's rows shared among its
-//! changepoints, centred on each) and NAB's scoring of the flagged rows, three profiles.
+//! row, a window's anomaly the rows inside the window. With a changepoint column, changepoint
+//! scores as well, by SKAB's protocol: a window from each true changepoint to
+//! `changepoint_window_ms` after it (cut where the next begins); the predicted changepoints are
+//! the scored rows where the verdict changes; NAB's three profiles (a detection's reward falls
+//! with its delay in the window; a miss costs the profile's false-negative weight; a predicted
+//! changepoint outside every window its false-positive weight), normalised to 100 for a perfect
+//! detector and 0 for none. `out` writes every scored row's verdict (`file,row,timestamp,score,
+//! predicted,label`) so anyone can recompute the figures.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use std::io::Write;
 use vigil_events::{EventTime, SensorType};
-use vigil_operators::scoring::{self, ScoredSeries, NAB_PROFILES};
+
+use vigil_operators::scoring::{CostProfile, NAB_PROFILES};
 
 use super::{median_step_ms, run_series, scratch_dir, series_config, BacktestError, Point, Series};
 use crate::config::VigilConfig;
@@ -43,6 +55,10 @@ pub struct LabelledOptions {
     pub workers: usize,
     /// Show progress on stderr.
     pub progress: bool,
+    /// Width of a changepoint's window, after it (ms).
+    pub changepoint_window_ms: i64,
+    /// Where to write each scored row's verdict (CSV), if anywhere.
+    pub out: Option<PathBuf>,
 }
 
 /// One labelled file, read.
@@ -151,13 +167,27 @@ pub fn backtest(cfg: &VigilConfig, opts: &LabelledOptions) -> Result<LabelledRep
     let paths = input_files(&opts.data)?;
     let mut files_out = Vec::new();
     let mut total = PointScores::default();
-    let mut cp_series: Vec<ScoredSeries> = Vec::new();
+    let mut cp_series: Vec<ChangepointSeries> = Vec::new();
+    let mut out = match &opts.out {
+        Some(p) => {
+            let f = std::fs::File::create(p).map_err(|e| BacktestError::data(p, e.to_string()))?;
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "file,row,timestamp,score,predicted,label").map_err(|e| BacktestError::data(p, e.to_string()))?;
+            Some(w)
+        }
+        None => None,
+    };
     for (i, path) in paths.iter().enumerate() {
         if opts.progress {
             eprint!("\r  {}/{} files  {:<60}", i + 1, paths.len(), path.display());
         }
         let file = read_file(path, opts)?;
-        let file_cfg = series_config(cfg, median_step_ms(&file.ts));
+        let mut file_cfg = series_config(cfg, median_step_ms(&file.ts));
+        // The normal period: the training rows, one window each.
+        let multivariate = file.sensors.len() > 1;
+        if multivariate && opts.train_rows > 0 {
+            file_cfg.detectors.normal_model_train_windows = opts.train_rows;
+        }
         let series: Vec<Series> = file
             .sensors
             .iter()
@@ -175,7 +205,19 @@ pub fn backtest(cfg: &VigilConfig, opts: &LabelledOptions) -> Result<LabelledRep
             })
             .collect();
         let stats = run_series(&series, &file_cfg, opts.workers, &scratch_dir("labelled"))?;
-        let flagged = flagged_rows(&file.ts, &stats.anomalies);
+        let verdicts: Vec<AnomalyBrief> = if file_cfg.detectors.normal_model_train_windows > 0 {
+            stats.anomalies.iter().filter(|a| ASSET_VERDICT.contains(&a.detector.as_str())).cloned().collect()
+        } else {
+            stats.anomalies.clone()
+        };
+        let flagged = flagged_rows(&file.ts, &verdicts);
+        if let Some(w) = out.as_mut() {
+            let scores = row_scores(&file.ts, &verdicts);
+            for (row, ((&f, &l), sc)) in flagged.iter().zip(&file.labels).zip(&scores).enumerate().skip(opts.train_rows) {
+                writeln!(w, "{},{row},{},{sc},{},{}", csv_field(&file.name), file.ts[row], u8::from(f), u8::from(l))
+                    .map_err(|e| BacktestError::data(opts.out.as_deref().unwrap_or(path), e.to_string()))?;
+            }
+        }
         let mut points = PointScores::default();
         for (row, (&f, &l)) in flagged.iter().zip(&file.labels).enumerate() {
             if row >= opts.train_rows {
@@ -184,10 +226,11 @@ pub fn backtest(cfg: &VigilConfig, opts: &LabelledOptions) -> Result<LabelledRep
         }
         total.merge(&points);
         if let Some(cps) = &file.changepoints {
-            cp_series.push(ScoredSeries {
-                name: file.name.clone(),
-                scores: flagged.iter().enumerate().map(|(r, &f)| if f && r >= opts.train_rows { 1.0 } else { 0.0 }).collect(),
-                windows: changepoint_windows(cps),
+            let from = opts.train_rows.min(file.ts.len());
+            cp_series.push(ChangepointSeries {
+                ts: file.ts[from..].to_vec(),
+                flagged: flagged[from..].to_vec(),
+                changepoints: cps[from..].to_vec(),
             });
         }
         let mut anomalies: BTreeMap<String, usize> = BTreeMap::new();
@@ -204,17 +247,111 @@ pub fn backtest(cfg: &VigilConfig, opts: &LabelledOptions) -> Result<LabelledRep
     if opts.progress {
         eprintln!();
     }
+    if let Some(mut w) = out {
+        w.flush().map_err(|e| BacktestError::data(opts.out.as_deref().unwrap_or(&opts.data), e.to_string()))?;
+    }
     let changepoints = opts.changepoint.as_ref().map(|_| {
-        let windows: usize = cp_series.iter().map(|s| s.windows.len()).sum();
         NAB_PROFILES
             .iter()
-            .map(|p| {
-                let raw: f64 = cp_series.iter().map(|s| scoring::score_series(s, 0.5, p).raw).sum();
-                (p.name.to_string(), scoring::normalised(raw, windows, p))
-            })
+            .map(|p| (p.name.to_string(), skab_changepoint_score(&cp_series, opts.changepoint_window_ms, p)))
             .collect()
     });
     Ok(LabelledReport { files: files_out, points: total.finish(), changepoints, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// With several sensors, the detectors whose events make a row's verdict: the asset-level ones
+/// (the normal model, and the running Mahalanobis distance that catches a relationship between
+/// sensors breaking where the normal model leaves a slow sensor out) and the hard limits.
+const ASSET_VERDICT: &[&str] = &["normal_model", "asset_mahalanobis", "hard_limit"];
+
+/// The scored rows of one file, for the changepoint score.
+#[derive(Debug, Clone)]
+pub struct ChangepointSeries {
+    /// Event times.
+    pub ts: Vec<EventTime>,
+    /// Verdicts.
+    pub flagged: Vec<bool>,
+    /// True changepoints.
+    pub changepoints: Vec<bool>,
+}
+
+/// The changepoint score by SKAB's protocol, pooled over files, normalised (100: every window's
+/// changepoint found at its start and nothing else; 0: nothing found).
+pub fn skab_changepoint_score(series: &[ChangepointSeries], window_ms: i64, p: &CostProfile) -> f64 {
+    let (a_tp, a_fp, a_fn) = (p.tp, -p.fp, -p.fn_weight);
+    let (mut score, mut null, mut perfect) = (0.0, 0.0, 0.0);
+    for s in series {
+        // Predicted changepoints: where the verdict changes (the first row counts when flagged).
+        let mut predicted = Vec::new();
+        let mut prev = false;
+        for (i, &f) in s.flagged.iter().enumerate() {
+            if f != prev {
+                predicted.push(s.ts[i]);
+            }
+            prev = f;
+        }
+        let mut windows: Vec<(EventTime, EventTime)> =
+            s.ts.iter().zip(&s.changepoints).filter(|(_, c)| **c).map(|(&t, _)| (t, t.saturating_add(window_ms))).collect();
+        for i in 1..windows.len() {
+            if windows[i - 1].1 >= windows[i].0 {
+                windows[i].0 = windows[i - 1].1;
+            }
+        }
+        let mut false_positives = predicted.len();
+        for &(a, b) in &windows {
+            let inside: Vec<EventTime> = predicted.iter().copied().filter(|t| *t >= a && *t <= b).collect();
+            false_positives -= inside.len();
+            score += match inside.first() {
+                None => a_fn,
+                Some(&t) => tsad_reward(a, t, b, a_tp, a_fp),
+            };
+        }
+        score += a_fp * false_positives as f64;
+        null += a_fn * windows.len() as f64;
+        perfect += a_tp * windows.len() as f64;
+    }
+    if perfect == null {
+        return 0.0;
+    }
+    100.0 * (score - null) / (perfect - null)
+}
+
+/// SKAB's reward for a detection at `t` in the window `[a, b]`: from `a_tp` at its start down
+/// to `a_fp` at its end, along a tanh (1,000 steps, as SKAB computes it).
+fn tsad_reward(a: EventTime, t: EventTime, b: EventTime, a_tp: f64, a_fp: f64) -> f64 {
+    const STEPS: usize = 1000;
+    let step = if b > a { (((t - a) as f64 / (b - a) as f64) * STEPS as f64) as usize } else { 0 };
+    let k = step.min(STEPS - 1);
+    let half_pi = std::f64::consts::FRAC_PI_2;
+    let x = -half_pi + (std::f64::consts::PI) * k as f64 / (STEPS - 1) as f64;
+    (a_tp - a_fp) / 2.0 * -x.tanh() / half_pi.tanh() + (a_tp - a_fp) / 2.0 + a_fp
+}
+
+/// Per row, the highest score of the anomalies covering it (0 where none does).
+fn row_scores(ts: &[EventTime], anomalies: &[AnomalyBrief]) -> Vec<f64> {
+    let mut out = vec![0.0f64; ts.len()];
+    for a in anomalies {
+        let (from, to) = match a.window_start {
+            Some(start) => (ts.partition_point(|t| *t < start), ts.partition_point(|t| *t < a.ts)),
+            None => {
+                let i = ts.partition_point(|t| *t < a.ts);
+                (i, (i + 1).min(ts.len()))
+            }
+        };
+        for v in &mut out[from..to.max(from)] {
+            *v = v.max(a.score);
+        }
+    }
+    out
+}
+
+/// A CSV field, quoted when it must be.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// NAB's windows around changepoints: 10 % of the rows shared among them, centred on each,
