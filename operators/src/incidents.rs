@@ -4,7 +4,7 @@
 //! to. Evidence of one asset joins the open incident while it keeps coming: an incident closes
 //! once no evidence arrived for the quiet gap (`quiet_gap_ms`), at the time the gap ran out.
 //! Evidence of a severity up to `confirm_up_to` is a candidate until more evidence of the asset
-//! follows within `confirm_within_ms` (a lone low-grade blip opens nothing, and stays in the anomalies
+//! follows within `confirm_within_ms` and their deviations add up to `confirm_score` (a lone low-grade blip opens nothing, and stays in the anomalies
 //! table); anything more severe opens an incident at once. While the asset is in a maintenance
 //! window (approved work from its planned start until it is recorded done, or for
 //! `maintenance_window_ms` at most), its incidents are recorded as suppressed, not alerted.
@@ -14,8 +14,8 @@
 //! `updated` (severity rose, another sensor or detector joined, a decision was requested),
 //! `closed`. Deterministic: the close time is the last evidence plus the gap, whatever the
 //! watermark's steps.
-//! State per asset: the open incident (its sensors, detectors and links, each bounded), one
-//! candidate, the maintenance window.
+//! State per asset: the open incident (its sensors, detectors and links, each bounded), at most
+//! 16 candidates, the maintenance window.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,6 +24,8 @@ use vigil_events::{event_id, format_rfc3339_ms, EventTime, Incident, IncidentSen
 
 /// Links kept per incident (predictions, decision requests).
 const MAX_LINKS: usize = 16;
+/// Unconfirmed evidence kept per asset.
+const MAX_CANDIDATES: usize = 16;
 
 /// Settings of incidents.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,6 +38,10 @@ pub struct IncidentConfig {
     pub confirm_up_to: Severity,
     /// How soon more evidence must follow to confirm a candidate (ms).
     pub confirm_within_ms: i64,
+    /// Candidates confirm one another when their deviations (each in multiples of its
+    /// detector's threshold) add up to this within `confirm_within_ms`: two events barely over
+    /// their thresholds are not enough, one far over them with another is.
+    pub confirm_score: f64,
     /// A maintenance window lasts from the work's planned start until it is recorded done, and
     /// at most this long (ms).
     pub maintenance_window_ms: i64,
@@ -47,6 +53,7 @@ impl Default for IncidentConfig {
             quiet_gap_ms: 30 * 60_000,
             confirm_up_to: Severity::High,
             confirm_within_ms: 10 * 60_000,
+            confirm_score: 3.0,
             maintenance_window_ms: 8 * 3_600_000,
         }
     }
@@ -149,7 +156,9 @@ impl OpenIncident {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AssetIncidents {
     open: Option<OpenIncident>,
-    candidate: Option<Evidence>,
+    /// Unconfirmed evidence within `confirm_within_ms` of the latest (at most [`MAX_CANDIDATES`]).
+    #[serde(default)]
+    candidates: Vec<Evidence>,
     /// Maintenance window: planned start, end.
     maintenance: Option<(EventTime, EventTime)>,
 }
@@ -162,7 +171,7 @@ impl AssetIncidents {
 
     /// Whether anything waits for the watermark (an open incident or a candidate).
     pub fn is_active(&self) -> bool {
-        self.open.is_some() || self.candidate.is_some()
+        self.open.is_some() || !self.candidates.is_empty()
     }
 
     fn in_maintenance(&self, ts: EventTime) -> bool {
@@ -184,9 +193,7 @@ impl AssetIncidents {
 
     /// Closes the open incident (and drops the candidate) when the quiet gap ran out before `t`.
     pub fn advance(&mut self, cfg: &IncidentConfig, asset: &Arc<str>, t: EventTime, out: &mut Vec<Incident>) {
-        if self.candidate.as_ref().is_some_and(|c| c.ts.saturating_add(cfg.confirm_within_ms) < t) {
-            self.candidate = None;
-        }
+        self.candidates.retain(|c| c.ts.saturating_add(cfg.confirm_within_ms) >= t);
         let expired = self.open.as_ref().is_some_and(|o| o.last_evidence_at.saturating_add(cfg.quiet_gap_ms) < t);
         if expired {
             if let Some(mut o) = self.open.take() {
@@ -208,11 +215,19 @@ impl AssetIncidents {
             }
             return;
         }
-        if e.severity <= cfg.confirm_up_to && self.candidate.is_none() {
-            self.candidate = Some(e);
-            return;
+        if e.severity <= cfg.confirm_up_to {
+            let score: f64 = self.candidates.iter().map(|c| c.deviation).sum::<f64>() + e.deviation;
+            if self.candidates.is_empty() || score < cfg.confirm_score {
+                if self.candidates.len() >= MAX_CANDIDATES {
+                    self.candidates.remove(0);
+                }
+                self.candidates.push(e);
+                return;
+            }
         }
-        let first = self.candidate.take().unwrap_or_else(|| e.clone());
+        let mut evidence = std::mem::take(&mut self.candidates);
+        evidence.push(e.clone());
+        let first = evidence.remove(0);
         let mut o = OpenIncident {
             incident_id: event_id("incident", &[asset], first.ts),
             correlation_id: first.event_id.clone(),
@@ -230,8 +245,8 @@ impl AssetIncidents {
             decision_requests: Vec::new(),
         };
         o.add(&first, o.suppressed);
-        if first.event_id != e.event_id {
-            o.add(&e, suppressed);
+        for c in &evidence {
+            o.add(c, self.in_maintenance(c.ts));
         }
         out.push(revision(asset, &o, IncidentStatus::Open, e.ts, None));
         self.open = Some(o);
@@ -417,10 +432,13 @@ mod tests {
         assert!(out.is_empty() && !inc.is_active());
         inc.observe(&cfg, &asset, ev("e2", 70 * MIN, "s1", "robust_zscore", Severity::Medium, 1.1), &mut out);
         assert!(out.is_empty());
-        inc.observe(&cfg, &asset, ev("e3", 75 * MIN, "s3", "novelty", Severity::Low, 1.0), &mut out);
+        // Two events barely over their thresholds do not confirm each other.
+        inc.observe(&cfg, &asset, ev("e3", 72 * MIN, "s2", "novelty", Severity::Low, 1.1), &mut out);
+        assert!(out.is_empty());
+        inc.observe(&cfg, &asset, ev("e4", 75 * MIN, "s3", "novelty", Severity::Low, 1.0), &mut out);
         assert_eq!(out.len(), 1);
         // Opened at the first of the two, both counted.
-        assert_eq!((out[0].opened_at, out[0].anomalies, out[0].correlation_id.as_str()), (70 * MIN, 2, "e2"));
+        assert_eq!((out[0].opened_at, out[0].anomalies, out[0].correlation_id.as_str()), (70 * MIN, 3, "e2"));
     }
 
     #[test]
