@@ -44,7 +44,7 @@ get() { curl -sf -H "Authorization: Bearer $VIGIL_API_KEY" "127.0.0.1:$PORT$1"; 
 
 # 1 and 2: the demo's history, no pipeline.
 start "$HIST" --no-pipeline
-IDS=$(get "/api/v1/decisions/pending?include_replayed=true" | python3 -c 'import json,sys; print(",".join(r["request_id"] for r in json.load(sys.stdin)))')
+IDS=$(get "/api/v1/decisions/pending?include_replayed=true&include_deferred=true" | python3 -c 'import json,sys; print(",".join(r["request_id"] for r in json.load(sys.stdin)))')
 [ -n "$IDS" ] || { echo "the demo asked for no decision" >&2; exit 1; }
 SENSOR=asset-0001-temperature
 TO=$(get "/api/v1/readings?sensor_id=$SENSOR&max_points=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["to"])')
@@ -57,7 +57,7 @@ if [[ $SECTIONS == *2* ]]; then
   "$L" --addr 127.0.0.1:$PORT --mode get-readings --query "sensor_id=$SENSOR&from=$FROM&to=$TO" --seconds "$S" --connections 4
 fi
 if [[ $SECTIONS == *4* ]]; then
-  HEAVY="SELECT a.sensor_id, count(*) AS n FROM readings a JOIN readings b ON a.sensor_id = b.sensor_id AND a.ts = b.ts + 1000 GROUP BY 1"
+  HEAVY="SELECT a.sensor_id, count(*) AS n FROM readings a JOIN readings b ON a.sensor_id = b.sensor_id AND a.ts = b.ts + INTERVAL '1 second' GROUP BY 1"
   "$L" --addr 127.0.0.1:$PORT --mode query --sql "$HEAVY" --seconds "$((S + 2))" --connections 4 >"$D/api-heavy.json" &
   HEAVY_PID=$!
   sleep 2
