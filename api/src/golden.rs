@@ -93,12 +93,6 @@ pub struct GoldenRuns {
     queue: usize,
 }
 
-impl Default for GoldenRuns {
-    fn default() -> Self {
-        GoldenRuns::new(4)
-    }
-}
-
 impl GoldenRuns {
     /// No run yet; `queue` runs may wait while one runs.
     pub fn new(queue: usize) -> Self {

@@ -408,10 +408,15 @@ fn req<T>(v: Option<T>, what: &str) -> Result<T, QueryError> {
 
 impl History {
     fn limit_of(&self, f: &EventFilter) -> usize {
-        if f.limit == 0 {
+        self.row_limit(f.limit)
+    }
+
+    /// A requested row count within the query row limit (0: the limit itself).
+    fn row_limit(&self, limit: usize) -> usize {
+        if limit == 0 {
             self.config().max_rows
         } else {
-            f.limit.min(self.config().max_rows)
+            limit.min(self.config().max_rows)
         }
     }
 
@@ -1036,7 +1041,7 @@ impl History {
             }
         }
         let wh = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        let limit = if f.limit == 0 { self.config().max_rows } else { f.limit.min(self.config().max_rows) };
+        let limit = self.row_limit(f.limit);
         let cols = "event_id, correlation_id, event_version, incident_id, revision, asset_id, status, opened_at, ts, \
                     last_evidence_at, severity, suppressed, anomalies, drifts, sensors, detectors, predictions, \
                     decision_requests, summary";

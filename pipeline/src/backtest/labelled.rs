@@ -331,14 +331,7 @@ fn tsad_reward(a: EventTime, t: EventTime, b: EventTime, a_tp: f64, a_fp: f64) -
 fn row_scores(ts: &[EventTime], anomalies: &[AnomalyBrief]) -> Vec<f64> {
     let mut out = vec![0.0f64; ts.len()];
     for a in anomalies {
-        let (from, to) = match a.window_start {
-            Some(start) => (ts.partition_point(|t| *t < start), ts.partition_point(|t| *t < a.ts)),
-            None => {
-                let i = ts.partition_point(|t| *t < a.ts);
-                (i, (i + 1).min(ts.len()))
-            }
-        };
-        for v in &mut out[from..to.max(from)] {
+        for v in &mut out[covered_rows(ts, a)] {
             *v = v.max(a.score);
         }
     }
@@ -378,18 +371,23 @@ pub fn changepoint_windows(cps: &[bool]) -> Vec<(usize, usize)> {
 pub fn flagged_rows(ts: &[EventTime], anomalies: &[AnomalyBrief]) -> Vec<bool> {
     let mut flagged = vec![false; ts.len()];
     for a in anomalies {
-        let (from, to) = match a.window_start {
-            Some(start) => (ts.partition_point(|t| *t < start), ts.partition_point(|t| *t < a.ts)),
-            None => {
-                let i = ts.partition_point(|t| *t < a.ts);
-                (i, (i + 1).min(ts.len()))
-            }
-        };
-        for f in &mut flagged[from..to.max(from)] {
+        for f in &mut flagged[covered_rows(ts, a)] {
             *f = true;
         }
     }
     flagged
+}
+
+/// The rows an anomaly covers: a reading's anomaly its row, a window's the rows inside it.
+fn covered_rows(ts: &[EventTime], a: &AnomalyBrief) -> std::ops::Range<usize> {
+    let (from, to) = match a.window_start {
+        Some(start) => (ts.partition_point(|t| *t < start), ts.partition_point(|t| *t < a.ts)),
+        None => {
+            let i = ts.partition_point(|t| *t < a.ts);
+            (i, (i + 1).min(ts.len()))
+        }
+    };
+    from..to.max(from)
 }
 
 /// The CSV files of `data`: the file itself, or every `.csv` below the directory, sorted.
