@@ -96,7 +96,6 @@ async fn count(history: &History, table: &str) -> Result<u64, String> {
 }
 
 #[test]
-#[ignore = "open (issue 18 A7): fails about half the runs: a reader sometimes sees a few hundred readings of tens of thousands committed while compaction merges; run with --ignored"]
 fn readers_see_every_committed_row_once_while_runs_commit_the_ledger_compacts_and_compact_merges() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
