@@ -7,7 +7,10 @@
 //! follows within `confirm_within_ms` and their deviations add up to `confirm_score` (a lone low-grade blip opens nothing, and stays in the anomalies
 //! table); anything more severe opens an incident at once. While the asset is in a maintenance
 //! window (approved work from its planned start until it is recorded done, or for
-//! `maintenance_window_ms` at most), its incidents are recorded as suppressed, not alerted.
+//! `maintenance_window_ms` at most), its incidents are recorded as suppressed, not alerted. An
+//! incident never spans a window's edge: the open one closes when evidence arrives on the other
+//! side (an alarm that began before the work does not go on alerting during it, and one raised
+//! during the work is not carried on as if it had been alerted), and that evidence starts anew.
 //!
 //! Input: [`Evidence`] in event-time order per asset, watermarks, the asset's predictions and
 //! decision requests, and its maintenance windows. Output: [`Incident`] revisions — `open`,
@@ -208,6 +211,13 @@ impl AssetIncidents {
     pub fn observe(&mut self, cfg: &IncidentConfig, asset: &Arc<str>, e: Evidence, out: &mut Vec<Incident>) {
         self.advance(cfg, asset, e.ts, out);
         let suppressed = self.in_maintenance(e.ts);
+        if self.open.as_ref().is_some_and(|o| o.suppressed != suppressed) {
+            if let Some(mut o) = self.open.take() {
+                o.revision += 1;
+                let at = e.ts.max(o.last_evidence_at);
+                out.push(revision(asset, &o, IncidentStatus::Closed, at, Some(at)));
+            }
+        }
         if let Some(o) = self.open.as_mut() {
             if o.add(&e, suppressed) {
                 o.revision += 1;
@@ -451,10 +461,35 @@ mod tests {
         inc.maintenance_done(130 * MIN);
         inc.observe(&cfg, &asset, ev("e1", 120 * MIN, "s1", "hard_limit", Severity::Critical, 1.2), &mut out);
         assert!(out[0].suppressed && out[0].summary.contains("suppressed"));
-        // Evidence after the work is done lifts the suppression: a person hears of it.
+        // Evidence after the work is done closes the suppressed incident and opens one a person
+        // hears of.
         inc.observe(&cfg, &asset, ev("e2", 140 * MIN, "s1", "hard_limit", Severity::Critical, 1.3), &mut out);
-        assert_eq!(out.len(), 2);
-        assert!(!out[1].suppressed);
+        assert_eq!(out.len(), 3);
+        assert_eq!((out[1].status, out[1].suppressed, out[1].anomalies), (IncidentStatus::Closed, true, 1));
+        assert_eq!((out[2].status, out[2].suppressed, out[2].anomalies), (IncidentStatus::Open, false, 1));
+        assert_ne!(out[1].incident_id, out[2].incident_id);
+    }
+
+    #[test]
+    fn an_incident_open_when_the_work_starts_closes_and_what_follows_is_suppressed() {
+        let cfg = IncidentConfig::default();
+        let asset: Arc<str> = Arc::from("a1");
+        let mut inc = AssetIncidents::default();
+        let mut out = Vec::new();
+        inc.observe(&cfg, &asset, ev("e1", 90 * MIN, "s1", "hard_limit", Severity::Critical, 1.2), &mut out);
+        inc.maintenance_planned(&cfg, 100 * MIN);
+        inc.observe(&cfg, &asset, ev("e2", 95 * MIN, "s1", "hard_limit", Severity::Critical, 1.3), &mut out);
+        assert_eq!((out.len(), out[0].suppressed), (1, false), "before the window: the same incident, unchanged");
+        inc.observe(&cfg, &asset, ev("e3", 105 * MIN, "s2", "hard_limit", Severity::Critical, 2.0), &mut out);
+        assert_eq!(out.len(), 3, "{out:#?}");
+        assert_eq!(
+            (out[1].status, out[1].suppressed, out[1].anomalies, out[1].ts),
+            (IncidentStatus::Closed, false, 2, 105 * MIN)
+        );
+        assert_eq!((out[2].status, out[2].suppressed, out[2].anomalies), (IncidentStatus::Open, true, 1));
+        // Nothing during the window alerts: every revision after the close is suppressed.
+        inc.observe(&cfg, &asset, ev("e4", 110 * MIN, "s3", "hard_limit", Severity::Critical, 3.0), &mut out);
+        assert!(out[2..].iter().all(|i| i.suppressed), "{out:#?}");
     }
 
     #[test]

@@ -460,6 +460,11 @@ fn webhooks_hear_of_anomalies_proposals_and_decisions() {
 
 /// One simulated asset that degrades towards failure, as JSON lines in time order.
 fn degrading_asset(dir: &Path, prefix: &str, hours: f64) -> Vec<String> {
+    degrading_asset_until(dir, prefix, hours, 3_600_000)
+}
+
+/// [`degrading_asset`] whose last reading is `ago_ms` before now.
+fn degrading_asset_until(dir: &Path, prefix: &str, hours: f64, ago_ms: i64) -> Vec<String> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let cfg = vigil_connectors::simulator::FleetConfig {
         assets: 1,
@@ -467,7 +472,7 @@ fn degrading_asset(dir: &Path, prefix: &str, hours: f64) -> Vec<String> {
         hours,
         interval_ms: 10_000,
         seed: 11,
-        start_ms: now - 3_600_000 - (hours * 3_600_000.0) as i64,
+        start_ms: now - ago_ms - (hours * 3_600_000.0) as i64,
         degrading_fraction: 1.0,
         drift_fraction: 0.0,
         anomalies_per_sensor_hour: 0.5,
@@ -528,6 +533,59 @@ fn people_s_decisions_flow_back_into_the_dataflow() {
     eprintln!("first proposal after {posted} readings, the second {more} readings later, of {}", lines.len());
     let second = pending_for(&srv, "press-0001");
     assert!(second.iter().any(|p| p["proposal_id"] == "press-0001-p2"), "no second proposal after the repair: {second:?}");
+    assert!(srv.stop().success());
+}
+
+fn incidents_of(srv: &Server, asset: &str, q: &str) -> Vec<serde_json::Value> {
+    let (status, v) = srv.call("GET", &format!("/api/v1/incidents?status=all&limit=1000&asset_id={asset}{q}"), None);
+    assert_eq!(status, 200, "{v}");
+    v.as_array().unwrap().clone()
+}
+
+#[test]
+fn alarms_in_approved_maintenance_are_recorded_as_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Up to a minute ago: the work is planned hours after the proposal, inside the readings.
+    let lines = degrading_asset_until(dir.path(), "mill", 16.0, 60_000);
+    let srv = Server::start(&data, &["--source", "ingest", "--workers", "2"]);
+    let posted = post_until(&srv, &lines, || !pending_for(&srv, "mill-0001").is_empty());
+    let pending = pending_for(&srv, "mill-0001");
+    assert_eq!(pending.len(), 1, "{pending:?} ({posted} readings posted)");
+    // Before the decision, the degrading asset's alarms are incidents planners see.
+    let before = incidents_of(&srv, "mill-0001", "");
+    assert!(!before.is_empty() && before.iter().all(|i| i["suppressed"] == false), "{before:?}");
+    let request = pending[0]["request_id"].as_str().unwrap();
+    let (status, v) =
+        srv.call("POST", &format!("/api/v1/decisions/{request}"), Some(r#"{"decision":"approve","operator":"ann"}"#));
+    assert_eq!(status, 201, "{v}");
+    let start = v["schedule"]["scheduled_for"].as_i64().unwrap();
+    // Readings go on past the work's planned start: what the asset raises from then on lies in
+    // the maintenance window, recorded but suppressed.
+    let more = post_until(&srv, &lines[posted..], || incidents_of(&srv, "mill-0001", "").iter().any(|i| i["suppressed"] == true));
+    let all = incidents_of(&srv, "mill-0001", "");
+    let suppressed: Vec<&serde_json::Value> = all.iter().filter(|i| i["suppressed"] == true).collect();
+    let brief: Vec<String> = all
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}..{} {} suppressed={}",
+                i["incident_id"], i["opened_at"], i["last_evidence_at"], i["status"], i["suppressed"]
+            )
+        })
+        .collect();
+    assert!(
+        !suppressed.is_empty(),
+        "no suppressed incident in {more} more readings after the approval (work from {start}): {brief:#?}"
+    );
+    for i in &suppressed {
+        assert!(i["opened_at"].as_i64().unwrap() >= start, "suppressed before the window: {i}");
+        assert!(i["summary"].as_str().unwrap().contains("suppressed"), "{i}");
+    }
+    // Left out of the list when asked, kept in the history table.
+    assert!(incidents_of(&srv, "mill-0001", "&include_suppressed=false").iter().all(|i| i["suppressed"] == false));
+    let rows = srv.sql("SELECT count(*) AS n FROM incidents WHERE asset_id = 'mill-0001' AND suppressed");
+    assert!(rows[0]["n"].as_u64().unwrap() >= 1, "{rows:?}");
     assert!(srv.stop().success());
 }
 
