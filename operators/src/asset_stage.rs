@@ -22,7 +22,7 @@ use vigil_events::{
 };
 
 use crate::incidents::{AssetIncidents, Evidence, EvidenceKind, IncidentConfig};
-use crate::normal_model::{NormalModel, NormalModelConfig, NormalState};
+use crate::normal_model::{LoadedNormal, NormalModel, NormalModelConfig, NormalState};
 
 use crate::multivariate::{AssetMahalanobis, MultivariateConfig};
 use crate::predictor::{AssetPredictor, PredictorConfig};
@@ -54,6 +54,9 @@ pub struct AssetStageConfig {
     /// Windows of each asset (from its start, or its last completed maintenance) that are its
     /// normal period: the normal model learns from them, then scores every later window. 0: off.
     pub normal_model_train_windows: usize,
+    /// Normal models from the registry, by asset: such an asset scores with its model from its
+    /// first window (and again after completed maintenance) instead of learning one.
+    pub normal_models: Arc<HashMap<Arc<str>, Arc<LoadedNormal>>>,
 }
 
 /// Version of the normal model detector.
@@ -134,14 +137,23 @@ pub struct AssetStage {
 }
 
 /// One window of the asset's normal model: learns while in the normal period (fits at its
-/// end), then scores; returns the score when the alarm is on.
+/// end), then scores — or scores from the start with the asset's model from the registry
+/// (`loaded`); returns the score, with the model's sensors and the row scored, when the alarm is on.
 fn normal_step(
     cfg: &AssetStageConfig,
     phase: &mut Option<NormalPhase>,
+    loaded: Option<&LoadedNormal>,
     names: &[Arc<str>],
     means: &[f64],
-) -> Option<crate::normal_model::NormalScore> {
-    let p = phase.get_or_insert_with(|| NormalPhase::Learning { sensors: names.to_vec(), rows: Vec::new() });
+) -> Option<(crate::normal_model::NormalScore, Vec<Arc<str>>, Vec<f64>)> {
+    let p = phase.get_or_insert_with(|| match loaded {
+        Some(l) => NormalPhase::Scoring {
+            sensors: l.artifact.model.sensors.iter().map(|s| Arc::from(s.as_str())).collect(),
+            model: Box::new(l.artifact.model.clone()),
+            state: l.artifact.model.new_state(),
+        },
+        None => NormalPhase::Learning { sensors: names.to_vec(), rows: Vec::new() },
+    });
     match p {
         NormalPhase::Learning { sensors, rows } => {
             // A complete row: every sensor of the normal period, each finite.
@@ -164,8 +176,9 @@ fn normal_step(
         NormalPhase::Scoring { sensors, model, state } => {
             let row: Option<Vec<f64>> =
                 sensors.iter().map(|s| names.iter().position(|n| n == s).map(|k| means[k]).filter(|v| v.is_finite())).collect();
-            let score = model.score(state, &row?).ok()?;
-            score.alarm.then_some(score)
+            let row = row?;
+            let score = model.score(state, &row).ok()?;
+            score.alarm.then(|| (score, sensors.clone(), row))
         }
         NormalPhase::Unfit(_) => None,
     }
@@ -372,8 +385,9 @@ impl AssetStage {
                 self.alarmed.insert(asset.clone());
             }
         }
-        if cfg.normal_model_train_windows > 0 && !names.is_empty() {
-            if let Some(f) = normal_step(cfg, &mut state.normal, &names, &means) {
+        let loaded = cfg.normal_models.get(asset);
+        if (cfg.normal_model_train_windows > 0 || loaded.is_some()) && !names.is_empty() {
+            if let Some((f, names, means)) = normal_step(cfg, &mut state.normal, loaded.map(|l| l.as_ref()), &names, &means) {
                 let ranked = f.ranked();
                 let top: Vec<serde_json::Value> = ranked
                     .iter()
@@ -408,8 +422,13 @@ impl AssetStage {
                     severity,
                     ts: end,
                     window_start: Some(start),
-                    explanation: serde_json::json!({"ratio_to_threshold": f.ratio, "statistic": f.statistic, "sensors": top})
-                        .to_string(),
+                    explanation: serde_json::json!({
+                        "ratio_to_threshold": f.ratio,
+                        "statistic": f.statistic,
+                        "sensors": top,
+                        "model": loaded.map_or_else(|| "learned from the asset's first windows".to_string(), |l| format!("{}@{}", l.name, l.version)),
+                    })
+                    .to_string(),
                 });
                 state.predictor.observe_anomaly(end);
                 let top_sensor = ranked.first().map(|&k| names[k].clone()).unwrap_or_else(|| Arc::from(""));

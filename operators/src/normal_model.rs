@@ -430,6 +430,62 @@ impl NormalModel {
     }
 }
 
+/// Kind of a normal model in the model registry (what `vigil train normal` registers).
+pub const NORMAL_MODEL_KIND: &str = "normal-model";
+
+/// A registered normal model's artifact: the model of one asset and the period it was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalModelArtifact {
+    /// The asset whose normal period it learned.
+    pub asset_id: String,
+    /// The normal period: first and last window end fitted on, ms since the epoch.
+    pub from_ms: i64,
+    /// See `from_ms`.
+    pub to_ms: i64,
+    /// The model.
+    pub model: NormalModel,
+}
+
+/// A normal model from the registry, as the asset stage runs it for its asset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedNormal {
+    /// Registry name.
+    pub name: String,
+    /// Version.
+    pub version: u32,
+    /// The artifact.
+    pub artifact: NormalModelArtifact,
+}
+
+/// The rows of a normal period (see [`normal_rows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalRows {
+    /// Sensors in name order.
+    pub sensors: Vec<String>,
+    /// `(time, one value per sensor)` in time order.
+    pub rows: Vec<(i64, Vec<f64>)>,
+    /// Times left out for a missing or non-finite value.
+    pub skipped: usize,
+}
+
+/// The rows of a normal period from `(time, sensor, value)` points (one per window end and
+/// sensor): the sensors in name order, and one row per time at which every sensor has a finite
+/// value, in time order.
+pub fn normal_rows(points: &[(i64, String, f64)]) -> NormalRows {
+    let sensors: Vec<String> =
+        points.iter().map(|p| p.1.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut by_time: std::collections::BTreeMap<i64, Vec<f64>> = std::collections::BTreeMap::new();
+    for (t, sensor, v) in points {
+        // A sensor of `sensors` by construction.
+        let k = sensors.binary_search(sensor).unwrap_or(0);
+        by_time.entry(*t).or_insert_with(|| vec![f64::NAN; sensors.len()])[k] = *v;
+    }
+    let times = by_time.len();
+    let rows: Vec<(i64, Vec<f64>)> = by_time.into_iter().filter(|(_, r)| r.iter().all(|v| v.is_finite())).collect();
+    let skipped = times - rows.len();
+    NormalRows { sensors, rows, skipped }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,5 +715,23 @@ mod tests {
                 prop_assert!((x.statistic - y.statistic).abs() <= 1e-5 * (1.0 + x.statistic.abs()), "{} vs {}", x.statistic, y.statistic);
             }
         }
+    }
+
+    #[test]
+    fn normal_rows_pivot_points_into_complete_rows_in_time_order() {
+        let p = |t: i64, s: &str, v: f64| (t, s.to_string(), v);
+        let points = vec![
+            p(2, "b", 20.0),
+            p(1, "b", 10.0),
+            p(1, "a", 1.0),
+            p(2, "a", 2.0),
+            p(3, "a", 3.0),
+            p(4, "a", f64::NAN),
+            p(4, "b", 4.0),
+        ];
+        let NormalRows { sensors, rows, skipped } = normal_rows(&points);
+        assert_eq!(sensors, vec!["a", "b"]);
+        assert_eq!(rows, vec![(1, vec![1.0, 10.0]), (2, vec![2.0, 20.0])]);
+        assert_eq!(skipped, 2, "time 3 lacks b, time 4's a is not a number");
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use vigil_pipeline::backtest::{cmapss, labelled, nab};
+use vigil_pipeline::backtest::{cmapss, labelled, nab, normal};
 use vigil_pipeline::config::VigilConfig;
 
 use crate::out::{out, outln};
@@ -117,11 +117,73 @@ pub(crate) enum TrainCommand {
         #[arg(long)]
         json: bool,
     },
+    /// An asset's normal model (`[detectors.normal_model]` settings) fitted on a declared normal
+    /// period of its history (the means of its tumbling windows ending in [--from, --to)) and
+    /// registered; a run scores the asset with it when `[models.normal]` names it
+    /// (`ASSET = "NAME@latest"`).
+    Normal {
+        /// The data dir whose history holds the asset's windows.
+        #[arg(long, env = "VIGIL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The asset.
+        #[arg(long)]
+        asset: String,
+        /// Start of the normal period (RFC 3339, epoch ms, or a date).
+        #[arg(long)]
+        from: String,
+        /// End of the normal period (excluded).
+        #[arg(long)]
+        to: String,
+        /// The model registry (default: `[models] registry`, else `_models` in the data dir).
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Model name (default: normal-<asset>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a training command.
-pub(crate) fn train(what: TrainCommand) -> anyhow::Result<()> {
+pub(crate) fn train(what: TrainCommand, cfg: &VigilConfig) -> anyhow::Result<()> {
     match what {
+        TrainCommand::Normal { data_dir, asset, from, to, registry, name, json } => {
+            anyhow::ensure!(data_dir.is_dir(), "{}: no such data dir", data_dir.display());
+            let registry = registry.or_else(|| cfg.models.registry.clone()).unwrap_or_else(|| data_dir.join("_models"));
+            let opts = normal::TrainOptions {
+                name: name.unwrap_or_else(|| format!("normal-{asset}")),
+                from_ms: crate::sql_cli::parse_time(&from)?,
+                to_ms: crate::sql_cli::parse_time(&to)?,
+                data_dir,
+                asset,
+                registry,
+                config: cfg.detectors.normal_model.clone(),
+            };
+            let report = normal::train(&opts, vigil_pipeline::run::system_now_ms())?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                outln!(
+                    "registered {}@{} in {}: the normal model of {} fitted on {} windows ({} left out for a missing value), {} sensors, {} scored",
+                    report.model.name,
+                    report.model.version,
+                    opts.registry.display(),
+                    opts.asset,
+                    report.rows,
+                    report.skipped,
+                    report.sensors.len(),
+                    report.scored_sensors
+                )?;
+                outln!(
+                    "run with it, in vigil.toml:\n[models.normal]\n{:?} = \"{}@{}\"",
+                    opts.asset,
+                    report.model.name,
+                    report.model.version
+                )?;
+            }
+        }
         TrainCommand::Cmapss { data, registry, name, seed, repeats, validation_fraction, trees, json } => {
             anyhow::ensure!((0.0..1.0).contains(&validation_fraction), "--validation-fraction must be in [0, 1)");
             let name = name.unwrap_or_else(|| {

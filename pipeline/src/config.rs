@@ -144,9 +144,18 @@ pub struct ModelsConfig {
     pub rul: Option<String>,
     /// The registry (default: `_models` under the data directory).
     pub registry: Option<std::path::PathBuf>,
+    /// Normal models by asset (`asset = "NAME@latest"`, each registered by `vigil train normal`
+    /// from the asset's declared normal period): such an asset is scored by its model from the
+    /// start of a run (see `detectors.normal_model_train_windows` for learning one instead).
+    pub normal: std::collections::BTreeMap<String, String>,
     /// The RUL model as loaded at start ([`crate::load_models`]); not configuration.
     #[serde(skip)]
     pub loaded_rul: Option<std::sync::Arc<vigil_operators::rul_model::LoadedRul>>,
+    /// The normal models as loaded at start, by asset; not configuration.
+    #[serde(skip)]
+    pub loaded_normal: std::sync::Arc<
+        std::collections::HashMap<std::sync::Arc<str>, std::sync::Arc<vigil_operators::normal_model::LoadedNormal>>,
+    >,
 }
 
 impl PartialEq for ModelsConfig {
@@ -156,7 +165,12 @@ impl PartialEq for ModelsConfig {
             (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
             _ => false,
         };
-        self.rul == o.rul && self.registry == o.registry && loaded
+        self.rul == o.rul
+            && self.registry == o.registry
+            && self.normal == o.normal
+            && loaded
+            && ((self.loaded_normal.is_empty() && o.loaded_normal.is_empty())
+                || std::sync::Arc::ptr_eq(&self.loaded_normal, &o.loaded_normal))
     }
 }
 
@@ -551,6 +565,7 @@ impl VigilConfig {
             incidents: self.incidents,
             normal_model: self.detectors.normal_model.clone(),
             normal_model_train_windows: self.detectors.normal_model_train_windows,
+            normal_models: self.models.loaded_normal.clone(),
             scheduler: SchedulerConfig {
                 rul_horizon_hours: m.rul_horizon_hours,
                 health_threshold: m.health_threshold,

@@ -313,14 +313,25 @@ pub fn fleet_registry(cfg: &config::VigilConfig, fleet: &Fleet) -> Vec<SensorSpe
     specs
 }
 
-/// Loads the models the configuration names (`[models] rul`) from the registry (`[models]
-/// registry`, default `DATA/_models`) into `cfg`, so the graph runs them; a no-op when none is named.
+/// Loads the models the configuration names (`[models] rul`, `[models.normal]`) from the
+/// registry (`[models] registry`, default `DATA/_models`) into `cfg`, so the graph runs them; a
+/// no-op when none is named.
 pub fn load_models(cfg: &mut config::VigilConfig, data_dir: &std::path::Path) -> Result<(), backtest::BacktestError> {
-    let Some(name) = cfg.models.rul.clone() else { return Ok(()) };
     let registry = cfg.models.registry.clone().unwrap_or_else(|| data_dir.join("_models"));
-    let loaded = backtest::cmapss::load_model(&registry, &name)?;
-    tracing::info!(model = %loaded.name, version = loaded.version, "RUL model loaded");
-    cfg.models.loaded_rul = Some(Arc::new(loaded));
+    if let Some(name) = cfg.models.rul.clone() {
+        let loaded = backtest::cmapss::load_model(&registry, &name)?;
+        tracing::info!(model = %loaded.name, version = loaded.version, "RUL model loaded");
+        cfg.models.loaded_rul = Some(Arc::new(loaded));
+    }
+    if !cfg.models.normal.is_empty() {
+        let mut loaded = std::collections::HashMap::new();
+        for (asset, name) in &cfg.models.normal {
+            let l = backtest::normal::load_model(&registry, name, asset)?;
+            tracing::info!(asset, model = %l.name, version = l.version, "normal model loaded");
+            loaded.insert(Arc::from(asset.as_str()), Arc::new(l));
+        }
+        cfg.models.loaded_normal = Arc::new(loaded);
+    }
     Ok(())
 }
 

@@ -530,7 +530,7 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut cfg = VigilConfig::load(cli.config.as_deref()).context("loading the configuration")?;
     if let Some(dir) = cli.command.pipeline_data_dir() {
-        vigil_pipeline::load_models(&mut cfg, dir).context("loading the configured model ([models] rul)")?;
+        vigil_pipeline::load_models(&mut cfg, dir).context("loading the configured models ([models] rul, [models.normal])")?;
     }
     match cli.command {
         Command::Demo { data_dir, workers, fleet, bad_rate, brokers: Some(brokers), json, .. } => {
@@ -665,7 +665,7 @@ fn run() -> anyhow::Result<()> {
             models_cli(&reg, what, json)?;
         }
         Command::Backtest { what } => backtest_cli::backtest(&cfg, what)?,
-        Command::Train { what } => backtest_cli::train(what)?,
+        Command::Train { what } => backtest_cli::train(what, &cfg)?,
         Command::Compact { data_dir, min_age_days, json } => {
             sql_cli::require_history(&data_dir)?;
             let opts = vigil_connectors::compact::CompactOptions {

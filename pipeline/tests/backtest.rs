@@ -356,3 +356,97 @@ fn skab_valve1_meets_its_targets_and_the_rows_recompute_them() {
         (p["tp"].as_u64().unwrap(), p["fp"].as_u64().unwrap(), p["fn_"].as_u64().unwrap(), p["tn"].as_u64().unwrap())
     );
 }
+
+fn sql_rows(data: &str, sql: &str) -> Vec<serde_json::Value> {
+    let (ok, out, err) = run(&["sql", "--data-dir", data, "--format", "json", sql]);
+    assert!(ok, "{sql}: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// `vigil train normal` fits an asset's normal model on a declared period of its history and
+/// registers it; a later run that names it in `[models.normal]` scores that asset with it (and
+/// no other), and says which version in each anomaly's explanation.
+#[test]
+fn a_normal_model_trained_on_a_declared_period_is_registered_and_scores_its_asset() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let (f, d) = (first.to_str().unwrap(), dir.path().join("second"));
+    let demo = |data: &str, config: Option<&Path>| {
+        let mut args = vec!["demo", "--data-dir", data, "--assets", "4", "--hours", "3", "--seed", "5", "--json"];
+        let c;
+        if let Some(p) = config {
+            c = p.to_str().unwrap().to_string();
+            args.splice(0..0, ["--config", c.as_str()]);
+        }
+        let (ok, _, err) = run(&args);
+        assert!(ok, "{err}");
+    };
+    demo(f, None);
+    let start = sql_rows(f, "SELECT CAST(min(window_end) AS BIGINT) AS t FROM features WHERE asset_id = 'asset-0001'")[0]["t"]
+        .as_i64()
+        .unwrap();
+    let (from, to) = (start.to_string(), (start + 70 * 60_000).to_string());
+    // The simulator's window means are smooth: every sensor scored (see normal_model.rs on roughness).
+    let settings = dir.path().join("normal.toml");
+    std::fs::write(&settings, "[detectors.normal_model]\nmin_roughness = 0.0\n").unwrap();
+    let cfg = settings.to_str().unwrap();
+    let train =
+        |asset: &str| run(&["--config", cfg, "train", "normal", "--data-dir", f, "--asset", asset, "--from", &from, "--to", &to]);
+    let (ok, out, err) = train("asset-0001");
+    assert!(ok, "{err}");
+    assert!(out.contains("registered normal-asset-0001@1") && out.contains("fitted on 7"), "{out}");
+    let (ok, out, _) = train("asset-0001");
+    assert!(ok && out.contains("normal-asset-0001@2"), "a second training is a new version: {out}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("_models/normal-asset-0001/v2/meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "normal-model");
+    assert_eq!(meta["metrics"]["sensors"].as_f64(), Some(6.0), "{meta}");
+    assert_eq!(meta["training_data_sha256"].as_str().map(str::len), Some(64), "{meta}");
+    // Mistakes are errors that say what is wrong.
+    let (ok, _, err) = train("asset-9999");
+    assert!(!ok && err.contains("no windows of asset \"asset-9999\""), "{err}");
+    let (ok, _, err) =
+        run(&["--config", cfg, "train", "normal", "--data-dir", f, "--asset", "asset-0001", "--from", &to, "--to", &from]);
+    assert!(!ok && err.contains("--from must be before --to"), "{err}");
+
+    // A run that names the model scores asset-0001 with it.
+    let run_cfg = dir.path().join("run.toml");
+    let registry = first.join("_models");
+    std::fs::write(
+        &run_cfg,
+        format!(
+            "[models]\nregistry = {:?}\n\n[models.normal]\n\"asset-0001\" = \"normal-asset-0001@latest\"\n",
+            registry.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    demo(d.to_str().unwrap(), Some(&run_cfg));
+    let by_asset = sql_rows(
+        d.to_str().unwrap(),
+        "SELECT asset_id, count(*) AS n, min(explanation) AS e FROM anomalies WHERE detector = 'normal_model' GROUP BY asset_id",
+    );
+    assert_eq!(by_asset.len(), 1, "only the asset with a model: {by_asset:?}");
+    assert_eq!(by_asset[0]["asset_id"], "asset-0001");
+    assert!(by_asset[0]["e"].as_str().unwrap().contains("\"model\":\"normal-asset-0001@2\""), "{by_asset:?}");
+    // A model of another asset is refused at start, naming the setting.
+    std::fs::write(
+        &run_cfg,
+        format!(
+            "[models]\nregistry = {:?}\n\n[models.normal]\n\"asset-0002\" = \"normal-asset-0001@1\"\n",
+            registry.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&[
+        "--config",
+        run_cfg.to_str().unwrap(),
+        "demo",
+        "--data-dir",
+        dir.path().join("third").to_str().unwrap(),
+        "--assets",
+        "2",
+        "--hours",
+        "1",
+    ]);
+    assert!(!ok && err.contains("models asset \"asset-0001\", not \"asset-0002\""), "{err}");
+}

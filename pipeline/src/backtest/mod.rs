@@ -23,6 +23,7 @@ use crate::run::{self, ReplayOrder, RunOptions, RunStats, Source};
 pub mod cmapss;
 pub mod labelled;
 pub mod nab;
+pub mod normal;
 
 /// Errors of a backtest.
 #[derive(Debug, thiserror::Error)]
