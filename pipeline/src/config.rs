@@ -1,5 +1,5 @@
 //! Configuration: serde structs with defaults that work, read from TOML and overridden by
-//! `VIGIL_*` environment variables (`VIGIL_PIPELINE__LATENESS_MS=60000`: sections and keys joined
+//! `VIGIL_*` environment variables (`VIGIL_PIPELINE__LATENESS_MS=60000`, `VIGIL_DETECTORS__NORMAL_MODEL__SPAN=24`: sections and keys joined
 //! by a double underscore). The documented default configuration is `vigil.example.toml` at the
 //! root of the repository; a test checks it parses to these defaults.
 
@@ -462,18 +462,26 @@ impl VigilConfig {
         let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         for (k, v) in std::env::vars() {
             let Some(rest) = k.strip_prefix("VIGIL_") else { continue };
+            // Sections and keys joined by `__`, nested sections too
+            // (`VIGIL_DETECTORS__NORMAL_MODEL__SPAN=24`).
             let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            if parts.len() != 2 {
+            let Some((key, sections)) = parts.split_last() else { continue };
+            if sections.is_empty() {
                 continue;
             }
             let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("x = {v}"))
                 .ok()
                 .and_then(|mut t| t.remove("x"))
                 .unwrap_or(toml::Value::String(v.clone()));
-            let section = value.entry(parts[0].clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(t) = section {
-                t.insert(parts[1].clone(), parsed);
+            let mut table = &mut value;
+            for s in sections {
+                let entry = table.entry(s.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(t) = entry else {
+                    return Err(ConfigError::Parse(format!("{k}: {s} is a value in the configuration, not a section")));
+                };
+                table = t;
             }
+            table.insert(key.clone(), parsed);
         }
         let cfg: VigilConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         cfg.check()?;

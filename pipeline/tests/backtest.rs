@@ -392,11 +392,20 @@ fn a_normal_model_trained_on_a_declared_period_is_registered_and_scores_its_asse
     let cfg = settings.to_str().unwrap();
     let train =
         |asset: &str| run(&["--config", cfg, "train", "normal", "--data-dir", f, "--asset", asset, "--from", &from, "--to", &to]);
+    // With the default settings nothing is rough enough to score: an error that says so.
+    let (ok, _, err) = run(&["train", "normal", "--data-dir", f, "--asset", "asset-0001", "--from", &from, "--to", &to]);
+    assert!(!ok && err.contains("no sensor is rough enough to score"), "{err}");
+    // The same setting from the environment (a nested section) fits the first version.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["train", "normal", "--data-dir", f, "--asset", "asset-0001", "--from", &from, "--to", &to])
+        .env("VIGIL_DETECTORS__NORMAL_MODEL__MIN_ROUGHNESS", "0.0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("registered normal-asset-0001@1") && text.contains("fitted on 7"), "{text}");
     let (ok, out, err) = train("asset-0001");
-    assert!(ok, "{err}");
-    assert!(out.contains("registered normal-asset-0001@1") && out.contains("fitted on 7"), "{out}");
-    let (ok, out, _) = train("asset-0001");
-    assert!(ok && out.contains("normal-asset-0001@2"), "a second training is a new version: {out}");
+    assert!(ok && out.contains("normal-asset-0001@2"), "a second training is a new version: {out}{err}");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("_models/normal-asset-0001/v2/meta.json")).unwrap()).unwrap();
     assert_eq!(meta["kind"], "normal-model");
