@@ -167,7 +167,7 @@ pub(crate) fn df_error(e: DataFusionError) -> QueryError {
             None => QueryError::Sql(root.message().to_string()),
         },
         DataFusionError::SchemaError(..) => QueryError::Sql(root.message().to_string()),
-        DataFusionError::NotImplemented(m) => QueryError::Sql(format!("not supported: {m}")),
+        DataFusionError::NotImplemented(m) => QueryError::Sql(not_supported(m)),
         DataFusionError::ResourcesExhausted(m) => QueryError::Resources(m.clone()),
         // DataFusion's functions and operators report a wrong argument or value this way.
         DataFusionError::Execution(m) => QueryError::Argument(m.clone()),
@@ -187,6 +187,23 @@ pub(crate) fn df_error(e: DataFusionError) -> QueryError {
         )),
         _ => QueryError::Execution(root.to_string()),
     }
+}
+
+/// A "not implemented" planning error as a sentence: DataFusion's message without the debug
+/// dump of the expression it could not plan.
+fn not_supported(m: &str) -> String {
+    if m.starts_with("GetFieldAccess not supported by ExprPlanner") {
+        return "not supported: indexing a value with [...] (Vigil's SQL has no array or struct functions); \
+                use a function that returns the part you need, e.g. regexp_replace or split_part"
+            .to_string();
+    }
+    // `…: SomeExpr { field: … }` — keep the words before the dump.
+    let cut = match (m.find(" { "), m.find(": ")) {
+        (Some(brace), Some(colon)) if colon < brace => &m[..colon],
+        (Some(brace), _) => &m[..brace],
+        _ => m,
+    };
+    format!("not supported: {}", cut.trim())
 }
 
 /// The table a "table '…' not found" planning error names (its last part).
