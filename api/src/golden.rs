@@ -282,7 +282,8 @@ pub(crate) fn start_run(state: &AppState) -> Result<GoldenRun, ApiError> {
         let proposal = st.history.schedule(&filter).await.ok().and_then(|v| v.into_iter().next());
         let request = st
             .requests
-            .all(&st.history)
+            // The run committed its request just now: not from a load made before it.
+            .all_now(&st.history)
             .await
             .ok()
             .and_then(|all| all.iter().rev().find(|r| r.asset_id == asset_id).map(|r| r.request_id.clone()));

@@ -188,6 +188,13 @@ impl RequestIndex {
         Ok(self.replayed())
     }
 
+    /// Every request, oldest first, read from the history now (for a caller that just committed
+    /// one: [`RequestIndex::all`] may answer from a load up to a second old).
+    pub async fn all_now(&self, history: &History) -> Result<Vec<Arc<DecisionRequestRow>>, ApiError> {
+        self.reload_if_older(history, Duration::ZERO).await?;
+        Ok(self.cache.lock().await.1.clone())
+    }
+
     /// Every request, oldest first.
     pub async fn all(&self, history: &History) -> Result<Vec<Arc<DecisionRequestRow>>, ApiError> {
         self.reload_if_older(history, Duration::from_secs(1)).await?;
