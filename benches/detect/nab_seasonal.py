@@ -8,14 +8,16 @@ range's width, `e / (e + tolerance)`, self-suppressed by a running peak that hal
 `half_life` rows. The row's score is `max(novelty, weight · seasonal)`.
 
     python3 nab_seasonal.py                 # the chosen settings
-    python3 nab_seasonal.py table           # ±25 % on each setting
-    python3 nab_seasonal.py key=value ...   # overrides
+    python3 nab_seasonal.py table           # ±25 % on each setting of the channel
+    python3 nab_seasonal.py table novelty   # ... and on each of the novelty detector's
+    python3 nab_seasonal.py key=value ...   # overrides (the channel's settings)
 """
 import sys
 
 import numpy as np
 import common
 from nab_today import corpus_score, novelty_scores, FLOOR
+from nab_sensitivity import DEFAULTS as NOVELTY_DEFAULTS
 from novelty import Novelty
 
 WEEK_MS = 7 * 86_400_000
@@ -68,7 +70,7 @@ def combined(files, nov, **kw):
 if __name__ == "__main__":
     files = common.load_nab()
     nov = [novelty_scores(f["v"]) for f in files]
-    args = [a for a in sys.argv[1:] if a != "table"]
+    args = [a for a in sys.argv[1:] if a not in ("table", "novelty")]
     base = dict(DEFAULTS)
     for kv in args:
         k, v = kv.split("=")
@@ -82,4 +84,18 @@ if __name__ == "__main__":
                 kw[k] = type(base[k])(round(base[k] * fac) if isinstance(base[k], int) else base[k] * fac)
                 s, t = corpus_score(files, combined(files, nov, **kw))
                 print(f"| {k} = {kw[k]:g} | {s:.2f} ({s - s0:+.2f}) | {t:.3f} |")
+                sys.stdout.flush()
+    if "novelty" in sys.argv[1:]:
+        seasonal = [seasonal_scores(f, **base) for f in files]
+        for k, v in NOVELTY_DEFAULTS.items():
+            for fac in (0.75, 1.25):
+                kw = dict(NOVELTY_DEFAULTS)
+                kw[k] = type(v)(round(v * fac) if isinstance(v, int) else v * fac)
+                out = []
+                for f, se in zip(files, seasonal):
+                    c = np.maximum(novelty_scores(f["v"], **kw), se)
+                    c[c < FLOOR] = 0.0
+                    out.append(c)
+                s, t = corpus_score(files, out)
+                print(f"| novelty {k} = {kw[k]:g} | {s:.2f} ({s - s0:+.2f}) | {t:.3f} |")
                 sys.stdout.flush()
