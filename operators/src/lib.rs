@@ -14,7 +14,8 @@
 //! | [`window`] | readings | tumbling and hopping window features | open panes per sensor |
 //! | [`robust`] | window features | level, spread, excursion, stuck anomalies | baseline rings per sensor |
 //! | [`drift`] | window means | Page-Hinkley and KS drift | reference and recent rings per sensor |
-//! | [`novelty`] | window min, mean, max | novelty score in [0, 1] (range and sequence novelty) | range ring, two context bitsets per sensor |
+//! | [`novelty`] | window end, min, mean, max | novelty score in [0, 1] (range and sequence novelty, and the seasonal channel's) | range ring, two context bitsets, the seasonal channel per sensor |
+//! | [`seasonal`] | window end, mean | seasonal novelty in [0, weight] (unusual for the hour of the week) | a mean per hour of the week, residual range ring per sensor |
 //! | [`multivariate`] | an asset's window means | Mahalanobis anomalies | mean and covariance per asset |
 //! | [`normal_model`] | an asset's rows (normal period, then each row) | T² per dimension, alarm with hysteresis, per-sensor contributions | the fitted model (serde, for the registry); a smoothed vector per asset |
 //! | [`calibrate`] | a detector's scores over a normal period | its threshold (quantile × margin) | none |
@@ -44,6 +45,7 @@ pub mod rul_features;
 pub mod rul_model;
 pub mod scheduler;
 pub mod scoring;
+pub mod seasonal;
 pub mod sensor_stage;
 pub mod test_datasets;
 pub mod validate;

@@ -26,17 +26,24 @@
 //!   builds up over several windows is reported by its increments (smaller scores, but early);
 //!   the continuation of an event, and noisy stretches that keep `raw` high, score little, so one
 //!   event raises one alert. Alert thresholds are therefore low: NAB's optimiser picks about 0.08.
+//! - **Seasonal channel.** The window's score is the larger of the above and the weekly seasonal
+//!   channel's ([`crate::seasonal`], [`NoveltyConfig::seasonal`]): a mean unusual for its hour of
+//!   the week, scored once the sensor has three weeks of history, at most `weight` (0.5). On NAB's
+//!   31 development files it raises the standard score from 65.7 to 72.7 (`vigil backtest nab`).
 //!
 //! Everything is relative to the sensor's own range, so the detector is free of units and levels.
 //!
 //! State (per sensor, fixed at construction, independent of stream length): two rings of
 //! `range_blocks` floats, a ring of `orders` levels, a ring of `smooth` floats, two bitsets of
 //! `2^table_bits` bits (2 × 2 KiB by default) and a few scalars; all `serde`-serialisable for
-//! checkpoints (no infinities or NaNs are stored). Cost: `orders` hashes and bit tests per window,
+//! checkpoints (no infinities or NaNs are stored); plus the seasonal channel's (168 means and visit
+//! counts, a ring of 64 residual blocks, about 3.5 KiB). Cost: `orders` hashes and bit tests per window,
 //! plus `range_blocks` comparisons once per block; measured 0.1–0.2 µs per window (2,000 interleaved
 //! sensors, one core), no allocation after construction.
 
 use serde::{Deserialize, Serialize};
+
+use crate::seasonal::{Seasonal, SeasonalConfig};
 
 /// Settings of the [`Novelty`] detector. `Default` holds the settings tuned on the NAB corpus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +68,9 @@ pub struct NoveltyConfig {
     pub generation: usize,
     /// Windows learnt before anything is scored.
     pub warmup: usize,
+    /// The weekly seasonal channel ([`crate::seasonal`]), whose score joins the novelty score.
+    #[serde(default)]
+    pub seasonal: SeasonalConfig,
 }
 
 impl Default for NoveltyConfig {
@@ -76,6 +86,7 @@ impl Default for NoveltyConfig {
             table_bits: 14,
             generation: 8192,
             warmup: 50,
+            seasonal: SeasonalConfig::default(),
         }
     }
 }
@@ -111,6 +122,27 @@ pub struct Novelty {
     novelty_pos: usize,
     /// Running peak of raw scores, for suppression.
     peak: f64,
+    /// The weekly seasonal channel (fresh when restored from a checkpoint written without it).
+    #[serde(default)]
+    seasonal: Seasonal,
+}
+
+/// `e / (e + tolerance)` for the excursion `e` of `min..=max` beyond `lo..=hi`, as a share of the
+/// range's width: 0 inside the range, 0.5 at `tolerance` widths beyond it, towards 1 far beyond.
+/// A flat range (width within rounding of its values) scores any departure from it 1.
+pub(crate) fn excursion_score(lo: f64, hi: f64, min: f64, max: f64, tolerance: f64) -> f64 {
+    let beyond = (max - hi).max(lo - min);
+    if beyond <= 0.0 {
+        return 0.0;
+    }
+    // A flat history: any departure from it is as novel as can be, bar rounding noise.
+    let width = hi - lo;
+    let floor = f64::EPSILON * 16.0 * lo.abs().max(hi.abs());
+    if width <= floor {
+        return if beyond > floor { 1.0 } else { 0.0 };
+    }
+    let e = beyond / width;
+    e / (e + tolerance.max(f64::MIN_POSITIVE))
 }
 
 /// A 64-bit finaliser (MurmurHash3's fmix64).
@@ -145,6 +177,7 @@ impl Novelty {
             novelty: vec![0.0; cfg.smooth.max(1)],
             novelty_pos: 0,
             peak: 0.0,
+            seasonal: Seasonal::new(cfg.seasonal.clone()),
             cfg,
         }
     }
@@ -174,13 +207,15 @@ impl Novelty {
         }
     }
 
-    /// Scores a closed window and learns from it. Only `mean`, `min` and `max` are used; the other
-    /// fields are accepted so that the call mirrors the window features.
+    /// Scores a closed window and learns from it. Only `end_ts_ms` (for the seasonal channel's slot),
+    /// `mean`, `min` and `max` are used; the other fields are accepted so that the call mirrors the
+    /// window features.
     #[allow(clippy::too_many_arguments)]
-    pub fn observe(&mut self, _end_ts_ms: i64, _count: u64, mean: f64, min: f64, max: f64, _std: f64, _last: f64) -> f64 {
+    pub fn observe(&mut self, end_ts_ms: i64, _count: u64, mean: f64, min: f64, max: f64, _std: f64, _last: f64) -> f64 {
         if !(mean.is_finite() && min.is_finite() && max.is_finite()) {
             return 0.0;
         }
+        let seasonal = self.seasonal.observe(end_ts_ms, mean);
         let (min, max) = (min.min(mean), max.max(mean));
         let range = self.range();
         let spatial = range.map_or(0.0, |(lo, hi)| self.spatial(lo, hi, min, max));
@@ -197,23 +232,12 @@ impl Novelty {
         if !self.warmed_up() {
             return 0.0;
         }
-        score
+        score.max(seasonal)
     }
 
     /// `e / (e + tolerance)` for the excursion `e` beyond `lo..=hi` as a share of its width.
     fn spatial(&self, lo: f64, hi: f64, min: f64, max: f64) -> f64 {
-        let beyond = (max - hi).max(lo - min);
-        if beyond <= 0.0 {
-            return 0.0;
-        }
-        // A flat history: any departure from it is as novel as can be, bar rounding noise.
-        let width = hi - lo;
-        let floor = f64::EPSILON * 16.0 * lo.abs().max(hi.abs());
-        if width <= floor {
-            return if beyond > floor { 1.0 } else { 0.0 };
-        }
-        let e = beyond / width;
-        e / (e + self.cfg.tolerance.max(f64::MIN_POSITIVE))
+        excursion_score(lo, hi, min, max, self.cfg.tolerance)
     }
 
     /// Quantised level of `x`: 0 below the range, `levels + 1` above it.

@@ -307,6 +307,10 @@ pub struct DetectorsConfig {
     /// Novelty detector: score in [0, 1] at or above which a window is an anomaly (alerts are
     /// self-suppressing, so thresholds are low; NAB's corpus optimum is about 0.08).
     pub novelty_threshold: f64,
+    /// Novelty detector: weight of its weekly seasonal channel (a window mean unusual for its hour
+    /// of the week, scored after three weeks of history; `vigil_operators::seasonal`), in [0, 1];
+    /// 0 turns the channel off.
+    pub novelty_seasonal_weight: f64,
     /// Multivariate detector: threshold on squared Mahalanobis distance per dimension.
     pub multivariate_threshold: f64,
     /// Multivariate detector: windows before scoring.
@@ -339,6 +343,7 @@ impl Default for DetectorsConfig {
             robust_warmup_windows: r.warmup,
             robust_threshold: r.threshold,
             novelty_threshold: vigil_operators::sensor_stage::DEFAULT_NOVELTY_THRESHOLD,
+            novelty_seasonal_weight: vigil_operators::seasonal::SeasonalConfig::default().weight,
             multivariate_threshold: m.threshold,
             multivariate_warmup_windows: m.warmup,
             drift_window: d.window,
@@ -507,6 +512,12 @@ impl VigilConfig {
                 "detectors.novelty_threshold must be a positive number (scores are in [0, 1]; above 1 turns alerts off), not {t}"
             )));
         }
+        let w = self.detectors.novelty_seasonal_weight;
+        if !(0.0..=1.0).contains(&w) {
+            return Err(ConfigError::Parse(format!(
+                "detectors.novelty_seasonal_weight must be within [0, 1] (0 turns the seasonal channel off), not {w}"
+            )));
+        }
         Ok(())
     }
 
@@ -542,7 +553,10 @@ impl VigilConfig {
                 threshold: d.robust_threshold,
                 ..RobustConfig::default()
             },
-            novelty: Default::default(),
+            novelty: vigil_operators::novelty::NoveltyConfig {
+                seasonal: vigil_operators::seasonal::SeasonalConfig { weight: d.novelty_seasonal_weight, ..Default::default() },
+                ..Default::default()
+            },
             novelty_threshold: d.novelty_threshold,
             drift: DriftConfig {
                 window: d.drift_window,
@@ -641,5 +655,11 @@ mod tests {
         std::fs::write(&p, "[detectors]\nnovelty_threshold = 0.0\n").unwrap();
         let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
         assert!(err.contains("novelty_threshold"), "{err}");
+        std::fs::write(&p, "[detectors]\nnovelty_seasonal_weight = 1.5\n").unwrap();
+        let err = VigilConfig::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("novelty_seasonal_weight"), "{err}");
+        std::fs::write(&p, "[detectors]\nnovelty_seasonal_weight = 0.0\n").unwrap();
+        let cfg = VigilConfig::load(Some(&p)).unwrap();
+        assert_eq!(cfg.sensor_stage_config().novelty.seasonal.weight, 0.0);
     }
 }
