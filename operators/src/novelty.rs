@@ -28,7 +28,7 @@
 //!   event raises one alert. Alert thresholds are therefore low: NAB's optimiser picks about 0.08.
 //! - **Seasonal channel.** The window's score is the larger of the above and the weekly seasonal
 //!   channel's ([`crate::seasonal`], [`NoveltyConfig::seasonal`]): a mean unusual for its hour of
-//!   the week, scored once the sensor has three weeks of history, at most `weight` (0.5). On NAB's
+//!   the week, scored from a slot's third window (see `seasonal`), at most `weight` (0.5). On NAB's
 //!   31 development files it raises the standard score from 65.7 to 72.7 (`vigil backtest nab`).
 //!
 //! Everything is relative to the sensor's own range, so the detector is free of units and levels.

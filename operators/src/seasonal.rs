@@ -21,7 +21,9 @@
 //!   every [`SeasonalConfig::half_life`] scored windows, so one event raises one alert.
 //!
 //! Everything is relative to the sensor's own residuals, so the score is free of units and levels.
-//! Series shorter than `min_visits` periods (three weeks by default) are never scored.
+//! A slot counts every window that falls in it, so it is scored from its `min_visits`-th window
+//! on: with 5-minute windows (NAB) within the first week, with 1-minute windows from the third
+//! minute of each hour — the slot's mean is then a recent level more than a weekly one.
 //!
 //! State (per sensor, fixed at construction): `buckets` means and visit counts, two rings of
 //! `range_blocks` floats and a few scalars (about 3.5 KiB by default); `serde`-serialisable, no

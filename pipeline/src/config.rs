@@ -308,7 +308,7 @@ pub struct DetectorsConfig {
     /// self-suppressing, so thresholds are low; NAB's corpus optimum is about 0.08).
     pub novelty_threshold: f64,
     /// Novelty detector: weight of its weekly seasonal channel (a window mean unusual for its hour
-    /// of the week, scored after three weeks of history; `vigil_operators::seasonal`), in [0, 1];
+    /// of the week, scored from a slot's third window; `vigil_operators::seasonal`), in [0, 1];
     /// 0 turns the channel off.
     pub novelty_seasonal_weight: f64,
     /// Multivariate detector: threshold on squared Mahalanobis distance per dimension.
