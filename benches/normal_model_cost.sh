@@ -12,7 +12,7 @@ cargo build --release -p vigil-pipeline >&2
 V=target/release/vigil
 D=target/bench-data
 mkdir -p "$D"
-IN="$D/realistic-10000000.jsonl"
+IN="$D/realistic-10000000-2000.jsonl"
 [ -s "$IN" ] || python3 benches/realistic.py "$IN" 10000000 2000 >&2
 ON="$D/normal-model-on.toml"
 printf '[detectors]\nnormal_model_train_windows = 30\n\n[detectors.normal_model]\nmin_roughness = 0.0\n' > "$ON"
