@@ -87,6 +87,26 @@ def levels_of(lo, hi, x, L):
     return np.where(have, out, 0).astype(np.int64)
 
 
+def levels_variant(lo, hi, x, L, v):
+    h = v.get("hyst", 0.0)
+    if not h:
+        return levels_of(lo, hi, x, L)
+    # Hysteresis: keep the previous in-range level while the value stays within h cells of it.
+    base = levels_of(lo, hi, x, L)
+    out = base.copy()
+    prev = None
+    width = hi - lo
+    for i in range(len(x)):
+        b = int(base[i])
+        if 1 <= b <= L and prev is not None and 1 <= prev <= L and width[i] > 0:
+            pos = (x[i] - lo[i]) / width[i] * L  # level prev covers [prev - 1, prev)
+            if prev - 1 - h <= pos < prev + h:
+                b = prev
+        out[i] = b
+        prev = b
+    return out
+
+
 def unseen_share(lv, orders, generation=8192, table_bits=14):
     """Share of the row's contexts (lengths 1..orders) not seen in this generation or the last."""
     n = len(lv)
@@ -118,7 +138,14 @@ def unseen_share(lv, orders, generation=8192, table_bits=14):
     return unseen / have
 
 
-def smoothed(u, smooth):
+def smoothed(u, smooth, variant=()):
+    if dict(variant).get("smooth") == "ewma":
+        # Exponentially weighted mean, alpha = 2 / (smooth + 1) (same centre of mass as the box).
+        a = 2.0 / (max(int(smooth), 1) + 1.0)
+        out = [0.0] * len(u); m = 0.0
+        for i, x in enumerate(u.tolist()):
+            m += a * (x - m); out[i] = m
+        return np.array(out)
     """Mean of the last `smooth` shares, summed in the ring's slot order (bit-exact with the replica)."""
     s = max(int(smooth), 1)
     n = len(u)
@@ -160,23 +187,26 @@ class Corpus:
             self._range[key] = block_range(self.files[fi]["v"], rb, nb)
         return self._range[key]
 
-    def unseen(self, fi, levels, orders, rb, nb, generation, levelfn=None):
-        key = (fi, levels, orders, rb, nb, generation, levelfn)
+    def unseen(self, fi, levels, orders, rb, nb, generation, variant=()):
+        key = (fi, levels, orders, rb, nb, generation, variant)
         if key not in self._u:
             lo, hi = self.rng(fi, rb, nb)
-            lk = (fi, levels, rb, nb, levelfn)
+            lk = (fi, levels, rb, nb, variant)
             if lk not in self._lv:
-                self._lv[lk] = (levelfn or levels_of)(lo, hi, self.files[fi]["v"], levels)
+                self._lv[lk] = levels_variant(lo, hi, self.files[fi]["v"], levels, dict(variant))
             self._u[key] = unseen_share(self._lv[lk], orders, generation)
         return self._u[key]
 
-    def novelty(self, fi, levelfn=None, **kw):
+    def novelty(self, fi, variant=(), **kw):
         c = dict(NOVELTY); c.update(kw)
         x = self.files[fi]["v"]
         lo, hi = self.rng(fi, c["range_block"], c["range_blocks"])
         sp = excursion(lo, hi, x, c["tolerance"])
         seq = smoothed(self.unseen(fi, c["levels"], c["orders"], c["range_block"], c["range_blocks"],
-                                   c["generation"], levelfn), c["smooth"])
+                                   c["generation"], variant), c["smooth"], variant)
+        norm = dict(variant).get("norm")
+        if norm:  # unseen contexts over the last `smooth` rows per a fixed count, not per orders · smooth
+            seq = seq * (max(int(c["smooth"]), 1) * max(int(c["orders"]), 1) / norm)
         raw = np.clip(np.maximum(sp, seq), 0.0, 1.0)
         return suppressed(raw, c["suppress_half_life"], c["warmup"], self.piw)
 
@@ -211,10 +241,10 @@ class Corpus:
         self._seas[key] = out
         return out
 
-    def scores(self, novelty=None, seasonal=None, levelfn=None):
+    def scores(self, novelty=None, seasonal=None, variant=()):
         out = []
         for fi in range(len(self.files)):
-            s = self.novelty(fi, levelfn=levelfn, **(novelty or {}))
+            s = self.novelty(fi, variant=variant, **(novelty or {}))
             se = self.seasonal(fi, **(seasonal or {}))
             if se is not None:
                 s = np.maximum(s, se)
@@ -222,8 +252,8 @@ class Corpus:
             out.append(s)
         return out
 
-    def score(self, novelty=None, seasonal=None, profile="standard", levelfn=None):
-        return self.scorers[profile].score(self.scores(novelty, seasonal, levelfn))
+    def score(self, novelty=None, seasonal=None, profile="standard", variant=()):
+        return self.scorers[profile].score(self.scores(novelty, seasonal, variant))
 
 
 class Scorer:
