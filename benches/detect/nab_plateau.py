@@ -6,6 +6,8 @@ Uses nab_fast.py (bit-exact with novelty.py / nab_seasonal.py / common.py, ~0.1 
                                                 # score and the six ±25 % moves of those three
     python3 nab_plateau.py table [key=value ...] # ±25 % table of all 16 settings at a centre
                                                 # (novelty keys as is, channel keys as s.key)
+    python3 nab_plateau.py random [N]           # N random centres over 7 settings (seed 19),
+                                                # each >= 72 checked move by move
     python3 nab_plateau.py                      # the grid (today's detector) and the tables at
                                                 # today's centre and at the grid's best centre
 
@@ -84,6 +86,43 @@ def table(C, nov, seas, var=()):
     print(f"\nworst move {worst:+.2f}: {verdict} (goal: >= {GOAL:g}, every move >= -{TOL:g})")
 
 
+def random_search(C, draws=400, seed=19):
+    import random
+    rnd = random.Random(seed)
+    order = [("n", "levels"), ("n", "orders"), ("n", "smooth"), ("s", "buckets"), ("n", "suppress_half_life"),
+             ("n", "tolerance"), ("s", "weight"), ("s", "tolerance"), ("s", "half_life"), ("n", "range_block"),
+             ("n", "range_blocks"), ("s", "alpha"), ("n", "generation"), ("s", "min_visits"), ("n", "warmup"),
+             ("s", "warmup")]
+    fails, passed, checked = {}, [], 0
+    for _ in range(draws):
+        nov, seas = dict(NOVELTY), dict(SEASONAL)
+        nov.update(levels=rnd.randint(8, 16), orders=rnd.randint(3, 6), smooth=rnd.randint(5, 13),
+                   suppress_half_life=rnd.choice([60, 75, 90, 100, 120, 150]),
+                   tolerance=rnd.choice([0.03, 0.04, 0.05, 0.065, 0.08]))
+        seas.update(half_life=rnd.choice([300, 400, 500, 600]), weight=rnd.choice([0.4, 0.5, 0.6]))
+        s0 = C.score(nov, seas)[0]
+        if s0 < GOAL:
+            continue
+        checked += 1
+        worst, bad = 0.0, None
+        for grp, k in order:
+            for f in (0.75, 1.25):
+                a, b = dict(nov), dict(seas)
+                d = a if grp == "n" else b
+                d[k] = move(d[k], f)
+                worst = min(worst, C.score(a, b)[0] - s0)
+                if worst < -TOL:
+                    bad = k
+                    break
+            if bad:
+                break
+        fails[bad or "-"] = fails.get(bad or "-", 0) + 1
+        print(f"{s0:.2f} worst so far {worst:+.2f} failed on {bad or '-'}: {nov} {seas}", flush=True)
+        if not bad:
+            passed.append((s0, nov, seas))
+    print(f"{draws} centres drawn, {checked} >= {GOAL:g}, failed on: {fails}; plateaus: {passed}")
+
+
 def parse(args):
     nov, seas = dict(NOVELTY), dict(SEASONAL)
     for kv in args:
@@ -99,6 +138,8 @@ if __name__ == "__main__":
     if a[:1] == ["grid"]:
         for v in (a[1:] or ["()"]):
             grid(C, eval(v))
+    elif a[:1] == ["random"]:
+        random_search(C, int(a[1]) if len(a) > 1 else 400)
     elif a[:1] == ["table"]:
         table(C, *parse(a[1:]))
     else:
