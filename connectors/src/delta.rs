@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -107,8 +107,44 @@ fn delta_schema(table: &str) -> Result<Vec<StructField>> {
     Ok(fields)
 }
 
-/// Opens `table`'s Delta table, creating it (empty, with the history schema) if it has no log.
+/// Tables loaded before, by URL: the next use reads only the log's newer commits.
+fn loaded() -> &'static Mutex<HashMap<String, DeltaTable>> {
+    static LOADED: OnceLock<Mutex<HashMap<String, DeltaTable>>> = OnceLock::new();
+    LOADED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn remember(url: &Url, t: &DeltaTable) {
+    if let Ok(mut m) = loaded().lock() {
+        m.insert(url.to_string(), t.clone());
+    }
+}
+
+/// Forgets every table loaded under `data_dir`, so the next use reads its log from the start
+/// (recovery does, as it must not trust a state read before a crash or a repair by hand).
+fn forget(data_dir: &Path) {
+    if let (Ok(mut m), Ok(abs)) = (loaded().lock(), std::fs::canonicalize(data_dir)) {
+        if let Ok(prefix) = Url::from_directory_path(&abs) {
+            m.retain(|k, _| !k.starts_with(prefix.as_str()));
+        }
+    }
+}
+
+/// Opens `table`'s Delta table at its latest version, creating it (empty, with the history
+/// schema) if it has no log.
 async fn open_or_create(url: Url, table: String) -> Result<DeltaTable> {
+    let cached = loaded().lock().ok().and_then(|m| m.get(url.as_str()).cloned());
+    if let Some(mut t) = cached {
+        if t.update_incremental(None).await.is_ok() {
+            remember(&url, &t);
+            return Ok(t);
+        }
+    }
+    let t = load_or_create(url.clone(), table).await?;
+    remember(&url, &t);
+    Ok(t)
+}
+
+async fn load_or_create(url: Url, table: String) -> Result<DeltaTable> {
     let mut t = DeltaTable::try_from_url(url.clone()).await.map_err(|e| delta_err(&table, e))?;
     match t.load().await {
         Ok(()) => return Ok(t),
@@ -182,7 +218,13 @@ async fn txn_version(t: &DeltaTable, app_id: &str, table: &str) -> Result<Option
     snap.transaction_version(t.log_store().as_ref(), app_id).await.map_err(|e| delta_err(table, e))
 }
 
-async fn commit_actions(t: &DeltaTable, table: &str, actions: Vec<Action>, op: DeltaOperation, txn: Option<Transaction>) -> Result<i64> {
+async fn commit_actions(
+    t: &DeltaTable,
+    table: &str,
+    actions: Vec<Action>,
+    op: DeltaOperation,
+    txn: Option<Transaction>,
+) -> Result<i64> {
     let mut props = CommitProperties::default();
     if let Some(txn) = txn {
         props = props.with_application_transaction(txn);
@@ -306,6 +348,7 @@ pub fn active_files(data_dir: &Path, table: &str) -> Result<Vec<String>> {
 /// visible files (a data dir from before the logs), then each commit a table lacks is made,
 /// leaving out files a compaction replaced. Returns the table commits made.
 pub fn catch_up(data_dir: &Path, commits: &[Commit]) -> Result<usize> {
+    forget(data_dir);
     let replaced: BTreeSet<String> =
         crate::compact::read_compactions(data_dir)?.into_iter().flat_map(|c| c.replaces.into_iter()).collect();
     let mut made = 0;

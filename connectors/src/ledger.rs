@@ -190,7 +190,9 @@ fn publish_table_rows<R: crate::history::HistoryRow>(data_dir: &Path, name: &str
     let table_dir = data_dir.join(R::TABLE);
     let mut files = Vec::new();
     for path in write_rows_by_date(data_dir, name, rows)? {
-        let rel = path.strip_prefix(&table_dir).map_err(|_| ConnectorError::Invalid(format!("{}: not in its table", path.display())))?;
+        let rel = path
+            .strip_prefix(&table_dir)
+            .map_err(|_| ConnectorError::Invalid(format!("{}: not in its table", path.display())))?;
         files.push((rel.to_string_lossy().into_owned(), None));
     }
     crate::delta::publish_table(data_dir, R::TABLE, crate::delta::LEDGER_APP_ID, version, &files)?;

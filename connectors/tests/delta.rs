@@ -57,7 +57,10 @@ fn stage(dir: &Path, run: &str, days: i64, per_day: u64, first: u64) -> Vec<File
 /// What the Delta log says the table holds: its files and their row counts, from the files.
 fn delta_rows(dir: &Path, table: &str) -> (BTreeSet<String>, u64) {
     let files: BTreeSet<String> = delta::active_files(dir, table).unwrap().into_iter().collect();
-    let rows = files.iter().map(|f| vigil_connectors::files::read_parquet(&dir.join(f)).unwrap().iter().map(|b| b.num_rows() as u64).sum::<u64>()).sum();
+    let rows = files
+        .iter()
+        .map(|f| vigil_connectors::files::read_parquet(&dir.join(f)).unwrap().iter().map(|b| b.num_rows() as u64).sum::<u64>())
+        .sum();
     (files, rows)
 }
 
@@ -102,7 +105,8 @@ fn a_crash_between_the_manifest_and_the_log_is_finished_once_by_recovery() {
     let b = stage(d, "run-b", 2, 100, 1000);
     commit(d, "run-b", b.clone(), 0).unwrap();
     let log = d.join("readings").join("_delta_log");
-    let mut versions: Vec<_> = fs::read_dir(&log).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut versions: Vec<_> =
+        fs::read_dir(&log).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
     versions.sort();
     fs::remove_file(versions.last().unwrap()).unwrap();
     assert_eq!(delta_rows(d, "readings").1, 200, "the log lacks run-b");
