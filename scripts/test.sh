@@ -42,6 +42,17 @@ if [ -z "${VIGIL_DATASETS:-}" ] || [ ! -d "$VIGIL_DATASETS" ]; then
   echo "note: no data sets at ${VIGIL_DATASETS:-../shared/datasets}: the backtest tests that read them are skipped" >&2
 fi
 
+# An independent reader of the Delta tables: Python's deltalake (delta-rs), whose counts the
+# tests compare with Vigil's own SQL.
+if ! python3 -c "import deltalake, pyarrow" >/dev/null 2>&1; then
+  if ! command -v python3 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null
+  fi
+  echo "installing Python's deltalake and pyarrow (the independent Delta reader of the tests)"
+  python3 -m pip install --quiet deltalake pyarrow 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages deltalake pyarrow
+fi
+
 export VIGIL_KAFKA_LISTEN="${VIGIL_KAFKA_LISTEN:-127.0.0.1:19092}"
 export VIGIL_KAFKA_DIR="${VIGIL_KAFKA_DIR:-$HOME/.cache/vigil/kafka-test}"
 export VIGIL_TEST_BROKERS="$VIGIL_KAFKA_LISTEN"

@@ -326,6 +326,11 @@ pub fn tables() -> Vec<&'static str> {
     TABLES.iter().map(|t| t.table).collect()
 }
 
+/// The Arrow schema of a history table's files.
+pub fn table_schema(table: &str) -> Result<SchemaRef> {
+    Ok((table_spec(table)?.schema)())
+}
+
 fn table_spec(table: &str) -> Result<&'static TableSpec> {
     TABLES.iter().find(|t| t.table == table).ok_or_else(|| ConnectorError::Invalid(format!("{table}: not a history table")))
 }
@@ -554,6 +559,13 @@ fn finish(data_dir: &Path, c: &Compaction, opts: &CompactOptions) -> Result<bool
         // Neither staged nor in place: its rows are in the files it was to replace, which stay.
         tracing::warn!(file = %c.file.path, "a recorded compaction's merged file is missing: its files are kept");
         return Ok(false);
+    }
+    // The table's Delta log swaps the files (an OPTIMIZE commit) before they leave the folder,
+    // so a Delta reader's latest snapshot never names a file that is gone.
+    let prefix = format!("{}/", c.table);
+    if let Some(merged) = c.file.path.strip_prefix(&prefix) {
+        let replaces: Vec<String> = c.replaces.iter().filter_map(|r| r.strip_prefix(&prefix).map(str::to_string)).collect();
+        crate::delta::publish_compaction(data_dir, &c.table, merged, c.file.rows, &replaces)?;
     }
     // Moved, not deleted: a query that listed them before the merged file appeared reads them
     // from the trash (renaming keeps their size and time, so what it planned still holds).

@@ -941,6 +941,10 @@ pub struct FileEntry {
 pub struct Commit {
     /// Run id.
     pub run: String,
+    /// The commit's number within its run (a streaming run's cut; 0 for a bounded run's one
+    /// commit): the Delta transaction version of the run's commits ([`crate::delta`]).
+    #[serde(default)]
+    pub seq: i64,
     /// Commit time (wall clock, ms).
     pub committed_at: i64,
     /// Files made visible.
@@ -1337,7 +1341,7 @@ pub fn commit_replay(
     now_ms: i64,
     replay: Option<crate::inputs::ReplayMark>,
 ) -> Result<Commit> {
-    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: None, replay };
+    let c = Commit { run: run.to_string(), seq: 0, committed_at: now_ms, files, stream: None, replay };
     append_commit(data_dir, &c)?;
     let staging = data_dir.join("_staging").join(run);
     let _ = fs::remove_dir_all(staging);
@@ -1347,7 +1351,8 @@ pub fn commit_replay(
 /// Commits one segment of a streaming run: the manifest line (files, offsets, checkpoint) is
 /// appended and fsynced, then the files are published. The run's staging area stays.
 pub fn commit_segment(data_dir: &Path, run: &str, files: Vec<FileEntry>, stream: StreamMark, now_ms: i64) -> Result<Commit> {
-    let c = Commit { run: run.to_string(), committed_at: now_ms, files, stream: Some(stream), replay: None };
+    let seq = i64::try_from(stream.cut).unwrap_or(i64::MAX);
+    let c = Commit { run: run.to_string(), seq, committed_at: now_ms, files, stream: Some(stream), replay: None };
     append_commit(data_dir, &c)?;
     Ok(c)
 }
@@ -1362,10 +1367,48 @@ fn append_commit(data_dir: &Path, c: &Commit) -> Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ConnectorError::io(&path, e))?;
     // Several processes may share a data dir: one appends at a time, whole lines.
     f.lock().map_err(|e| ConnectorError::io(&path, e))?;
+    drop_torn_line(&path)?;
     f.write_all(&line).map_err(|e| ConnectorError::io(&path, e))?;
     f.sync_all().map_err(|e| ConnectorError::io(&path, e))?;
     let _ = f.unlock();
-    publish(data_dir, c)
+    publish(data_dir, c)?;
+    // The manifest line is the intent; each table's Delta commit follows (a crash in between
+    // is finished by `recover`, table by table).
+    crate::delta::publish_files(data_dir, &crate::delta::run_app_id(&c.run), c.seq, &c.files)?;
+    Ok(())
+}
+
+/// Cuts a torn last line (a crash in the middle of an append) off the manifest, so the next
+/// line starts on a line of its own: glued to the torn one, it would not parse, and the commit
+/// would be lost. The torn line was never acknowledged (its fsync had not returned). Called with
+/// the manifest's lock held.
+fn drop_torn_line(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ConnectorError::io(path, e)),
+    };
+    let len = f.metadata().map_err(|e| ConnectorError::io(path, e))?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start)).map_err(|e| ConnectorError::io(path, e))?;
+        f.read_exact(chunk).map_err(|e| ConnectorError::io(path, e))?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end != len {
+        tracing::warn!(manifest = %path.display(), bytes = len - end, "a torn last line of the manifest is cut off");
+        f.set_len(end).map_err(|e| ConnectorError::io(path, e))?;
+        f.sync_all().map_err(|e| ConnectorError::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Holds a run's staging area: while held, [`recover`] in another process leaves it alone.
@@ -1430,6 +1473,7 @@ pub fn recover(data_dir: &Path) -> Result<(usize, usize)> {
         publish(data_dir, c)?;
     }
     published += crate::compact::recover_compactions(data_dir)?;
+    crate::delta::catch_up(data_dir, &commits)?;
     let mut discarded = 0;
     let staging = data_dir.join("_staging");
     if let Ok(entries) = fs::read_dir(&staging) {
@@ -1578,7 +1622,7 @@ mod tests {
         w.push(reading("a", 1, 1)).unwrap();
         let files = w.finish().unwrap();
         // Crash after the manifest line but before the renames.
-        let c = Commit { run: "done".into(), committed_at: 0, files: files.clone(), stream: None, replay: None };
+        let c = Commit { run: "done".into(), seq: 0, committed_at: 0, files: files.clone(), stream: None, replay: None };
         let mut line = serde_json::to_vec(&c).unwrap();
         line.push(b'\n');
         fs::create_dir_all(dir.path().join("_manifest")).unwrap();

@@ -179,6 +179,26 @@ fn read_segment(path: &Path, repair: bool) -> Result<Vec<LedgerRecord>> {
     Ok(out)
 }
 
+/// Writes one table's rows of segment `version` as Parquet files (one a date) and commits them
+/// to the table's Delta log as that transaction version of [`crate::delta::LEDGER_APP_ID`]. A
+/// table whose log already holds the segment (a crash came after its commit) is left alone: a
+/// committed file is never written again.
+fn publish_table_rows<R: crate::history::HistoryRow>(data_dir: &Path, name: &str, version: i64, rows: &[R]) -> Result<()> {
+    if rows.is_empty() || crate::delta::has_transaction(data_dir, R::TABLE, crate::delta::LEDGER_APP_ID, version)? {
+        return Ok(());
+    }
+    let table_dir = data_dir.join(R::TABLE);
+    let mut files = Vec::new();
+    for path in write_rows_by_date(data_dir, name, rows)? {
+        let rel = path
+            .strip_prefix(&table_dir)
+            .map_err(|_| ConnectorError::Invalid(format!("{}: not in its table", path.display())))?;
+        files.push((rel.to_string_lossy().into_owned(), None));
+    }
+    crate::delta::publish_table(data_dir, R::TABLE, crate::delta::LEDGER_APP_ID, version, &files)?;
+    Ok(())
+}
+
 /// Writes a closed segment's records as Parquet and marks it compacted.
 fn compact(data_dir: &Path, n: u64, path: &Path, records: &[LedgerRecord]) -> Result<()> {
     let name = format!("ledger-{n:08}.parquet");
@@ -194,10 +214,11 @@ fn compact(data_dir: &Path, n: u64, path: &Path, records: &[LedgerRecord]) -> Re
             LedgerRecord::IncidentAction(a) => incident_actions.push(a.clone()),
         }
     }
-    write_rows_by_date(data_dir, &name, &decisions)?;
-    write_rows_by_date(data_dir, &name, &schedule)?;
-    write_rows_by_date(data_dir, &name, &maintenance)?;
-    write_rows_by_date(data_dir, &name, &incident_actions)?;
+    let version = i64::try_from(n).unwrap_or(i64::MAX);
+    publish_table_rows(data_dir, &name, version, &decisions)?;
+    publish_table_rows(data_dir, &name, version, &schedule)?;
+    publish_table_rows(data_dir, &name, version, &maintenance)?;
+    publish_table_rows(data_dir, &name, version, &incident_actions)?;
     let done = path.with_extension("jsonl.compacted");
     fs::rename(path, &done).map_err(|e| ConnectorError::io(path, e))?;
     if let Some(dir) = path.parent() {

@@ -24,6 +24,7 @@
 use std::path::Path;
 
 pub mod compact;
+pub mod delta;
 pub mod export;
 pub mod files;
 pub mod history;
@@ -66,6 +67,9 @@ pub enum ConnectorError {
     /// An argument or a stored record is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// A Delta table could not be read or committed to.
+    #[error("delta: {0}")]
+    Delta(String),
 }
 
 /// Opens (creating it if needed) a lock file, for `File::lock` or `File::try_lock`.
