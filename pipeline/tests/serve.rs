@@ -567,7 +567,14 @@ fn alarms_in_approved_maintenance_are_recorded_as_suppressed() {
     let start = v["schedule"]["scheduled_for"].as_i64().unwrap();
     // Readings go on past the work's planned start: what the asset raises from then on lies in
     // the maintenance window, recorded but suppressed.
-    let more = post_until(&srv, &lines[posted..], || incidents_of(&srv, "mill-0001", "").iter().any(|i| i["suppressed"] == true));
+    let suppressed_seen = || incidents_of(&srv, "mill-0001", "").iter().any(|i| i["suppressed"] == true);
+    let more = post_until(&srv, &lines[posted..], suppressed_seen);
+    // Every reading is accepted by now, but a loaded machine's graph may still be hours of event
+    // time behind the last one: give it time to reach the window before judging.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !suppressed_seen() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let all = incidents_of(&srv, "mill-0001", "");
     let suppressed: Vec<&serde_json::Value> = all.iter().filter(|i| i["suppressed"] == true).collect();
     let brief: Vec<String> = all
