@@ -144,12 +144,29 @@ async fn open_or_create(url: Url, table: String) -> Result<DeltaTable> {
     Ok(t)
 }
 
+/// Whether the table folder's log holds a commit or a checkpoint (a local folder; other stores
+/// are asked by loading).
+fn log_has_commits(url: &Url) -> bool {
+    let Ok(dir) = url.to_file_path() else { return true };
+    std::fs::read_dir(dir.join("_delta_log")).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") || name.ends_with(".parquet")
+        })
+    })
+}
+
 async fn load_or_create(url: Url, table: String) -> Result<DeltaTable> {
-    let mut t = DeltaTable::try_from_url(url.clone()).await.map_err(|e| delta_err(&table, e))?;
-    match t.load().await {
-        Ok(()) => return Ok(t),
-        Err(DeltaTableError::NotATable(_)) => {}
-        Err(e) => return Err(delta_err(&table, e)),
+    // Loading a table without a log makes the delta kernel log an error of its own before it
+    // answers "not a table": a new table is created without asking.
+    if log_has_commits(&url) {
+        let mut t = DeltaTable::try_from_url(url.clone()).await.map_err(|e| delta_err(&table, e))?;
+        match t.load().await {
+            Ok(()) => return Ok(t),
+            Err(DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(delta_err(&table, e)),
+        }
     }
     let created = deltalake::operations::create::CreateBuilder::new()
         .with_location(url.as_str())
