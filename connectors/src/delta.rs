@@ -284,15 +284,16 @@ pub fn publish_files(data_dir: &Path, app_id: &str, version: i64, files: &[FileE
 /// committed.
 pub fn publish_table(data_dir: &Path, table: &str, app_id: &str, version: i64, files: &[(String, Option<u64>)]) -> Result<bool> {
     let url = table_url(data_dir, table)?;
-    let mut adds = Vec::with_capacity(files.len() + 1);
-    for (rel, rows) in files {
-        adds.push(Action::Add(add_action(data_dir, table, rel, *rows, true)?));
-    }
-    let (table, app_id) = (table.to_string(), app_id.to_string());
+    let (dir, table, app_id, files) = (data_dir.to_path_buf(), table.to_string(), app_id.to_string(), files.to_vec());
     block_on(async move {
         let t = open_or_create(url, table.clone()).await?;
         if txn_version(&t, &app_id, &table).await?.is_some_and(|v| v >= version) {
             return Ok(false);
+        }
+        // Only now are the files looked at: a commit made before is not read again.
+        let mut adds = Vec::with_capacity(files.len());
+        for (rel, rows) in &files {
+            adds.push(Action::Add(add_action(&dir, &table, rel, *rows, true)?));
         }
         let txn = Transaction::new_with_last_update(app_id, version, Some(chrono::Utc::now().timestamp_millis()));
         commit_actions(&t, &table, adds, append_op(), Some(txn)).await?;
@@ -399,14 +400,45 @@ pub fn catch_up(data_dir: &Path, commits: &[Commit]) -> Result<usize> {
             made += 1;
         }
     }
-    for c in commits {
-        let files: Vec<FileEntry> = c.files.iter().filter(|f| !replaced.contains(&f.path)).cloned().collect();
-        if files.is_empty() {
-            continue;
+    // Each table's transaction versions are read once; only the commits beyond them are made.
+    for table in tables {
+        let mut apps: BTreeSet<String> = BTreeSet::new();
+        for c in commits.iter().filter(|c| c.files.iter().any(|f| f.table == table)) {
+            apps.insert(run_app_id(&c.run));
         }
-        made += publish_files(data_dir, &run_app_id(&c.run), c.seq, &files)?;
+        let done = transaction_versions(data_dir, table, apps)?;
+        for c in commits {
+            let app = run_app_id(&c.run);
+            if done.get(&app).copied().flatten().is_some_and(|v| v >= c.seq) {
+                continue;
+            }
+            let files: Vec<(String, Option<u64>)> = c
+                .files
+                .iter()
+                .filter(|f| f.table == table && !replaced.contains(&f.path))
+                .filter_map(|f| table_relative(table, &f.path).map(|r| (r.to_string(), Some(f.rows))))
+                .collect();
+            if !files.is_empty() && publish_table(data_dir, table, &app, c.seq, &files)? {
+                made += 1;
+            }
+        }
     }
     Ok(made)
+}
+
+/// The latest transaction version of each of `apps` in `table`'s log (`None`: never committed).
+fn transaction_versions(data_dir: &Path, table: &str, apps: BTreeSet<String>) -> Result<BTreeMap<String, Option<i64>>> {
+    let url = table_url(data_dir, table)?;
+    let table = table.to_string();
+    block_on(async move {
+        let t = open_or_create(url, table.clone()).await?;
+        let mut out = BTreeMap::new();
+        for app in apps {
+            let v = txn_version(&t, &app, &table).await?;
+            out.insert(app, v);
+        }
+        Ok(out)
+    })
 }
 
 fn bootstrap_table(data_dir: &Path, table: &str, files: &[(String, Option<u64>)], runs: BTreeMap<String, i64>) -> Result<()> {

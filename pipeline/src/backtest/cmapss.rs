@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use vigil_connectors::models::{sha256_file, ModelMeta, ModelRef, ModelRegistry, ModelVersion};
+use vigil_connectors::models::{sha256_file, ModelMeta, ModelRegistry, ModelVersion};
 use vigil_events::{EventTime, SensorType};
 use vigil_operators::gbt::{GbtModel, GbtParams, SplitMix64};
 use vigil_operators::rul_features::{RulFeatureConfig, RulFeatures};
@@ -349,20 +349,7 @@ pub fn train(opts: &TrainOptions, now_ms: i64) -> Result<TrainReport, BacktestEr
 
 /// Loads a model from the registry: `NAME`, `NAME@latest` or `NAME@<version>`.
 pub fn load_model(registry: &Path, model: &str) -> Result<LoadedRul, BacktestError> {
-    let reg = ModelRegistry::new(registry);
-    let r: ModelRef =
-        model.parse().map_err(|e: vigil_connectors::ConnectorError| BacktestError::data(registry, e.to_string()))?;
-    let v = reg
-        .resolve(&r)
-        .map_err(|e| BacktestError::data(registry, e.to_string()))?
-        .ok_or_else(|| BacktestError::data(registry, format!("no model {model:?} in the registry")))?;
-    if v.meta.kind != RUL_MODEL_KIND {
-        return Err(BacktestError::data(
-            registry,
-            format!("{}@{} is a {:?} model, not {RUL_MODEL_KIND:?}", v.name, v.version, v.meta.kind),
-        ));
-    }
-    let bytes = reg.artifact(&v).map_err(|e| BacktestError::data(registry, e.to_string()))?;
+    let (v, bytes) = super::registered_model(registry, model, RUL_MODEL_KIND, "")?;
     let model: RulModel =
         serde_json::from_slice(&bytes).map_err(|e| BacktestError::data(registry, format!("{}@{}: {e}", v.name, v.version)))?;
     Ok(LoadedRul { name: v.name, version: v.version, model })

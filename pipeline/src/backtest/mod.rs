@@ -25,6 +25,32 @@ pub mod labelled;
 pub mod nab;
 pub mod normal;
 
+/// Resolves `model` (`NAME`, `NAME@latest` or `NAME@<version>`) in `registry`, checks that it is
+/// a model of `kind`, and reads its artifact. `context` ends each error message (say, the
+/// config key that named the model; empty for none).
+pub(crate) fn registered_model(
+    registry: &Path,
+    model: &str,
+    kind: &str,
+    context: &str,
+) -> Result<(vigil_connectors::models::ModelVersion, Vec<u8>), BacktestError> {
+    let reg = vigil_connectors::models::ModelRegistry::new(registry);
+    let r: vigil_connectors::models::ModelRef =
+        model.parse().map_err(|e: vigil_connectors::ConnectorError| BacktestError::data(registry, e.to_string()))?;
+    let v = reg
+        .resolve(&r)
+        .map_err(|e| BacktestError::data(registry, e.to_string()))?
+        .ok_or_else(|| BacktestError::data(registry, format!("no model {model:?} in the registry{context}")))?;
+    if v.meta.kind != kind {
+        return Err(BacktestError::data(
+            registry,
+            format!("{}@{} is a {:?} model, not {kind:?}{context}", v.name, v.version, v.meta.kind),
+        ));
+    }
+    let bytes = reg.artifact(&v).map_err(|e| BacktestError::data(registry, e.to_string()))?;
+    Ok((v, bytes))
+}
+
 /// Errors of a backtest.
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {

@@ -15,7 +15,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use serde::Serialize;
 use sha2::Digest;
-use vigil_connectors::models::{ModelMeta, ModelRef, ModelRegistry, ModelVersion};
+use vigil_connectors::models::{ModelMeta, ModelRegistry, ModelVersion};
 use vigil_events::format_rfc3339_ms;
 use vigil_operators::normal_model::{
     normal_rows, LoadedNormal, NormalModel, NormalModelArtifact, NormalModelConfig, NormalRows, NORMAL_MODEL_KIND,
@@ -156,20 +156,7 @@ pub fn train(opts: &TrainOptions, now_ms: i64) -> Result<TrainReport, BacktestEr
 /// Loads `asset`'s normal model from the registry: `NAME`, `NAME@latest` or `NAME@<version>`,
 /// registered by [`train`] for that asset.
 pub fn load_model(registry: &Path, model: &str, asset: &str) -> Result<LoadedNormal, BacktestError> {
-    let reg = ModelRegistry::new(registry);
-    let r: ModelRef =
-        model.parse().map_err(|e: vigil_connectors::ConnectorError| BacktestError::data(registry, e.to_string()))?;
-    let v = reg
-        .resolve(&r)
-        .map_err(|e| BacktestError::data(registry, e.to_string()))?
-        .ok_or_else(|| BacktestError::data(registry, format!("no model {model:?} in the registry (models.normal.{asset})")))?;
-    if v.meta.kind != NORMAL_MODEL_KIND {
-        return Err(BacktestError::data(
-            registry,
-            format!("{}@{} is a {:?} model, not {NORMAL_MODEL_KIND:?} (models.normal.{asset})", v.name, v.version, v.meta.kind),
-        ));
-    }
-    let bytes = reg.artifact(&v).map_err(|e| BacktestError::data(registry, e.to_string()))?;
+    let (v, bytes) = super::registered_model(registry, model, NORMAL_MODEL_KIND, &format!(" (models.normal.{asset})"))?;
     let artifact: NormalModelArtifact =
         serde_json::from_slice(&bytes).map_err(|e| BacktestError::data(registry, format!("{}@{}: {e}", v.name, v.version)))?;
     if artifact.asset_id != asset {
